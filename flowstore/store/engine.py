@@ -1,0 +1,165 @@
+"""Engine setup per backend and the translation of driver errors.
+
+SQLite gets one connect hook (WAL, busy timeout, foreign keys, synchronous level) and a begin
+hook that issues `BEGIN IMMEDIATE` for write transactions, so a read-modify-write takes SQLite's
+write lock before it reads and concurrent writers queue instead of losing updates. PostgreSQL
+goes through asyncpg.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from flowstore.errors import IntegrityConflict, StoreError, StoreUnavailable
+from flowstore.store import serde
+
+__all__ = [
+    "DEFAULT_URL",
+    "WRITE_OPTION",
+    "StoreSettings",
+    "create_engine",
+    "normalize_url",
+    "translate_errors",
+]
+
+DEFAULT_URL: Final = "sqlite+aiosqlite:///flowstore.db"
+
+WRITE_OPTION: Final = "flowstore_write"
+"""Execution option that marks a connection's transactions as writes (`BEGIN IMMEDIATE`)."""
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """How to open a store.
+
+    Attributes:
+        url: The database URL: `sqlite+aiosqlite:///path.db` or
+            `postgresql+asyncpg://user@host/db` (`sqlite://` and `postgresql://` are accepted
+            and given the async driver).
+        sqlite_synchronous: SQLite's `synchronous` level; FULL makes every commit durable
+            across power loss, NORMAL across process crashes only.
+        busy_timeout_ms: How long a SQLite writer waits for another process's write lock.
+        value_limits: Size limits for one stored value.
+        auto_upgrade: Apply pending migrations when the store opens. `None` means yes for
+            SQLite (an embedded database belongs to the application) and no for PostgreSQL
+            (a shared database is upgraded deliberately, with `flowstore db upgrade`).
+        pool_size: Connections kept open per process (PostgreSQL).
+        max_overflow: Extra connections allowed under load (PostgreSQL).
+        echo: Log every SQL statement.
+    """
+
+    url: str = DEFAULT_URL
+    sqlite_synchronous: Synchronous = "FULL"
+    busy_timeout_ms: int = 10_000
+    value_limits: serde.ValueLimits = field(default_factory=serde.ValueLimits)
+    auto_upgrade: bool | None = None
+    pool_size: int = 5
+    max_overflow: int = 10
+    echo: bool = False
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Give a SQLite or PostgreSQL URL its async driver, and refuse other backends."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise StoreError(
+                f"{parsed.render_as_string(hide_password=True)}: an in-memory SQLite database "
+                "is private to one connection; give a file path (sqlite+aiosqlite:///runs.db)"
+            )
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if backend == "postgresql":
+        if importlib.util.find_spec("asyncpg") is None:
+            raise StoreError(
+                "PostgreSQL needs the asyncpg driver: pip install 'flowstore[postgres]'"
+            )
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise StoreError(
+        f"unsupported database {parsed.render_as_string(hide_password=True)!r}: flowstore "
+        "stores runs in SQLite (sqlite+aiosqlite:///file.db) or PostgreSQL "
+        "(postgresql+asyncpg://user@host/db)"
+    )
+
+
+def create_engine(settings: StoreSettings) -> AsyncEngine:
+    """Create the async engine for `settings.url`, with the backend's connection setup."""
+    url = normalize_url(settings.url)
+    options: dict[str, Any] = {
+        "json_serializer": serde.serialize_for_driver,
+        "json_deserializer": serde.decode,
+        "echo": settings.echo,
+    }
+    if url.get_backend_name() == "postgresql":
+        options.update(
+            pool_size=settings.pool_size,
+            max_overflow=settings.max_overflow,
+            pool_pre_ping=True,
+        )
+    engine = create_async_engine(url, **options)
+    if url.get_backend_name() == "sqlite":
+        _install_sqlite_hooks(engine, settings)
+    return engine
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, settings: StoreSettings) -> None:
+    pragmas = (
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA synchronous={settings.sqlite_synchronous}",
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Take transaction control from the sqlite3 module, so the begin hook decides the mode.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            for pragma in pragmas:
+                cursor.execute(pragma)
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get(WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@asynccontextmanager
+async def translate_errors(action: str) -> AsyncIterator[None]:
+    """Turn driver and SQLAlchemy errors raised inside the block into flowstore errors."""
+    try:
+        yield
+    except exc.IntegrityError as error:
+        raise IntegrityConflict(f"{action}: {_driver_message(error)}") from error
+    except exc.OperationalError as error:
+        # SQLite's "database is locked", lost connections and refused logins all land here.
+        raise StoreUnavailable(f"{action}: {_driver_message(error)}") from error
+    except exc.InterfaceError as error:
+        raise StoreUnavailable(f"{action}: {_driver_message(error)}") from error
+    except exc.DBAPIError as error:
+        if error.connection_invalidated:
+            raise StoreUnavailable(f"{action}: {_driver_message(error)}") from error
+        raise StoreError(f"{action}: {_driver_message(error)}") from error
+    except exc.SQLAlchemyError as error:
+        raise StoreError(f"{action}: {error}") from error
+    except OSError as error:
+        # asyncpg raises OSError subclasses when the server cannot be reached.
+        raise StoreUnavailable(f"{action}: {error}") from error
+
+
+def _driver_message(error: exc.DBAPIError) -> str:
+    return str(error.orig).strip().splitlines()[0] if error.orig is not None else str(error)

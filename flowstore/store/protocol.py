@@ -1,0 +1,267 @@
+"""The `Store` protocol: every domain-level operation the runtime asks of the database."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from flowstore.store.records import (
+    BreakerState,
+    CacheEntry,
+    Change,
+    Checkpoint,
+    Claim,
+    CommitResult,
+    Entity,
+    EntityVersion,
+    ErrorReport,
+    Message,
+    MetricPoint,
+    NewMessage,
+    NewRun,
+    NodeExecution,
+    RunId,
+    RunQuery,
+    RunRecord,
+    Span,
+    Transition,
+    WorkerId,
+    WorkerInfo,
+)
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """Durable state of runs, memory, cache and telemetry.
+
+    Every method is one transaction. Methods that write for a run that a worker owns take the
+    worker's fencing number and refuse (`LeaseLost`) when it is stale, writing nothing.
+    """
+
+    async def close(self) -> None:
+        """Release every connection."""
+        ...
+
+    # ---------------------------------------------------------------- runs and leases
+
+    async def create_run(self, new: NewRun) -> RunRecord:
+        """Create a run, queued or (with `new.owner`) owned at once, with its first transition."""
+        ...
+
+    async def get_run(self, run_id: RunId) -> RunRecord:
+        """Read one run. Raises `RunNotFound`."""
+        ...
+
+    async def list_runs(self, query: RunQuery = ...) -> list[RunRecord]:
+        """Runs matching the query, newest first."""
+        ...
+
+    async def claim_run(
+        self,
+        owner: WorkerId,
+        *,
+        lease_seconds: float,
+        workflows: Collection[str] | None = None,
+        run_id: RunId | None = None,
+        steal_from: Collection[WorkerId] = (),
+    ) -> Claim | None:
+        """Claim the next queued run, or a running one whose lease is free, for `owner`.
+
+        Args:
+            owner: The claiming worker.
+            lease_seconds: The lease length.
+            workflows: Only runs of these workflows (those the worker can execute).
+            run_id: Only this run.
+            steal_from: Workers known to be dead, whose unexpired leases may be taken.
+
+        Returns:
+            The claim with its new fencing number, or None when nothing is claimable.
+        """
+        ...
+
+    async def renew_lease(
+        self, run_id: RunId, owner: WorkerId, fencing: int, *, lease_seconds: float
+    ) -> datetime:
+        """Extend a lease; return its new expiry. Raises `LeaseLost`."""
+        ...
+
+    async def release_lease(self, run_id: RunId, owner: WorkerId, fencing: int) -> bool:
+        """Give up a lease so any worker may claim the run now; False if it was already lost."""
+        ...
+
+    # ---------------------------------------------------------------- the transition log
+
+    async def record_transitions(
+        self, run_id: RunId, fencing: int, changes: Sequence[Change]
+    ) -> CommitResult:
+        """Apply and log a batch of changes atomically, each with the next sequence number.
+
+        Raises:
+            LeaseLost: The fencing number is stale; nothing was written.
+            UnserializableValue, ValueTooLarge: A value cannot be stored; nothing was written.
+        """
+        ...
+
+    async def read_transitions(
+        self, run_id: RunId, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[Transition]:
+        """The run's log after a sequence number, in order."""
+        ...
+
+    async def read_node_executions(self, run_id: RunId) -> list[NodeExecution]:
+        """Every execution of every node of the run."""
+        ...
+
+    async def read_outputs(
+        self, run_id: RunId, *, at_seq: int | None = None
+    ) -> dict[tuple[str, str], Any]:
+        """Outputs of succeeded node executions by (node, key), optionally as of a sequence."""
+        ...
+
+    async def read_checkpoint(
+        self, run_id: RunId, *, at_seq: int | None = None
+    ) -> Checkpoint | None:
+        """The latest checkpoint, optionally as of a sequence number."""
+        ...
+
+    # ---------------------------------------------------------------- workers
+
+    async def register_worker(self, worker: WorkerInfo) -> None:
+        """Record a worker process (or refresh its row)."""
+        ...
+
+    async def heartbeat(self, worker_id: WorkerId, *, lease_seconds: float) -> frozenset[RunId]:
+        """Record a heartbeat and renew every lease the worker holds; return those runs."""
+        ...
+
+    async def list_workers(self, *, heartbeat_since: datetime | None = None) -> list[WorkerInfo]:
+        """Registered workers, optionally only those alive since a time."""
+        ...
+
+    async def remove_worker(self, worker_id: WorkerId) -> bool:
+        """Forget a worker and release its leases."""
+        ...
+
+    # ---------------------------------------------------------------- cache
+
+    async def get_cached(self, key: str) -> CacheEntry | None:
+        """A live cache entry, or None when missing or expired."""
+        ...
+
+    async def put_cached(
+        self, key: str, *, workflow: str, node: str, value: Any, ttl_seconds: float | None = None
+    ) -> CacheEntry:
+        """Store a node output under a cache key."""
+        ...
+
+    async def clear_cache(
+        self, *, workflow: str | None = None, node: str | None = None, expired_only: bool = False
+    ) -> int:
+        """Delete cache entries; return how many."""
+        ...
+
+    # ---------------------------------------------------------------- memory
+
+    async def append_messages(
+        self, thread_id: str, messages: Sequence[NewMessage]
+    ) -> list[Message]:
+        """Append messages to a conversation thread."""
+        ...
+
+    async def read_messages(
+        self, thread_id: str, *, limit: int | None = None, before_id: int | None = None
+    ) -> list[Message]:
+        """A thread's messages in order (the latest `limit` of them)."""
+        ...
+
+    async def delete_thread(self, thread_id: str) -> int:
+        """Delete a thread's messages; return how many."""
+        ...
+
+    async def upsert_entity(
+        self,
+        namespace: str,
+        name: str,
+        attributes: Mapping[str, Any],
+        *,
+        merge: bool = True,
+        run_id: RunId | None = None,
+    ) -> Entity:
+        """Create or update an entity, keeping the previous version in its history."""
+        ...
+
+    async def get_entity(self, namespace: str, name: str) -> Entity | None:
+        """One entity, or None."""
+        ...
+
+    async def find_entities(
+        self,
+        namespace: str,
+        *,
+        where: Mapping[str, str | int | float | bool] | None = None,
+        name_prefix: str | None = None,
+        limit: int = 100,
+    ) -> list[Entity]:
+        """Entities whose attributes equal the given values."""
+        ...
+
+    async def entity_history(self, namespace: str, name: str) -> list[EntityVersion]:
+        """Every version of an entity, oldest first."""
+        ...
+
+    async def delete_entity(self, namespace: str, name: str) -> bool:
+        """Delete an entity and its history."""
+        ...
+
+    # ---------------------------------------------------------------- telemetry
+
+    async def record_errors(self, reports: Sequence[ErrorReport]) -> None:
+        """Store error reports."""
+        ...
+
+    async def list_errors(
+        self, *, run_id: RunId | None = None, since: datetime | None = None, limit: int = 100
+    ) -> list[ErrorReport]:
+        """Error reports, oldest first."""
+        ...
+
+    async def record_metrics(self, points: Sequence[MetricPoint]) -> None:
+        """Store measurements."""
+        ...
+
+    async def list_metrics(
+        self, *, run_id: RunId | None = None, name: str | None = None, limit: int = 1000
+    ) -> list[MetricPoint]:
+        """Measurements in the order recorded."""
+        ...
+
+    async def record_spans(self, spans: Sequence[Span]) -> None:
+        """Store trace spans (a span saved again replaces its row)."""
+        ...
+
+    async def list_spans(
+        self, *, run_id: RunId | None = None, trace_id: str | None = None
+    ) -> list[Span]:
+        """Spans of a run or a trace, by start time."""
+        ...
+
+    # ---------------------------------------------------------------- circuit breakers
+
+    async def get_breaker(self, name: str) -> BreakerState | None:
+        """A circuit breaker's shared state, or None if never saved."""
+        ...
+
+    async def save_breaker(
+        self,
+        name: str,
+        *,
+        state: str,
+        failure_count: int,
+        success_count: int,
+        opened_at: datetime | None,
+        expected_version: int,
+    ) -> BreakerState | None:
+        """Save a breaker if nobody saved it since `expected_version`; None if someone did."""
+        ...

@@ -1,0 +1,687 @@
+"""The domain records the store reads and writes.
+
+Records are frozen, slotted dataclasses: the write path builds thousands of them a second, and
+they cross no trust boundary (user values inside them are validated by the runtime and encoded
+to JSON by `flowstore.store.serde`). Each record read from the database has a `from_row`
+constructor that takes a mapping of column names, so no SQLAlchemy type leaks out of the store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, NewType
+
+__all__ = [
+    "UNSET",
+    "BreakerState",
+    "CacheEntry",
+    "Change",
+    "Checkpoint",
+    "CheckpointChange",
+    "Claim",
+    "CommitResult",
+    "Entity",
+    "EntityVersion",
+    "ErrorReport",
+    "EventChange",
+    "Message",
+    "MetricPoint",
+    "NewMessage",
+    "NewRun",
+    "NodeChange",
+    "NodeExecution",
+    "NodeStatus",
+    "RunChange",
+    "RunId",
+    "RunQuery",
+    "RunRecord",
+    "RunStatus",
+    "Span",
+    "Transition",
+    "TransitionKind",
+    "WorkerId",
+    "WorkerInfo",
+]
+
+RunId = NewType("RunId", str)
+"""The id of a run: a UUID in its canonical text form."""
+
+WorkerId = NewType("WorkerId", str)
+"""The id of a worker, unique per process: `hostname:pid:random`."""
+
+
+class _Unset(enum.Enum):
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset.UNSET
+"""Marks a field a change leaves as it is (distinct from `None`, a stored JSON null)."""
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is in its life. A run ends `succeeded`, `failed` or `cancelled`."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the run has ended and will not be claimed again."""
+        return self in _TERMINAL_RUN
+
+
+_TERMINAL_RUN = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class NodeStatus(enum.StrEnum):
+    """Where one execution of a node is in its life."""
+
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    RECOVERED = "recovered"
+
+
+class TransitionKind(enum.StrEnum):
+    """What a row of the transition log records."""
+
+    RUN = "run"
+    NODE = "node"
+    EVENT = "event"
+    CHECKPOINT = "checkpoint"
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run to create.
+
+    Attributes:
+        workflow: The workflow's name.
+        version: The workflow's declared version.
+        graph_hash: The stable hash of the compiled graph the run executes.
+        inputs: The workflow inputs (JSON-serializable).
+        spec: The canonical spec of the graph, stored once per hash.
+        id: The run id; a new UUID when not given.
+        parent_run_id: The run that started this one as a subworkflow.
+        priority: Higher runs are claimed first.
+        owner: A worker that owns the run from creation (it runs it at once); `None` queues it.
+        lease_seconds: The owner's lease length.
+    """
+
+    workflow: str
+    version: str
+    graph_hash: str
+    inputs: Any
+    spec: Any = None
+    id: RunId | None = None
+    parent_run_id: RunId | None = None
+    priority: int = 0
+    owner: WorkerId | None = None
+    lease_seconds: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as stored.
+
+    Attributes:
+        id: The run id.
+        workflow: The workflow's name.
+        version: The workflow's declared version.
+        graph_hash: The hash of the graph the run executes.
+        status: The current status.
+        inputs: The workflow inputs.
+        output: The run's result, once it succeeded.
+        error: The run's error, once it failed.
+        parent_run_id: The parent run of a subworkflow run.
+        priority: Claim priority (higher first).
+        created_at: When the run was created.
+        updated_at: When the run row last changed.
+        started_at: When the run was first claimed.
+        finished_at: When the run ended.
+        last_seq: The sequence number of its latest transition.
+        lease_owner: The worker that holds the lease, if any.
+        lease_expires_at: When that lease expires.
+        fencing: Grows on every claim; writes carry it and are refused when it is stale.
+    """
+
+    id: RunId
+    workflow: str
+    version: str
+    graph_hash: str
+    status: RunStatus
+    inputs: Any
+    output: Any
+    error: Any
+    parent_run_id: RunId | None
+    priority: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    last_seq: int
+    lease_owner: WorkerId | None
+    lease_expires_at: datetime | None
+    fencing: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+        """Build a record from a row of the runs table."""
+        return cls(
+            id=RunId(row["id"]),
+            workflow=row["workflow"],
+            version=row["version"],
+            graph_hash=row["graph_hash"],
+            status=RunStatus(row["status"]),
+            inputs=row["inputs"],
+            output=row["output"],
+            error=row["error"],
+            parent_run_id=row["parent_run_id"],
+            priority=row["priority"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            last_seq=row["last_seq"],
+            lease_owner=row["lease_owner"],
+            lease_expires_at=row["lease_expires_at"],
+            fencing=row["fencing"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A run a worker now owns.
+
+    Attributes:
+        run: The run as it was when claimed.
+        owner: The worker that owns it.
+        fencing: The fencing number every write for this run must carry.
+        lease_expires_at: When the lease runs out unless renewed.
+    """
+
+    run: RunRecord
+    owner: WorkerId
+    fencing: int
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """Filters for listing runs, newest first.
+
+    Attributes:
+        workflow: Only runs of this workflow.
+        statuses: Only runs in one of these statuses.
+        created_after: Only runs created at or after this time.
+        created_before: Only runs created before this time.
+        parent_run_id: Only the child runs of this run.
+        limit: At most this many runs.
+    """
+
+    workflow: str | None = None
+    statuses: frozenset[RunStatus] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    parent_run_id: RunId | None = None
+    limit: int = 100
+
+
+# --------------------------------------------------------------------------- the transition log
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    """A change of the run's status, with its output or error when it ends."""
+
+    status: RunStatus
+    output: Any = UNSET
+    error: Any = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class NodeChange:
+    """A change of one node execution's status.
+
+    Attributes:
+        node: The node's name.
+        status: The new status.
+        key: Tells executions of the same node apart (a loop iteration, a map item); "" for
+            a node that runs once.
+        attempt: The attempt number, when it changes.
+        input: The inputs the node was called with.
+        output: The node's output, on success.
+        error: The error, on failure.
+    """
+
+    node: str
+    status: NodeStatus
+    key: str = ""
+    attempt: int | None = None
+    input: Any = UNSET
+    output: Any = UNSET
+    error: Any = UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class EventChange:
+    """An event recorded in the log (a state update, tokens, a custom event)."""
+
+    name: str
+    payload: Any = None
+    node: str | None = None
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointChange:
+    """Scheduler state to resume from, stored at this change's sequence number.
+
+    It holds what cannot be derived from node executions (loop counters, a router's choice),
+    never a copy of the outputs, so checkpoint storage stays O(total output size).
+    """
+
+    state: Any
+
+
+Change = RunChange | NodeChange | EventChange | CheckpointChange
+"""One entry of a transition batch; each takes one sequence number."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """The sequence numbers a committed batch took: `first_seq` to `last_seq` inclusive."""
+
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One row of the append-only transition log."""
+
+    run_id: RunId
+    seq: int
+    kind: TransitionKind
+    name: str | None
+    node: str | None
+    key: str
+    status: str | None
+    attempt: int | None
+    payload: Any
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Transition:
+        """Build a record from a row of the transitions table."""
+        return cls(
+            run_id=RunId(row["run_id"]),
+            seq=row["seq"],
+            kind=TransitionKind(row["kind"]),
+            name=row["name"],
+            node=row["node"],
+            key=row["exec_key"],
+            status=row["status"],
+            attempt=row["attempt"],
+            payload=row["payload"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeExecution:
+    """One execution of a node, as stored."""
+
+    run_id: RunId
+    node: str
+    key: str
+    status: NodeStatus
+    attempt: int
+    input: Any
+    output: Any
+    error: Any
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_seq: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> NodeExecution:
+        """Build a record from a row of the node executions table."""
+        return cls(
+            run_id=RunId(row["run_id"]),
+            node=row["node"],
+            key=row["exec_key"],
+            status=NodeStatus(row["status"]),
+            attempt=row["attempt"],
+            input=row["input"],
+            output=row["output"],
+            error=row["error"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            updated_seq=row["updated_seq"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Scheduler state stored at a sequence number of a run."""
+
+    run_id: RunId
+    seq: int
+    state: Any
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Checkpoint:
+        """Build a record from a row of the checkpoints table."""
+        return cls(
+            run_id=RunId(row["run_id"]),
+            seq=row["seq"],
+            state=row["state"],
+            created_at=row["created_at"],
+        )
+
+
+# --------------------------------------------------------------------------- workers
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process and its last heartbeat."""
+
+    id: WorkerId
+    hostname: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    metadata: Any = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WorkerInfo:
+        """Build a record from a row of the workers table."""
+        return cls(
+            id=WorkerId(row["id"]),
+            hostname=row["hostname"],
+            pid=row["pid"],
+            started_at=row["started_at"],
+            heartbeat_at=row["heartbeat_at"],
+            metadata=row["metadata"],
+        )
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """A cached node output.
+
+    Attributes:
+        key: The cache key (a digest of the node identity, its version and its inputs).
+        workflow: The workflow of the node that produced the value.
+        node: The node that produced the value.
+        value: The cached output.
+        created_at: When the value was stored.
+        expires_at: When it stops being served; `None` never expires.
+    """
+
+    key: str
+    workflow: str
+    node: str
+    value: Any
+    created_at: datetime
+    expires_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CacheEntry:
+        """Build a record from a row of the cache table."""
+        return cls(
+            key=row["key"],
+            workflow=row["workflow"],
+            node=row["node"],
+            value=row["value"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+        )
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A conversation message to append to a thread."""
+
+    role: str
+    content: Any
+    metadata: Any = None
+    run_id: RunId | None = None
+    node: str | None = None
+    tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored conversation message; `id` orders a thread."""
+
+    id: int
+    thread_id: str
+    role: str
+    content: Any
+    metadata: Any
+    run_id: RunId | None
+    node: str | None
+    tokens: int | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Message:
+        """Build a record from a row of the messages table."""
+        return cls(
+            id=row["id"],
+            thread_id=row["thread_id"],
+            role=row["role"],
+            content=row["content"],
+            metadata=row["metadata"],
+            run_id=row["run_id"],
+            node=row["node"],
+            tokens=row["tokens"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """A named entity with attributes, in a namespace."""
+
+    namespace: str
+    name: str
+    attributes: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Entity:
+        """Build a record from a row of the entities table."""
+        return cls(
+            namespace=row["namespace"],
+            name=row["name"],
+            attributes=row["attributes"],
+            version=row["version"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EntityVersion:
+    """One version of an entity's attributes, kept as its history."""
+
+    namespace: str
+    name: str
+    version: int
+    attributes: dict[str, Any]
+    run_id: RunId | None
+    changed_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EntityVersion:
+        """Build a record from a row of the entity history table."""
+        return cls(
+            namespace=row["namespace"],
+            name=row["name"],
+            version=row["version"],
+            attributes=row["attributes"],
+            run_id=row["run_id"],
+            changed_at=row["changed_at"],
+        )
+
+
+# --------------------------------------------------------------------------- telemetry
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReport:
+    """A failure and what happened next (`retried`, `fell_back`, `failed_run`, ...)."""
+
+    run_id: RunId | None
+    node: str | None
+    error_type: str
+    message: str
+    traceback: str | None = None
+    key: str = ""
+    attempt: int | None = None
+    outcome: str | None = None
+    details: Any = None
+    created_at: datetime | None = None
+    id: int | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ErrorReport:
+        """Build a record from a row of the error reports table."""
+        return cls(
+            id=row["id"],
+            run_id=row["run_id"],
+            node=row["node"],
+            key=row["exec_key"],
+            attempt=row["attempt"],
+            error_type=row["error_type"],
+            message=row["message"],
+            traceback=row["traceback"],
+            outcome=row["outcome"],
+            details=row["details"],
+            created_at=row["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One measurement, such as a node's duration in milliseconds."""
+
+    name: str
+    value: float
+    workflow: str | None = None
+    node: str | None = None
+    run_id: RunId | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    recorded_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> MetricPoint:
+        """Build a record from a row of the metrics table."""
+        return cls(
+            name=row["name"],
+            value=row["value"],
+            workflow=row["workflow"],
+            node=row["node"],
+            run_id=row["run_id"],
+            labels=row["labels"] or {},
+            recorded_at=row["recorded_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A trace span (a run, a node, an attempt) with its parent."""
+
+    span_id: str
+    trace_id: str
+    name: str
+    started_at: datetime
+    parent_span_id: str | None = None
+    run_id: RunId | None = None
+    node: str | None = None
+    key: str = ""
+    attempt: int | None = None
+    ended_at: datetime | None = None
+    status: str | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Span:
+        """Build a record from a row of the spans table."""
+        return cls(
+            span_id=row["span_id"],
+            trace_id=row["trace_id"],
+            parent_span_id=row["parent_span_id"],
+            name=row["name"],
+            run_id=row["run_id"],
+            node=row["node"],
+            key=row["exec_key"],
+            attempt=row["attempt"],
+            started_at=row["started_at"],
+            ended_at=row["ended_at"],
+            status=row["status"],
+            attributes=row["attributes"] or {},
+        )
+
+
+# --------------------------------------------------------------------------- circuit breakers
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    """The shared state of a circuit breaker for one named dependency.
+
+    `version` grows on every save; a save names the version it read, so two workers that
+    change the same breaker at once cannot overwrite each other.
+    """
+
+    name: str
+    state: str
+    failure_count: int
+    success_count: int
+    opened_at: datetime | None
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BreakerState:
+        """Build a record from a row of the circuit breakers table."""
+        return cls(
+            name=row["name"],
+            state=row["state"],
+            failure_count=row["failure_count"],
+            success_count=row["success_count"],
+            opened_at=row["opened_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+        )

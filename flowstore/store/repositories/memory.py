@@ -1,0 +1,212 @@
+"""Conversation messages by thread, and entities with their history."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowstore.store.records import Entity, EntityVersion, Message, NewMessage, RunId
+from flowstore.store.repositories._common import Encoder
+from flowstore.store.schema import entities, entity_history, messages
+
+__all__ = [
+    "append_messages",
+    "delete_entity",
+    "delete_thread",
+    "entity_history_of",
+    "find_entities",
+    "get_entity",
+    "read_messages",
+    "upsert_entity",
+]
+
+AttributeValue = str | int | float | bool
+
+
+async def append_messages(
+    conn: AsyncConnection,
+    thread_id: str,
+    new: Sequence[NewMessage],
+    *,
+    now: datetime,
+    encode: Encoder,
+) -> list[Message]:
+    """Append messages to a thread, in order; return them with their ids."""
+    if not new:
+        return []
+    rows = [
+        {
+            "thread_id": thread_id,
+            "role": message.role,
+            "content": encode(message.content, what=f"message content in thread {thread_id!r}"),
+            "metadata": None
+            if message.metadata is None
+            else encode(message.metadata, what=f"message metadata in thread {thread_id!r}"),
+            "run_id": message.run_id,
+            "node": message.node,
+            "tokens": message.tokens,
+            "created_at": now,
+        }
+        for message in new
+    ]
+    result = await conn.execute(
+        messages.insert().returning(messages.c.id, sort_by_parameter_order=True), rows
+    )
+    ids = list(result.scalars())
+    return [
+        Message(
+            id=message_id,
+            thread_id=thread_id,
+            role=message.role,
+            content=message.content,
+            metadata=message.metadata,
+            run_id=message.run_id,
+            node=message.node,
+            tokens=message.tokens,
+            created_at=now,
+        )
+        for message_id, message in zip(ids, new, strict=True)
+    ]
+
+
+async def read_messages(
+    conn: AsyncConnection, thread_id: str, *, limit: int | None, before_id: int | None
+) -> list[Message]:
+    """The thread's messages in order; with `limit`, the latest that many (before `before_id`)."""
+    stmt = select(messages).where(messages.c.thread_id == thread_id)
+    if before_id is not None:
+        stmt = stmt.where(messages.c.id < before_id)
+    stmt = stmt.order_by(messages.c.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    rows = [Message.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    rows.reverse()
+    return rows
+
+
+async def delete_thread(conn: AsyncConnection, thread_id: str) -> int:
+    """Delete a thread's messages; return how many."""
+    result = await conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
+    return int(result.rowcount)
+
+
+async def upsert_entity(
+    conn: AsyncConnection,
+    namespace: str,
+    name: str,
+    attributes: Mapping[str, Any],
+    *,
+    merge: bool,
+    run_id: RunId | None,
+    now: datetime,
+    encode: Encoder,
+) -> Entity:
+    """Create or change an entity; with `merge`, new attributes are laid over the old ones.
+
+    The row is read under the caller's write transaction (BEGIN IMMEDIATE on SQLite, a row
+    lock on PostgreSQL), so concurrent merges do not lose each other's attributes.
+    """
+    current = (
+        (
+            await conn.execute(
+                select(entities)
+                .where(entities.c.namespace == namespace, entities.c.name == name)
+                .with_for_update()
+            )
+        )
+        .mappings()
+        .first()
+    )
+    merged = {**current["attributes"], **attributes} if current and merge else dict(attributes)
+    encoded = encode(merged, what=f"attributes of entity {namespace}/{name}")
+    if current is None:
+        version, created_at = 1, now
+        await conn.execute(
+            entities.insert().values(
+                namespace=namespace,
+                name=name,
+                attributes=encoded,
+                version=version,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    else:
+        version, created_at = current["version"] + 1, current["created_at"]
+        await conn.execute(
+            entities.update()
+            .where(entities.c.namespace == namespace, entities.c.name == name)
+            .values(attributes=encoded, version=version, updated_at=now)
+        )
+    await conn.execute(
+        entity_history.insert().values(
+            namespace=namespace,
+            name=name,
+            version=version,
+            attributes=encoded,
+            run_id=run_id,
+            changed_at=now,
+        )
+    )
+    return Entity(namespace, name, merged, version, created_at, now)
+
+
+async def get_entity(conn: AsyncConnection, namespace: str, name: str) -> Entity | None:
+    """The entity, or None."""
+    stmt = select(entities).where(entities.c.namespace == namespace, entities.c.name == name)
+    row = (await conn.execute(stmt)).mappings().first()
+    return None if row is None else Entity.from_row(row)
+
+
+def _attribute_equals(key: str, value: AttributeValue) -> ColumnElement[bool]:
+    # json_extract on SQLite and ->> on PostgreSQL, cast to the value's own type.
+    element = entities.c.attributes[key]
+    if isinstance(value, bool):
+        return element.as_boolean() == value
+    if isinstance(value, int):
+        return element.as_integer() == value
+    if isinstance(value, float):
+        return element.as_float() == value
+    return element.as_string() == value
+
+
+async def find_entities(
+    conn: AsyncConnection,
+    namespace: str,
+    *,
+    where: Mapping[str, AttributeValue] | None,
+    name_prefix: str | None,
+    limit: int,
+) -> list[Entity]:
+    """Entities of a namespace whose attributes equal every value in `where`, by name."""
+    stmt = select(entities).where(entities.c.namespace == namespace)
+    for key, value in (where or {}).items():
+        stmt = stmt.where(_attribute_equals(key, value))
+    if name_prefix is not None:
+        stmt = stmt.where(entities.c.name.startswith(name_prefix, autoescape=True))
+    stmt = stmt.order_by(entities.c.name).limit(limit)
+    return [Entity.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def entity_history_of(
+    conn: AsyncConnection, namespace: str, name: str
+) -> list[EntityVersion]:
+    """Every version of the entity's attributes, oldest first."""
+    stmt = (
+        select(entity_history)
+        .where(entity_history.c.namespace == namespace, entity_history.c.name == name)
+        .order_by(entity_history.c.version)
+    )
+    return [EntityVersion.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def delete_entity(conn: AsyncConnection, namespace: str, name: str) -> bool:
+    """Delete the entity and its history."""
+    result = await conn.execute(
+        delete(entities).where(entities.c.namespace == namespace, entities.c.name == name)
+    )
+    return bool(result.rowcount == 1)

@@ -1,0 +1,302 @@
+"""Runs: creation, queries, claims with leases and fencing numbers, and workers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowstore.errors import LeaseLost, RunNotFound
+from flowstore.store.records import (
+    Claim,
+    NewRun,
+    RunId,
+    RunQuery,
+    RunRecord,
+    RunStatus,
+    TransitionKind,
+    WorkerId,
+    WorkerInfo,
+)
+from flowstore.store.repositories._common import Encoder, upsert
+from flowstore.store.schema import graphs, runs, transitions, workers
+
+__all__ = [
+    "claim_run",
+    "create_run",
+    "get_run",
+    "heartbeat",
+    "list_runs",
+    "list_workers",
+    "lease_lost",
+    "register_worker",
+    "release_lease",
+    "remove_worker",
+    "renew_lease",
+]
+
+_CLAIMABLE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+async def create_run(
+    conn: AsyncConnection, new: NewRun, *, now: datetime, encode: Encoder
+) -> RunRecord:
+    """Insert a run (and its graph spec, once per hash) with its first transition."""
+    run_id = new.id or RunId(str(uuid.uuid4()))
+    inputs = encode(new.inputs, what=f"inputs of run {run_id}")
+    spec = encode(new.spec, what=f"spec of workflow {new.workflow!r}")
+    await conn.execute(
+        upsert(conn, graphs)
+        .values(
+            hash=new.graph_hash,
+            workflow=new.workflow,
+            version=new.version,
+            spec=spec,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[graphs.c.hash])
+    )
+    owned = new.owner is not None
+    status = RunStatus.RUNNING if owned else RunStatus.QUEUED
+    row = {
+        "id": run_id,
+        "workflow": new.workflow,
+        "version": new.version,
+        "graph_hash": new.graph_hash,
+        "status": status.value,
+        "inputs": inputs,
+        "parent_run_id": new.parent_run_id,
+        "priority": new.priority,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": now if owned else None,
+        "last_seq": 1,
+        "lease_owner": new.owner,
+        "lease_expires_at": now + timedelta(seconds=new.lease_seconds) if owned else None,
+        "fencing": 1 if owned else 0,
+    }
+    inserted = await conn.execute(runs.insert().values(row).returning(*runs.c))
+    await conn.execute(
+        transitions.insert().values(
+            run_id=run_id,
+            seq=1,
+            kind=TransitionKind.RUN.value,
+            exec_key="",
+            status=status.value,
+            payload=_claim_payload(new.owner, 1) if owned else None,
+            created_at=now,
+        )
+    )
+    return RunRecord.from_row(inserted.mappings().one())
+
+
+def _claim_payload(owner: str | None, fencing: int) -> dict[str, Any]:
+    return {"owner": owner, "fencing": fencing}
+
+
+async def get_run(conn: AsyncConnection, run_id: RunId) -> RunRecord:
+    """Read one run; raise `RunNotFound` when there is none."""
+    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+    if row is None:
+        raise RunNotFound(f"no run has the id {run_id!r}")
+    return RunRecord.from_row(row)
+
+
+async def list_runs(conn: AsyncConnection, query: RunQuery) -> list[RunRecord]:
+    """The runs matching `query`, newest first."""
+    stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(query.limit)
+    if query.workflow is not None:
+        stmt = stmt.where(runs.c.workflow == query.workflow)
+    if query.statuses is not None:
+        stmt = stmt.where(runs.c.status.in_([status.value for status in query.statuses]))
+    if query.created_after is not None:
+        stmt = stmt.where(runs.c.created_at >= query.created_after)
+    if query.created_before is not None:
+        stmt = stmt.where(runs.c.created_at < query.created_before)
+    if query.parent_run_id is not None:
+        stmt = stmt.where(runs.c.parent_run_id == query.parent_run_id)
+    result = await conn.execute(stmt)
+    return [RunRecord.from_row(row) for row in result.mappings()]
+
+
+async def claim_run(
+    conn: AsyncConnection,
+    owner: WorkerId,
+    *,
+    now: datetime,
+    lease_seconds: float,
+    workflows: Collection[str] | None,
+    run_id: RunId | None,
+    steal_from: Collection[WorkerId],
+) -> Claim | None:
+    """Take the lease of the next claimable run, bumping its fencing number.
+
+    A run is claimable when it is queued, or running with no live lease: its lease expired,
+    was released, or belongs to a worker in `steal_from` (known to be dead). On PostgreSQL the
+    candidate row is locked with `FOR UPDATE SKIP LOCKED`, so concurrent claimers take
+    different runs; on SQLite the caller's `BEGIN IMMEDIATE` serializes claims.
+    """
+    lease_free = or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now)
+    if steal_from:
+        lease_free = or_(lease_free, runs.c.lease_owner.in_(list(steal_from)))
+    candidate = select(runs.c.id).where(runs.c.status.in_(_CLAIMABLE), lease_free)
+    if workflows is not None:
+        candidate = candidate.where(runs.c.workflow.in_(list(workflows)))
+    if run_id is not None:
+        candidate = candidate.where(runs.c.id == run_id)
+    candidate = (
+        candidate.order_by(runs.c.priority.desc(), runs.c.created_at, runs.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+    expires = now + timedelta(seconds=lease_seconds)
+    claimed = await conn.execute(
+        update(runs)
+        .where(runs.c.id == candidate.scalar_subquery())
+        .values(
+            status=RunStatus.RUNNING.value,
+            lease_owner=owner,
+            lease_expires_at=expires,
+            fencing=runs.c.fencing + 1,
+            last_seq=runs.c.last_seq + 1,
+            started_at=func.coalesce(runs.c.started_at, now),
+            updated_at=now,
+        )
+        .returning(*runs.c)
+    )
+    row = claimed.mappings().first()
+    if row is None:
+        return None
+    run = RunRecord.from_row(row)
+    await conn.execute(
+        transitions.insert().values(
+            run_id=run.id,
+            seq=run.last_seq,
+            kind=TransitionKind.RUN.value,
+            exec_key="",
+            status=RunStatus.RUNNING.value,
+            payload=_claim_payload(owner, run.fencing),
+            created_at=now,
+        )
+    )
+    return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
+
+
+async def lease_lost(conn: AsyncConnection, run_id: RunId, fencing: int) -> LeaseLost:
+    """The error for a write whose fencing number no longer matches (or `RunNotFound`)."""
+    row = (
+        await conn.execute(
+            select(runs.c.fencing, runs.c.lease_owner, runs.c.status).where(runs.c.id == run_id)
+        )
+    ).first()
+    if row is None:
+        raise RunNotFound(f"no run has the id {run_id!r}")
+    return LeaseLost(
+        f"run {run_id} is no longer owned by this worker: its fencing number is {row.fencing} "
+        f"(owner {row.lease_owner or 'none'}, status {row.status}), this write carried "
+        f"{fencing}; nothing was written"
+    )
+
+
+def _owned(run_id: RunId, owner: WorkerId, fencing: int) -> Any:
+    return and_(
+        runs.c.id == run_id,
+        runs.c.fencing == fencing,
+        runs.c.lease_owner == owner,
+        runs.c.status.in_(_CLAIMABLE),
+    )
+
+
+async def renew_lease(
+    conn: AsyncConnection,
+    run_id: RunId,
+    owner: WorkerId,
+    fencing: int,
+    *,
+    now: datetime,
+    lease_seconds: float,
+) -> datetime:
+    """Extend the lease; raise `LeaseLost` when another worker owns the run now."""
+    expires = now + timedelta(seconds=lease_seconds)
+    result = await conn.execute(
+        update(runs).where(_owned(run_id, owner, fencing)).values(lease_expires_at=expires)
+    )
+    if result.rowcount != 1:
+        raise await lease_lost(conn, run_id, fencing)
+    return expires
+
+
+async def release_lease(
+    conn: AsyncConnection, run_id: RunId, owner: WorkerId, fencing: int
+) -> bool:
+    """Give up the lease so another worker may claim the run at once; False if already lost."""
+    result = await conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.fencing == fencing, runs.c.lease_owner == owner)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    return bool(result.rowcount == 1)
+
+
+async def register_worker(conn: AsyncConnection, worker: WorkerInfo) -> None:
+    """Insert or refresh a worker row."""
+    stmt = upsert(conn, workers).values(
+        id=worker.id,
+        hostname=worker.hostname,
+        pid=worker.pid,
+        started_at=worker.started_at,
+        heartbeat_at=worker.heartbeat_at,
+        metadata=worker.metadata,
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[workers.c.id],
+            set_={
+                "hostname": stmt.excluded.hostname,
+                "pid": stmt.excluded.pid,
+                "heartbeat_at": stmt.excluded.heartbeat_at,
+                "metadata": stmt.excluded.metadata,
+            },
+        )
+    )
+
+
+async def heartbeat(
+    conn: AsyncConnection, worker_id: WorkerId, *, now: datetime, lease_seconds: float
+) -> frozenset[RunId]:
+    """Record a heartbeat and extend the leases of every run the worker still owns."""
+    await conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
+    renewed = await conn.execute(
+        update(runs)
+        .where(runs.c.lease_owner == worker_id, runs.c.status.in_(_CLAIMABLE))
+        .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
+        .returning(runs.c.id)
+    )
+    return frozenset(RunId(run_id) for run_id in renewed.scalars())
+
+
+async def list_workers(
+    conn: AsyncConnection, *, heartbeat_since: datetime | None
+) -> list[WorkerInfo]:
+    """The registered workers, optionally only those with a heartbeat since a time."""
+    stmt = select(workers).order_by(workers.c.started_at, workers.c.id)
+    if heartbeat_since is not None:
+        stmt = stmt.where(workers.c.heartbeat_at >= heartbeat_since)
+    return [WorkerInfo.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def remove_worker(conn: AsyncConnection, worker_id: WorkerId) -> bool:
+    """Delete a worker row and release the leases it still holds."""
+    await conn.execute(
+        update(runs)
+        .where(runs.c.lease_owner == worker_id)
+        .values(lease_owner=None, lease_expires_at=None)
+    )
+    result = await conn.execute(delete(workers).where(workers.c.id == worker_id))
+    return bool(result.rowcount == 1)
+
+

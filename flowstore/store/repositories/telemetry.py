@@ -1,0 +1,144 @@
+"""Error reports, metrics and trace spans: plain rows that users query with SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowstore.store.records import ErrorReport, MetricPoint, RunId, Span
+from flowstore.store.repositories._common import Encoder, upsert
+from flowstore.store.schema import error_reports, metrics, spans
+
+__all__ = [
+    "list_errors",
+    "list_metrics",
+    "list_spans",
+    "record_errors",
+    "record_metrics",
+    "record_spans",
+]
+
+
+async def record_errors(
+    conn: AsyncConnection, reports: Sequence[ErrorReport], *, now: datetime, encode: Encoder
+) -> None:
+    """Store error reports."""
+    if not reports:
+        return
+    await conn.execute(
+        error_reports.insert(),
+        [
+            {
+                "run_id": report.run_id,
+                "node": report.node,
+                "exec_key": report.key,
+                "attempt": report.attempt,
+                "error_type": report.error_type,
+                "message": report.message,
+                "traceback": report.traceback,
+                "outcome": report.outcome,
+                "details": None
+                if report.details is None
+                else encode(report.details, what=f"details of error {report.error_type}"),
+                "created_at": report.created_at or now,
+            }
+            for report in reports
+        ],
+    )
+
+
+async def list_errors(
+    conn: AsyncConnection, *, run_id: RunId | None, since: datetime | None, limit: int
+) -> list[ErrorReport]:
+    """Error reports, oldest first, of one run or since a time."""
+    stmt = select(error_reports).order_by(error_reports.c.id).limit(limit)
+    if run_id is not None:
+        stmt = stmt.where(error_reports.c.run_id == run_id)
+    if since is not None:
+        stmt = stmt.where(error_reports.c.created_at >= since)
+    return [ErrorReport.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def record_metrics(
+    conn: AsyncConnection, points: Sequence[MetricPoint], *, now: datetime
+) -> None:
+    """Store measurements."""
+    if not points:
+        return
+    await conn.execute(
+        metrics.insert(),
+        [
+            {
+                "name": point.name,
+                "value": float(point.value),
+                "workflow": point.workflow,
+                "node": point.node,
+                "run_id": point.run_id,
+                "labels": dict(point.labels) or None,
+                "recorded_at": point.recorded_at or now,
+            }
+            for point in points
+        ],
+    )
+
+
+async def list_metrics(
+    conn: AsyncConnection, *, run_id: RunId | None, name: str | None, limit: int
+) -> list[MetricPoint]:
+    """Measurements in the order recorded, of one run and/or one name."""
+    stmt = select(metrics).order_by(metrics.c.id).limit(limit)
+    if run_id is not None:
+        stmt = stmt.where(metrics.c.run_id == run_id)
+    if name is not None:
+        stmt = stmt.where(metrics.c.name == name)
+    return [MetricPoint.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def record_spans(conn: AsyncConnection, items: Sequence[Span], *, encode: Encoder) -> None:
+    """Store spans; a span written again (when it ends) replaces its earlier row."""
+    if not items:
+        return
+    stmt = upsert(conn, spans)
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[spans.c.span_id],
+            set_={
+                name: stmt.excluded[name]
+                for name in ("ended_at", "status", "attributes", "name", "attempt")
+            },
+        ),
+        [
+            {
+                "span_id": span.span_id,
+                "trace_id": span.trace_id,
+                "parent_span_id": span.parent_span_id,
+                "name": span.name,
+                "run_id": span.run_id,
+                "node": span.node,
+                "exec_key": span.key,
+                "attempt": span.attempt,
+                "started_at": span.started_at,
+                "ended_at": span.ended_at,
+                "status": span.status,
+                "attributes": encode(dict(span.attributes), what=f"attributes of span {span.name}")
+                if span.attributes
+                else None,
+            }
+            for span in items
+        ],
+    )
+
+
+async def list_spans(
+    conn: AsyncConnection, *, run_id: RunId | None, trace_id: str | None
+) -> list[Span]:
+    """Spans of a run or a trace, by start time."""
+    stmt = select(spans).order_by(spans.c.started_at, spans.c.span_id)
+    if run_id is not None:
+        stmt = stmt.where(spans.c.run_id == run_id)
+    if trace_id is not None:
+        stmt = stmt.where(spans.c.trace_id == trace_id)
+    return [Span.from_row(row) for row in (await conn.execute(stmt)).mappings()]

@@ -1,0 +1,286 @@
+"""The transition log, node executions and checkpoints: a run's durable history.
+
+`record_transitions` is the write path of every run. In one transaction it checks the
+caller's fencing number and reserves a gapless range of sequence numbers with a single
+`UPDATE ... RETURNING` on the run row (which also serializes writers of the same run), then
+upserts the node rows, appends the log rows and stores the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from flowstore.store.records import (
+    UNSET,
+    Change,
+    Checkpoint,
+    CheckpointChange,
+    CommitResult,
+    EventChange,
+    NodeChange,
+    NodeExecution,
+    NodeStatus,
+    RunChange,
+    RunId,
+    Transition,
+    TransitionKind,
+)
+from flowstore.store.repositories._common import Encoder, upsert
+from flowstore.store.repositories.runs import lease_lost
+from flowstore.store.schema import checkpoints, node_executions, runs, transitions
+
+__all__ = [
+    "read_checkpoint",
+    "read_node_executions",
+    "read_outputs",
+    "read_transitions",
+    "record_transitions",
+]
+
+_NODE_ENDED = frozenset(
+    {NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
+)
+
+
+@dataclass(slots=True)
+class _NodeRow:
+    """The net effect of a batch's changes on one node execution row."""
+
+    node: str
+    key: str
+    status: str
+    attempt: int
+    input: Any
+    output: Any
+    error: Any
+    started_at: datetime | None
+    finished_at: datetime | None
+    seq: int
+
+
+async def record_transitions(
+    conn: AsyncConnection,
+    run_id: RunId,
+    fencing: int,
+    changes: Sequence[Change],
+    *,
+    now: datetime,
+    encode: Encoder,
+) -> CommitResult:
+    """Append `changes` to the run's log and apply them, all or nothing.
+
+    Raises:
+        LeaseLost: `fencing` is not the run's current fencing number; nothing is written.
+        RunNotFound: There is no such run.
+    """
+    run_values: dict[str, Any] = {"last_seq": runs.c.last_seq + len(changes), "updated_at": now}
+    for change in changes:
+        if isinstance(change, RunChange):
+            run_values["status"] = change.status.value
+            if change.output is not UNSET:
+                run_values["output"] = encode(change.output, what=f"output of run {run_id}")
+            if change.error is not UNSET:
+                run_values["error"] = encode(change.error, what=f"error of run {run_id}")
+            if change.status.is_terminal:
+                run_values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
+    reserved = await conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.fencing == fencing)
+        .values(run_values)
+        .returning(runs.c.last_seq)
+    )
+    last_seq = reserved.scalar()
+    if last_seq is None:
+        raise await lease_lost(conn, run_id, fencing)
+    first_seq = last_seq - len(changes) + 1
+
+    log_rows: list[dict[str, Any]] = []
+    node_rows: dict[tuple[str, str], _NodeRow] = {}
+    checkpoint_rows: list[dict[str, Any]] = []
+    for seq, change in enumerate(changes, start=first_seq):
+        row: dict[str, Any] = {
+            "run_id": run_id,
+            "seq": seq,
+            "name": None,
+            "node": None,
+            "exec_key": "",
+            "status": None,
+            "attempt": None,
+            "payload": None,
+            "created_at": now,
+        }
+        if isinstance(change, NodeChange):
+            error = _fold_node(node_rows, change, seq, run_id, now, encode)
+            row.update(
+                kind=TransitionKind.NODE.value,
+                node=change.node,
+                exec_key=change.key,
+                status=change.status.value,
+                attempt=change.attempt,
+                payload=error,
+            )
+        elif isinstance(change, RunChange):
+            error = run_values.get("error") if change.error is not UNSET else None
+            row.update(kind=TransitionKind.RUN.value, status=change.status.value, payload=error)
+        elif isinstance(change, EventChange):
+            payload = encode(change.payload, what=f"payload of event {change.name!r}")
+            row.update(
+                kind=TransitionKind.EVENT.value,
+                name=change.name,
+                node=change.node,
+                exec_key=change.key,
+                payload=payload,
+            )
+        else:
+            state = encode(change.state, what=f"checkpoint of run {run_id}")
+            row.update(kind=TransitionKind.CHECKPOINT.value)
+            checkpoint_rows.append(
+                {"run_id": run_id, "seq": seq, "state": state, "created_at": now}
+            )
+        log_rows.append(row)
+
+    if node_rows:
+        await _upsert_nodes(conn, run_id, list(node_rows.values()), now)
+    if log_rows:
+        await conn.execute(transitions.insert(), log_rows)
+    if checkpoint_rows:
+        await conn.execute(checkpoints.insert(), checkpoint_rows)
+    return CommitResult(first_seq=first_seq, last_seq=last_seq)
+
+
+def _fold_node(
+    rows: dict[tuple[str, str], _NodeRow],
+    change: NodeChange,
+    seq: int,
+    run_id: RunId,
+    now: datetime,
+    encode: Encoder,
+) -> Any:
+    """Fold a node change into the batch's net row for that execution; return its error."""
+    where = f"node {change.node!r}" + (f" [{change.key}]" if change.key else "")
+    row = rows.get((change.node, change.key))
+    if row is None:
+        row = rows[(change.node, change.key)] = _NodeRow(
+            change.node, change.key, "", 0, None, None, None, None, None, seq
+        )
+    row.status = change.status.value
+    row.seq = seq
+    if change.attempt is not None:
+        row.attempt = max(row.attempt, change.attempt)
+    if change.input is not UNSET:
+        row.input = encode(change.input, what=f"input of {where} in run {run_id}")
+    if change.output is not UNSET:
+        row.output = encode(change.output, what=f"output of {where} in run {run_id}")
+    error = None
+    if change.error is not UNSET:
+        error = row.error = encode(change.error, what=f"error of {where} in run {run_id}")
+    if change.status is NodeStatus.RUNNING:
+        row.started_at = now
+    row.finished_at = now if change.status in _NODE_ENDED else None
+    return error
+
+
+async def _upsert_nodes(
+    conn: AsyncConnection, run_id: RunId, rows: list[_NodeRow], now: datetime
+) -> None:
+    stmt = upsert(conn, node_executions)
+    new = stmt.excluded
+    table = node_executions.c
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.run_id, table.node, table.exec_key],
+            set_={
+                "status": new.status,
+                "attempt": case((new.attempt > table.attempt, new.attempt), else_=table.attempt),
+                "input": func.coalesce(new.input, table.input),
+                "output": func.coalesce(new.output, table.output),
+                "error": case(
+                    (new.status == NodeStatus.SUCCEEDED.value, None),
+                    else_=func.coalesce(new.error, table.error),
+                ),
+                "started_at": func.coalesce(new.started_at, table.started_at),
+                "finished_at": new.finished_at,
+                "updated_seq": new.updated_seq,
+            },
+        ),
+        [
+            {
+                "run_id": run_id,
+                "node": row.node,
+                "exec_key": row.key,
+                "status": row.status,
+                "attempt": row.attempt,
+                "input": row.input,
+                "output": row.output,
+                "error": row.error,
+                "created_at": now,
+                "started_at": row.started_at,
+                "finished_at": row.finished_at,
+                "updated_seq": row.seq,
+            }
+            for row in rows
+        ],
+    )
+
+
+async def read_transitions(
+    conn: AsyncConnection, run_id: RunId, *, after_seq: int, limit: int | None
+) -> list[Transition]:
+    """The run's log rows with a sequence number above `after_seq`, in order."""
+    stmt = (
+        select(transitions)
+        .where(transitions.c.run_id == run_id, transitions.c.seq > after_seq)
+        .order_by(transitions.c.seq)
+    )
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [Transition.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def read_node_executions(conn: AsyncConnection, run_id: RunId) -> list[NodeExecution]:
+    """Every node execution of the run, in the order they were last updated."""
+    stmt = (
+        select(node_executions)
+        .where(node_executions.c.run_id == run_id)
+        .order_by(node_executions.c.updated_seq)
+    )
+    return [NodeExecution.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+
+
+async def read_outputs(
+    conn: AsyncConnection, run_id: RunId, *, at_seq: int | None
+) -> dict[tuple[str, str], Any]:
+    """The outputs of the run's succeeded node executions, keyed by (node, key).
+
+    With `at_seq`, only those that had succeeded by that sequence number: the state to fork
+    or inspect the run from.
+    """
+    table = node_executions.c
+    stmt = select(table.node, table.exec_key, table.output).where(
+        table.run_id == run_id, table.status == NodeStatus.SUCCEEDED.value
+    )
+    if at_seq is not None:
+        stmt = stmt.where(table.updated_seq <= at_seq)
+    return {(row.node, row.exec_key): row.output for row in await conn.execute(stmt)}
+
+
+async def read_checkpoint(
+    conn: AsyncConnection, run_id: RunId, *, at_seq: int | None
+) -> Checkpoint | None:
+    """The run's latest checkpoint, or the latest at or before `at_seq`."""
+    stmt = (
+        select(checkpoints)
+        .where(checkpoints.c.run_id == run_id)
+        .order_by(checkpoints.c.seq.desc())
+        .limit(1)
+    )
+    if at_seq is not None:
+        stmt = stmt.where(checkpoints.c.seq <= at_seq)
+    row = (await conn.execute(stmt)).mappings().first()
+    return None if row is None else Checkpoint.from_row(row)

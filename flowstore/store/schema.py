@@ -1,0 +1,301 @@
+"""The database schema: the single source of truth that the Alembic migrations reproduce.
+
+Every table is prefixed `flowstore_` (and the Alembic version table is `flowstore_alembic_version`),
+so flowstore can share an application's database. Constraints are named, so an integrity error
+maps to a clear domain error, and the migrations can refer to them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from flowstore.store.records import NodeStatus, RunStatus, TransitionKind
+from flowstore.store.types import JSONValue, UTCDateTime
+
+__all__ = [
+    "PREFIX",
+    "VERSION_TABLE",
+    "breakers",
+    "cache_entries",
+    "checkpoints",
+    "entities",
+    "entity_history",
+    "error_reports",
+    "graphs",
+    "messages",
+    "metadata",
+    "metrics",
+    "node_executions",
+    "runs",
+    "spans",
+    "transitions",
+    "workers",
+]
+
+PREFIX = "flowstore_"
+VERSION_TABLE = f"{PREFIX}alembic_version"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+NAME = String(200)
+RUN_ID = String(36)
+# An autoincrementing id: SQLite only autoincrements an INTEGER PRIMARY KEY.
+SERIAL = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def _one_of(column: str, values: list[str]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
+
+
+def _run_fk(ondelete: str) -> ForeignKey:
+    return ForeignKey(f"{PREFIX}runs.id", ondelete=ondelete)
+
+
+graphs = Table(
+    f"{PREFIX}graphs",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("workflow", NAME, nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("spec", JSONValue),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+runs = Table(
+    f"{PREFIX}runs",
+    metadata,
+    Column("id", RUN_ID, primary_key=True),
+    Column("workflow", NAME, nullable=False),
+    Column("version", String(100), nullable=False),
+    Column(
+        "graph_hash",
+        String(64),
+        ForeignKey(f"{PREFIX}graphs.hash", ondelete="RESTRICT"),
+        nullable=False,
+    ),
+    Column("status", String(16), nullable=False),
+    Column("inputs", JSONValue, nullable=False),
+    Column("output", JSONValue),
+    Column("error", JSONValue),
+    Column("parent_run_id", RUN_ID, _run_fk("SET NULL")),
+    Column("priority", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    # The sequence number of the run's latest transition: the log's gapless counter.
+    Column("last_seq", Integer, nullable=False),
+    Column("lease_owner", NAME),
+    Column("lease_expires_at", UTCDateTime),
+    Column("fencing", Integer, nullable=False),
+    CheckConstraint(_one_of("status", [s.value for s in RunStatus]), name="status"),
+    Index(None, "status", "priority", "created_at"),
+    Index(None, "workflow", "created_at"),
+    Index(None, "created_at"),
+    Index(None, "parent_run_id"),
+    Index(None, "lease_owner"),
+)
+
+node_executions = Table(
+    f"{PREFIX}node_executions",
+    metadata,
+    Column("run_id", RUN_ID, _run_fk("CASCADE"), nullable=False),
+    Column("node", NAME, nullable=False),
+    Column("exec_key", NAME, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("input", JSONValue),
+    Column("output", JSONValue),
+    Column("error", JSONValue),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("updated_seq", Integer, nullable=False),
+    PrimaryKeyConstraint("run_id", "node", "exec_key"),
+    CheckConstraint(_one_of("status", [s.value for s in NodeStatus]), name="status"),
+)
+
+transitions = Table(
+    f"{PREFIX}transitions",
+    metadata,
+    Column("run_id", RUN_ID, _run_fk("CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("name", NAME),
+    Column("node", NAME),
+    Column("exec_key", NAME, nullable=False),
+    Column("status", String(16)),
+    Column("attempt", Integer),
+    Column("payload", JSONValue),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("run_id", "seq"),
+    CheckConstraint(_one_of("kind", [k.value for k in TransitionKind]), name="kind"),
+)
+
+checkpoints = Table(
+    f"{PREFIX}checkpoints",
+    metadata,
+    Column("run_id", RUN_ID, _run_fk("CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("state", JSONValue, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("run_id", "seq"),
+)
+
+workers = Table(
+    f"{PREFIX}workers",
+    metadata,
+    Column("id", NAME, primary_key=True),
+    Column("hostname", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("metadata", JSONValue),
+    Index(None, "heartbeat_at"),
+)
+
+cache_entries = Table(
+    f"{PREFIX}cache",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("workflow", NAME, nullable=False),
+    Column("node", NAME, nullable=False),
+    Column("value", JSONValue, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Index(None, "workflow", "node"),
+    Index(None, "expires_at"),
+)
+
+messages = Table(
+    f"{PREFIX}messages",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("thread_id", NAME, nullable=False),
+    Column("role", String(50), nullable=False),
+    Column("content", JSONValue, nullable=False),
+    Column("metadata", JSONValue),
+    Column("run_id", RUN_ID, _run_fk("SET NULL")),
+    Column("node", NAME),
+    Column("tokens", Integer),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "thread_id", "id"),
+)
+
+entities = Table(
+    f"{PREFIX}entities",
+    metadata,
+    Column("namespace", NAME, nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("attributes", JSONValue, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("namespace", "name"),
+)
+
+entity_history = Table(
+    f"{PREFIX}entity_history",
+    metadata,
+    Column("namespace", NAME, nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("attributes", JSONValue, nullable=False),
+    Column("run_id", RUN_ID, _run_fk("SET NULL")),
+    Column("changed_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("namespace", "name", "version"),
+    ForeignKeyConstraint(
+        ["namespace", "name"],
+        [f"{PREFIX}entities.namespace", f"{PREFIX}entities.name"],
+        ondelete="CASCADE",
+    ),
+)
+
+error_reports = Table(
+    f"{PREFIX}error_reports",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("run_id", RUN_ID, _run_fk("CASCADE")),
+    Column("node", NAME),
+    Column("exec_key", NAME, nullable=False),
+    Column("attempt", Integer),
+    Column("error_type", NAME, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("traceback", Text),
+    Column("outcome", String(32)),
+    Column("details", JSONValue),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "run_id"),
+    Index(None, "created_at"),
+)
+
+metrics = Table(
+    f"{PREFIX}metrics",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("workflow", NAME),
+    Column("node", NAME),
+    Column("run_id", RUN_ID, _run_fk("CASCADE")),
+    Column("labels", JSONValue),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index(None, "workflow", "node", "name"),
+    Index(None, "run_id"),
+    Index(None, "recorded_at"),
+)
+
+spans = Table(
+    f"{PREFIX}spans",
+    metadata,
+    Column("span_id", String(32), primary_key=True),
+    Column("trace_id", String(32), nullable=False),
+    Column("parent_span_id", String(32)),
+    Column("name", NAME, nullable=False),
+    Column("run_id", RUN_ID, _run_fk("CASCADE")),
+    Column("node", NAME),
+    Column("exec_key", NAME, nullable=False),
+    Column("attempt", Integer),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("status", String(16)),
+    Column("attributes", JSONValue),
+    Index(None, "trace_id"),
+    Index(None, "run_id"),
+)
+
+breakers = Table(
+    f"{PREFIX}breakers",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("failure_count", Integer, nullable=False),
+    Column("success_count", Integer, nullable=False),
+    Column("opened_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("version", Integer, nullable=False),
+    CheckConstraint(_one_of("state", ["closed", "open", "half_open"]), name="state"),
+)

@@ -1,0 +1,620 @@
+"""The Store contract, run unchanged against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from flowstore.errors import (
+    LargeValueWarning,
+    LeaseLost,
+    RunNotFound,
+    UnserializableValue,
+    ValueTooLarge,
+)
+from flowstore.store import (
+    CheckpointChange,
+    ErrorReport,
+    EventChange,
+    MetricPoint,
+    NewMessage,
+    NewRun,
+    NodeChange,
+    NodeStatus,
+    RunChange,
+    RunId,
+    RunQuery,
+    RunStatus,
+    Span,
+    StoreSettings,
+    TransitionKind,
+    ValueLimits,
+    WorkerId,
+    WorkerInfo,
+    open_store,
+)
+from flowstore.store.sql import SQLStore
+from tests.conftest import FakeClock
+
+A = WorkerId("worker-a")
+B = WorkerId("worker-b")
+
+
+@pytest.fixture
+async def store(database_url: str, clock: FakeClock) -> AsyncIterator[SQLStore]:
+    store = await open_store(StoreSettings(url=database_url, auto_upgrade=True), clock=clock)
+    yield store
+    await store.close()
+
+
+def new_run(workflow: str = "triage", **overrides: object) -> NewRun:
+    fields: dict[str, object] = {
+        "workflow": workflow,
+        "version": "1",
+        "graph_hash": f"hash-{workflow}",
+        "inputs": {"ticket": "disk full"},
+        "spec": {"nodes": ["classify"]},
+    }
+    fields.update(overrides)
+    return NewRun(**fields)  # type: ignore[arg-type]
+
+
+class NotJSON:
+    pass
+
+
+# ------------------------------------------------------------------------ runs
+
+
+async def test_a_queued_run_is_stored_with_its_first_transition(store: SQLStore) -> None:
+    run = await store.create_run(new_run())
+
+    assert run.status is RunStatus.QUEUED
+    assert (run.fencing, run.last_seq, run.lease_owner) == (0, 1, None)
+    assert await store.get_run(run.id) == run
+    [created] = await store.read_transitions(run.id)
+    assert (created.seq, created.kind, created.status) == (1, TransitionKind.RUN, "queued")
+
+
+async def test_an_owned_run_starts_running_with_a_lease(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A, lease_seconds=10))
+
+    assert run.status is RunStatus.RUNNING
+    assert (run.fencing, run.lease_owner) == (1, A)
+    assert run.lease_expires_at == clock.now + timedelta(seconds=10)
+    assert await store.claim_run(B, lease_seconds=10) is None
+
+
+async def test_an_unknown_run_is_reported_by_id(store: SQLStore) -> None:
+    with pytest.raises(RunNotFound, match="nope"):
+        await store.get_run(RunId("nope"))
+    with pytest.raises(RunNotFound, match="nope"):
+        await store.record_transitions(RunId("nope"), 1, [EventChange("x")])
+
+
+async def test_runs_are_listed_newest_first_with_filters(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    first = await store.create_run(new_run("triage"))
+    clock.advance(1)
+    second = await store.create_run(new_run("billing"))
+    clock.advance(1)
+    child = await store.create_run(new_run("triage", parent_run_id=first.id, owner=A))
+
+    assert [r.id for r in await store.list_runs()] == [child.id, second.id, first.id]
+    assert [r.id for r in await store.list_runs(RunQuery(workflow="triage"))] == [
+        child.id,
+        first.id,
+    ]
+    running = RunQuery(statuses=frozenset({RunStatus.RUNNING}))
+    assert [r.id for r in await store.list_runs(running)] == [child.id]
+    window = RunQuery(created_after=second.created_at, created_before=child.created_at)
+    assert [r.id for r in await store.list_runs(window)] == [second.id]
+    assert [r.id for r in await store.list_runs(RunQuery(parent_run_id=first.id))] == [child.id]
+    assert len(await store.list_runs(RunQuery(limit=2))) == 2
+
+
+# ------------------------------------------------------------------------ claims and leases
+
+
+async def test_a_claim_takes_the_highest_priority_oldest_run(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    low = await store.create_run(new_run())
+    clock.advance(1)
+    high = await store.create_run(new_run(priority=5))
+    clock.advance(1)
+    await store.create_run(new_run("other"))
+
+    claim = await store.claim_run(A, lease_seconds=30, workflows=["triage"])
+    assert claim is not None
+    assert (claim.run.id, claim.fencing, claim.owner) == (high.id, 1, A)
+    assert claim.run.status is RunStatus.RUNNING
+    assert claim.lease_expires_at == clock.now + timedelta(seconds=30)
+    logged = (await store.read_transitions(high.id))[-1]
+    assert (logged.seq, logged.status, logged.payload) == (2, "running", {"owner": A, "fencing": 1})
+
+    second = await store.claim_run(B, lease_seconds=30, workflows=["triage"])
+    assert second is not None and second.run.id == low.id
+    assert await store.claim_run(B, lease_seconds=30, workflows=["triage"]) is None
+
+
+async def test_a_claim_can_target_one_run(store: SQLStore) -> None:
+    await store.create_run(new_run())
+    wanted = await store.create_run(new_run())
+
+    claim = await store.claim_run(A, lease_seconds=30, run_id=wanted.id)
+    assert claim is not None and claim.run.id == wanted.id
+    assert await store.claim_run(B, lease_seconds=30, run_id=wanted.id) is None
+
+
+async def test_an_expired_lease_is_claimed_with_a_higher_fencing_number(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A, lease_seconds=10))
+    clock.advance(5)
+    assert await store.claim_run(B, lease_seconds=10) is None
+
+    clock.advance(6)
+    claim = await store.claim_run(B, lease_seconds=10)
+    assert claim is not None
+    assert (claim.run.id, claim.fencing, claim.owner) == (run.id, 2, B)
+
+
+async def test_a_dead_workers_unexpired_lease_can_be_stolen(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A, lease_seconds=600))
+
+    assert await store.claim_run(B, lease_seconds=10, steal_from=[WorkerId("other")]) is None
+    claim = await store.claim_run(B, lease_seconds=10, steal_from=[A])
+    assert claim is not None and (claim.run.id, claim.fencing) == (run.id, 2)
+
+
+async def test_a_stale_fencing_number_writes_nothing_and_raises(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A, lease_seconds=10))
+    clock.advance(11)
+    claim = await store.claim_run(B, lease_seconds=10)
+    assert claim is not None
+    before = await store.get_run(run.id)
+    log_before = await store.read_transitions(run.id)
+
+    with pytest.raises(LeaseLost, match="fencing number is 2.*carried 1"):
+        await store.record_transitions(
+            run.id,
+            1,
+            [
+                NodeChange("classify", NodeStatus.SUCCEEDED, output="urgent"),
+                RunChange(RunStatus.SUCCEEDED, output="stale"),
+            ],
+        )
+    with pytest.raises(LeaseLost):
+        await store.renew_lease(run.id, A, 1, lease_seconds=10)
+    assert await store.release_lease(run.id, A, 1) is False
+
+    assert await store.get_run(run.id) == before
+    assert await store.read_transitions(run.id) == log_before
+    assert await store.read_node_executions(run.id) == []
+
+
+async def test_leases_are_renewed_and_released(store: SQLStore, clock: FakeClock) -> None:
+    run = await store.create_run(new_run(owner=A, lease_seconds=10))
+    clock.advance(8)
+    expires = await store.renew_lease(run.id, A, 1, lease_seconds=10)
+    assert expires == clock.now + timedelta(seconds=10)
+    clock.advance(8)
+    assert await store.claim_run(B, lease_seconds=10) is None
+
+    assert await store.release_lease(run.id, A, 1) is True
+    claim = await store.claim_run(B, lease_seconds=10)
+    assert claim is not None and (claim.run.id, claim.fencing) == (run.id, 2)
+
+
+async def test_an_ended_run_is_never_claimed(store: SQLStore, clock: FakeClock) -> None:
+    run = await store.create_run(new_run(owner=A, lease_seconds=10))
+    await store.record_transitions(run.id, 1, [RunChange(RunStatus.SUCCEEDED, output=1)])
+    clock.advance(60)
+    assert await store.claim_run(B, lease_seconds=10) is None
+    with pytest.raises(LeaseLost):
+        await store.renew_lease(run.id, A, 1, lease_seconds=10)
+
+
+# ------------------------------------------------------------------------ the transition log
+
+
+async def test_a_batch_applies_and_logs_every_change_in_order(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A))
+    clock.advance(1)
+    result = await store.record_transitions(
+        run.id,
+        1,
+        [
+            NodeChange("classify", NodeStatus.RUNNING, attempt=1, input={"ticket": "disk full"}),
+            EventChange("token", {"text": "urg"}, node="classify"),
+            NodeChange("classify", NodeStatus.SUCCEEDED, output="urgent"),
+            CheckpointChange({"ready": ["draft"]}),
+            NodeChange("draft", NodeStatus.SCHEDULED),
+        ],
+    )
+    assert (result.first_seq, result.last_seq) == (2, 6)
+
+    log = await store.read_transitions(run.id)
+    assert [(t.seq, t.kind, t.node, t.status) for t in log] == [
+        (1, TransitionKind.RUN, None, "running"),
+        (2, TransitionKind.NODE, "classify", "running"),
+        (3, TransitionKind.EVENT, "classify", None),
+        (4, TransitionKind.NODE, "classify", "succeeded"),
+        (5, TransitionKind.CHECKPOINT, None, None),
+        (6, TransitionKind.NODE, "draft", "scheduled"),
+    ]
+    assert log[2].name == "token" and log[2].payload == {"text": "urg"}
+    assert [t.seq for t in await store.read_transitions(run.id, after_seq=3, limit=2)] == [4, 5]
+
+    by_node = {n.node: n for n in await store.read_node_executions(run.id)}
+    classify = by_node["classify"]
+    assert (classify.status, classify.attempt, classify.updated_seq) == (
+        NodeStatus.SUCCEEDED,
+        1,
+        4,
+    )
+    assert (classify.input, classify.output) == ({"ticket": "disk full"}, "urgent")
+    assert classify.started_at == classify.finished_at == clock.now
+    assert by_node["draft"].status is NodeStatus.SCHEDULED
+    assert by_node["draft"].output is None
+
+    assert await store.read_outputs(run.id) == {("classify", ""): "urgent"}
+    assert await store.read_outputs(run.id, at_seq=3) == {}
+    checkpoint = await store.read_checkpoint(run.id)
+    assert checkpoint is not None and (checkpoint.seq, checkpoint.state) == (5, {"ready": ["draft"]})
+    assert await store.read_checkpoint(run.id, at_seq=4) is None
+    assert (await store.get_run(run.id)).last_seq == 6
+
+
+async def test_a_node_that_runs_many_times_has_one_row_per_key(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A))
+    changes = [
+        NodeChange("fetch", NodeStatus.SUCCEEDED, key=f"map:{index}", attempt=1, output=index)
+        for index in range(5)
+    ]
+    await store.record_transitions(run.id, 1, changes)
+
+    outputs = await store.read_outputs(run.id)
+    assert outputs == {("fetch", f"map:{index}"): index for index in range(5)}
+
+
+async def test_a_retried_node_keeps_its_attempt_count_and_clears_its_error(
+    store: SQLStore,
+) -> None:
+    run = await store.create_run(new_run(owner=A))
+    await store.record_transitions(
+        run.id,
+        1,
+        [
+            NodeChange("draft", NodeStatus.RUNNING, attempt=1),
+            NodeChange("draft", NodeStatus.FAILED, error={"type": "Timeout"}),
+        ],
+    )
+    [failed] = await store.read_node_executions(run.id)
+    assert (failed.status, failed.attempt, failed.error) == (
+        NodeStatus.FAILED,
+        1,
+        {"type": "Timeout"},
+    )
+    assert (await store.read_transitions(run.id))[-1].payload == {"type": "Timeout"}
+
+    await store.record_transitions(run.id, 1, [NodeChange("draft", NodeStatus.RUNNING, attempt=2)])
+    await store.record_transitions(run.id, 1, [NodeChange("draft", NodeStatus.SUCCEEDED, output=None)])
+    [done] = await store.read_node_executions(run.id)
+    assert (done.status, done.attempt, done.error, done.output) == (
+        NodeStatus.SUCCEEDED,
+        2,
+        None,
+        None,
+    )
+    assert await store.read_outputs(run.id) == {("draft", ""): None}
+
+
+async def test_an_ended_run_records_its_output_and_drops_its_lease(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A))
+    clock.advance(2)
+    await store.record_transitions(
+        run.id, 1, [RunChange(RunStatus.FAILED, error={"type": "KeyError", "message": "x"})]
+    )
+    ended = await store.get_run(run.id)
+    assert ended.status is RunStatus.FAILED
+    assert ended.error == {"type": "KeyError", "message": "x"}
+    assert (ended.finished_at, ended.lease_owner, ended.lease_expires_at) == (clock.now, None, None)
+
+
+async def test_a_batch_is_all_or_nothing(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A))
+    before = await store.get_run(run.id)
+
+    with pytest.raises(UnserializableValue):
+        await store.record_transitions(
+            run.id,
+            1,
+            [
+                NodeChange("classify", NodeStatus.SUCCEEDED, output="urgent"),
+                EventChange("note", {"fine": True}),
+                CheckpointChange({"ready": []}),
+                NodeChange("draft", NodeStatus.SUCCEEDED, output={"bad": NotJSON()}),
+                RunChange(RunStatus.SUCCEEDED, output="done"),
+            ],
+        )
+
+    assert await store.get_run(run.id) == before
+    assert [t.seq for t in await store.read_transitions(run.id)] == [1]
+    assert await store.read_node_executions(run.id) == []
+    assert await store.read_checkpoint(run.id) is None
+    # The next batch takes the very next sequence number: the failed one left no gap.
+    result = await store.record_transitions(run.id, 1, [EventChange("after")])
+    assert result.first_seq == 2
+
+
+async def test_an_unserializable_value_is_named_with_its_type_and_place(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A))
+    with pytest.raises(UnserializableValue) as caught:
+        await store.record_transitions(
+            run.id,
+            1,
+            [NodeChange("draft", NodeStatus.SUCCEEDED, output={"items": [1, NotJSON()]})],
+        )
+    message = str(caught.value)
+    assert "output of node 'draft'" in message
+    assert "test_store_contract.NotJSON" in message
+    assert "['items'][1]" in message
+
+
+async def test_value_size_limits_warn_then_refuse(database_url: str, clock: FakeClock) -> None:
+    limits = ValueLimits(warn_bytes=100, max_bytes=1000)
+    settings = StoreSettings(url=database_url, auto_upgrade=True, value_limits=limits)
+    async with await open_store(settings, clock=clock) as store:
+        run = await store.create_run(new_run(owner=A))
+        with pytest.warns(LargeValueWarning, match="output of node 'big'"):
+            await store.record_transitions(
+                run.id, 1, [NodeChange("big", NodeStatus.SUCCEEDED, output="x" * 500)]
+            )
+        with pytest.raises(ValueTooLarge, match=r"2,002 bytes as JSON, over the limit of 1,000"):
+            await store.record_transitions(
+                run.id, 1, [NodeChange("huge", NodeStatus.SUCCEEDED, output="x" * 2000)]
+            )
+        assert await store.read_outputs(run.id) == {("big", ""): "x" * 500}
+
+
+async def test_sequence_numbers_stay_gapless_under_concurrent_writers(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A))
+    rng = random.Random(7)
+    sizes = [rng.randint(1, 8) for _ in range(120)]
+
+    async def writer(index: int, size: int) -> tuple[int, int]:
+        changes = [EventChange("tick", {"writer": index, "item": i}) for i in range(size)]
+        result = await store.record_transitions(run.id, 1, changes)
+        return result.first_seq, result.last_seq
+
+    ranges = await asyncio.gather(*(writer(i, s) for i, s in enumerate(sizes)))
+
+    log = await store.read_transitions(run.id)
+    assert [t.seq for t in log] == list(range(1, 2 + sum(sizes)))
+    covered = sorted(seq for first, last in ranges for seq in range(first, last + 1))
+    assert covered == list(range(2, 2 + sum(sizes)))
+    for (first, last), size in zip(ranges, sizes, strict=True):
+        assert last - first + 1 == size
+        payloads = [t.payload for t in log[first - 1 : last]]
+        assert len({p["writer"] for p in payloads}) == 1, "a batch was interleaved"
+
+
+# ------------------------------------------------------------------------ workers
+
+
+async def test_a_heartbeat_renews_the_leases_a_worker_holds(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    for worker in (A, B):
+        await store.register_worker(WorkerInfo(worker, "host", 1, clock.now, clock.now))
+    mine = await store.create_run(new_run(owner=A, lease_seconds=10))
+    theirs = await store.create_run(new_run(owner=B, lease_seconds=10))
+    clock.advance(8)
+
+    assert await store.heartbeat(A, lease_seconds=10) == {mine.id}
+    clock.advance(8)
+    claim = await store.claim_run(WorkerId("c"), lease_seconds=10)
+    assert claim is not None and claim.run.id == theirs.id
+    alive = await store.list_workers(heartbeat_since=clock.now - timedelta(seconds=9))
+    assert [w.id for w in alive] == [A]
+    # B's lease was taken over: its heartbeat renews nothing.
+    assert await store.heartbeat(B, lease_seconds=10) == frozenset()
+    assert {w.id for w in await store.list_workers()} == {A, B}
+
+    assert await store.remove_worker(A) is True
+    assert [w.id for w in await store.list_workers()] == [B]
+    released = await store.claim_run(WorkerId("c"), lease_seconds=10)
+    assert released is not None and released.run.id == mine.id
+
+
+# ------------------------------------------------------------------------ cache
+
+
+async def test_cache_entries_expire_and_are_cleared(store: SQLStore, clock: FakeClock) -> None:
+    await store.put_cached("k1", workflow="triage", node="draft", value={"a": 1}, ttl_seconds=60)
+    await store.put_cached("k2", workflow="triage", node="classify", value="urgent")
+    await store.put_cached("k3", workflow="billing", node="draft", value=[1], ttl_seconds=10)
+
+    hit = await store.get_cached("k1")
+    assert hit is not None and (hit.value, hit.node) == ({"a": 1}, "draft")
+    assert hit.expires_at == clock.now + timedelta(seconds=60)
+    assert await store.get_cached("missing") is None
+
+    clock.advance(30)
+    assert await store.get_cached("k3") is None
+    assert await store.clear_cache(expired_only=True) == 1
+    await store.put_cached("k1", workflow="triage", node="draft", value={"a": 2})
+    replaced = await store.get_cached("k1")
+    assert replaced is not None and (replaced.value, replaced.expires_at) == ({"a": 2}, None)
+
+    assert await store.clear_cache(workflow="triage", node="classify") == 1
+    assert await store.clear_cache() == 1
+    assert await store.get_cached("k1") is None
+
+
+# ------------------------------------------------------------------------ memory
+
+
+async def test_a_thread_keeps_messages_in_order(store: SQLStore) -> None:
+    run = await store.create_run(new_run())
+    written = await store.append_messages(
+        "t1",
+        [
+            NewMessage("user", "hello", run_id=run.id, node="model"),
+            NewMessage("assistant", {"text": "hi"}, metadata={"model": "fake"}, tokens=2),
+            NewMessage("user", "bye"),
+        ],
+    )
+    await store.append_messages("t2", [NewMessage("user", "elsewhere")])
+    assert written[0].id < written[1].id < written[2].id
+
+    thread = await store.read_messages("t1")
+    assert [(m.role, m.content) for m in thread] == [
+        ("user", "hello"),
+        ("assistant", {"text": "hi"}),
+        ("user", "bye"),
+    ]
+    assert thread == written
+    assert [m.content for m in await store.read_messages("t1", limit=2)] == [{"text": "hi"}, "bye"]
+    older = await store.read_messages("t1", before_id=written[2].id, limit=1)
+    assert [m.content for m in older] == [{"text": "hi"}]
+    assert await store.append_messages("t1", []) == []
+
+    assert await store.delete_thread("t1") == 3
+    assert await store.read_messages("t1") == []
+
+
+async def test_entities_merge_keep_history_and_are_found_by_attribute(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run())
+    await store.upsert_entity("people", "ada", {"role": "admin", "age": 36, "active": True})
+    clock.advance(1)
+    merged = await store.upsert_entity("people", "ada", {"age": 37}, run_id=run.id)
+    assert merged.attributes == {"role": "admin", "age": 37, "active": True}
+    assert merged.version == 2 and merged.updated_at > merged.created_at
+    await store.upsert_entity("people", "bob", {"role": "user", "age": 37, "active": False})
+    replaced = await store.upsert_entity("people", "bob", {"role": "admin"}, merge=False)
+    assert replaced.attributes == {"role": "admin"}
+
+    assert await store.get_entity("people", "ada") == merged
+    assert await store.get_entity("people", "nobody") is None
+    history = await store.entity_history("people", "ada")
+    assert [(v.version, v.attributes["age"], v.run_id) for v in history] == [
+        (1, 36, None),
+        (2, 37, run.id),
+    ]
+
+    admins = await store.find_entities("people", where={"role": "admin"})
+    assert [e.name for e in admins] == ["ada", "bob"]
+    assert [e.name for e in await store.find_entities("people", where={"age": 37})] == ["ada"]
+    active = await store.find_entities("people", where={"active": True, "role": "admin"})
+    assert [e.name for e in active] == ["ada"]
+    assert [e.name for e in await store.find_entities("people", name_prefix="b")] == ["bob"]
+    assert await store.find_entities("places") == []
+
+    assert await store.delete_entity("people", "ada") is True
+    assert await store.entity_history("people", "ada") == []
+    assert await store.delete_entity("people", "ada") is False
+
+
+# ------------------------------------------------------------------------ telemetry
+
+
+async def test_error_reports_are_stored_and_filtered(store: SQLStore, clock: FakeClock) -> None:
+    run = await store.create_run(new_run())
+    await store.record_errors(
+        [
+            ErrorReport(run.id, "draft", "TimeoutError", "took too long", attempt=1,
+                        outcome="retried", traceback="Traceback ...", details={"timeout": 5}),
+        ]
+    )
+    clock.advance(60)
+    await store.record_errors([ErrorReport(None, None, "KeyError", "'x'", outcome="failed_run")])
+
+    [first] = await store.list_errors(run_id=run.id)
+    assert (first.node, first.error_type, first.attempt, first.outcome) == (
+        "draft",
+        "TimeoutError",
+        1,
+        "retried",
+    )
+    assert first.details == {"timeout": 5} and first.traceback == "Traceback ..."
+    recent = await store.list_errors(since=clock.now)
+    assert [e.error_type for e in recent] == ["KeyError"]
+    assert len(await store.list_errors()) == 2
+
+
+async def test_metrics_and_spans_are_stored(store: SQLStore, clock: FakeClock) -> None:
+    run = await store.create_run(new_run())
+    await store.record_metrics(
+        [
+            MetricPoint("node_duration_ms", 12.5, workflow="triage", node="draft", run_id=run.id),
+            MetricPoint("cache_hit", 1, labels={"node": "draft"}),
+        ]
+    )
+    durations = await store.list_metrics(run_id=run.id)
+    assert [(m.name, m.value, m.node) for m in durations] == [("node_duration_ms", 12.5, "draft")]
+    [hit] = await store.list_metrics(name="cache_hit")
+    assert hit.labels == {"node": "draft"} and hit.recorded_at == clock.now
+
+    root = Span("s1", "t1", "run triage", clock.now, run_id=run.id)
+    child = Span("s2", "t1", "node draft", clock.now, parent_span_id="s1", run_id=run.id,
+                 node="draft", attempt=1)
+    await store.record_spans([root, child])
+    clock.advance(1)
+    ended = Span("s2", "t1", "node draft", child.started_at, parent_span_id="s1",
+                 run_id=run.id, node="draft", attempt=1, ended_at=clock.now, status="ok",
+                 attributes={"tokens": 3})
+    await store.record_spans([ended])
+
+    spans = {s.span_id: s for s in await store.list_spans(trace_id="t1")}
+    assert spans["s2"] == ended
+    assert spans["s1"].ended_at is None
+    assert len(await store.list_spans(run_id=run.id)) == 2
+
+
+# ------------------------------------------------------------------------ circuit breakers
+
+
+async def test_breaker_state_is_saved_with_compare_and_set(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    assert await store.get_breaker("search-api") is None
+    saved = await store.save_breaker(
+        "search-api", state="closed", failure_count=1, success_count=0, opened_at=None,
+        expected_version=0,
+    )
+    assert saved is not None and saved.version == 1
+    lost_race = await store.save_breaker(
+        "search-api", state="closed", failure_count=1, success_count=0, opened_at=None,
+        expected_version=0,
+    )
+    assert lost_race is None
+
+    opened = await store.save_breaker(
+        "search-api", state="open", failure_count=5, success_count=0, opened_at=clock.now,
+        expected_version=1,
+    )
+    assert opened is not None and opened.version == 2
+    assert await store.get_breaker("search-api") == opened
+    stale = await store.save_breaker(
+        "search-api", state="closed", failure_count=0, success_count=0, opened_at=None,
+        expected_version=1,
+    )
+    assert stale is None
