@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -27,6 +27,7 @@ __all__ = [
     "WRITE_OPTION",
     "StoreSettings",
     "create_engine",
+    "install_sqlite_hooks",
     "normalize_url",
     "translate_errors",
 ]
@@ -109,11 +110,12 @@ def create_engine(settings: StoreSettings) -> AsyncEngine:
         )
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
-        _install_sqlite_hooks(engine, settings)
+        install_sqlite_hooks(engine.sync_engine, settings)
     return engine
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, settings: StoreSettings) -> None:
+def install_sqlite_hooks(engine: Engine, settings: StoreSettings) -> None:
+    """Set up every connection of a SQLite engine, and begin writes with BEGIN IMMEDIATE."""
     pragmas = (
         "PRAGMA journal_mode=WAL",
         f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
@@ -121,7 +123,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, settings: StoreSettings) -> None:
         f"PRAGMA synchronous={settings.sqlite_synchronous}",
     )
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Take transaction control from the sqlite3 module, so the begin hook decides the mode.
         dbapi_connection.isolation_level = None
@@ -132,7 +134,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, settings: StoreSettings) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

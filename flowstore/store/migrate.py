@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -161,5 +160,3 @@ def _is_known(revision: str) -> bool:
         return script.get_revision(revision) is not None
     except Exception:  # alembic raises several types for an unknown id
         return False
-
-

@@ -54,8 +54,8 @@ class Store(Protocol):
         """Read one run. Raises `RunNotFound`."""
         ...
 
-    async def list_runs(self, query: RunQuery = ...) -> list[RunRecord]:
-        """Runs matching the query, newest first."""
+    async def list_runs(self, query: RunQuery | None = None) -> list[RunRecord]:
+        """Runs matching the query (all runs when None), newest first."""
         ...
 
     async def claim_run(

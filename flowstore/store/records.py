@@ -180,7 +180,7 @@ class RunRecord:
     fencing: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> RunRecord:
+    def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
         """Build a record from a row of the runs table."""
         return cls(
             id=RunId(row["id"]),
@@ -327,7 +327,7 @@ class Transition:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Transition:
+    def from_row(cls, row: Mapping[Any, Any]) -> Transition:
         """Build a record from a row of the transitions table."""
         return cls(
             run_id=RunId(row["run_id"]),
@@ -361,7 +361,7 @@ class NodeExecution:
     updated_seq: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> NodeExecution:
+    def from_row(cls, row: Mapping[Any, Any]) -> NodeExecution:
         """Build a record from a row of the node executions table."""
         return cls(
             run_id=RunId(row["run_id"]),
@@ -389,7 +389,7 @@ class Checkpoint:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Checkpoint:
+    def from_row(cls, row: Mapping[Any, Any]) -> Checkpoint:
         """Build a record from a row of the checkpoints table."""
         return cls(
             run_id=RunId(row["run_id"]),
@@ -414,7 +414,7 @@ class WorkerInfo:
     metadata: Any = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> WorkerInfo:
+    def from_row(cls, row: Mapping[Any, Any]) -> WorkerInfo:
         """Build a record from a row of the workers table."""
         return cls(
             id=WorkerId(row["id"]),
@@ -450,7 +450,7 @@ class CacheEntry:
     expires_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> CacheEntry:
+    def from_row(cls, row: Mapping[Any, Any]) -> CacheEntry:
         """Build a record from a row of the cache table."""
         return cls(
             key=row["key"],
@@ -492,7 +492,7 @@ class Message:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Message:
+    def from_row(cls, row: Mapping[Any, Any]) -> Message:
         """Build a record from a row of the messages table."""
         return cls(
             id=row["id"],
@@ -519,7 +519,7 @@ class Entity:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Entity:
+    def from_row(cls, row: Mapping[Any, Any]) -> Entity:
         """Build a record from a row of the entities table."""
         return cls(
             namespace=row["namespace"],
@@ -543,7 +543,7 @@ class EntityVersion:
     changed_at: datetime
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> EntityVersion:
+    def from_row(cls, row: Mapping[Any, Any]) -> EntityVersion:
         """Build a record from a row of the entity history table."""
         return cls(
             namespace=row["namespace"],
@@ -575,7 +575,7 @@ class ErrorReport:
     id: int | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> ErrorReport:
+    def from_row(cls, row: Mapping[Any, Any]) -> ErrorReport:
         """Build a record from a row of the error reports table."""
         return cls(
             id=row["id"],
@@ -605,7 +605,7 @@ class MetricPoint:
     recorded_at: datetime | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> MetricPoint:
+    def from_row(cls, row: Mapping[Any, Any]) -> MetricPoint:
         """Build a record from a row of the metrics table."""
         return cls(
             name=row["name"],
@@ -636,7 +636,7 @@ class Span:
     attributes: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Span:
+    def from_row(cls, row: Mapping[Any, Any]) -> Span:
         """Build a record from a row of the spans table."""
         return cls(
             span_id=row["span_id"],
@@ -674,7 +674,7 @@ class BreakerState:
     version: int
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> BreakerState:
+    def from_row(cls, row: Mapping[Any, Any]) -> BreakerState:
         """Build a record from a row of the circuit breakers table."""
         return cls(
             name=row["name"],

@@ -80,9 +80,7 @@ async def test_a_queued_run_is_stored_with_its_first_transition(store: SQLStore)
     assert (created.seq, created.kind, created.status) == (1, TransitionKind.RUN, "queued")
 
 
-async def test_an_owned_run_starts_running_with_a_lease(
-    store: SQLStore, clock: FakeClock
-) -> None:
+async def test_an_owned_run_starts_running_with_a_lease(store: SQLStore, clock: FakeClock) -> None:
     run = await store.create_run(new_run(owner=A, lease_seconds=10))
 
     assert run.status is RunStatus.RUNNING
@@ -98,9 +96,7 @@ async def test_an_unknown_run_is_reported_by_id(store: SQLStore) -> None:
         await store.record_transitions(RunId("nope"), 1, [EventChange("x")])
 
 
-async def test_runs_are_listed_newest_first_with_filters(
-    store: SQLStore, clock: FakeClock
-) -> None:
+async def test_runs_are_listed_newest_first_with_filters(store: SQLStore, clock: FakeClock) -> None:
     first = await store.create_run(new_run("triage"))
     clock.advance(1)
     second = await store.create_run(new_run("billing"))
@@ -185,7 +181,7 @@ async def test_a_stale_fencing_number_writes_nothing_and_raises(
     before = await store.get_run(run.id)
     log_before = await store.read_transitions(run.id)
 
-    with pytest.raises(LeaseLost, match="fencing number is 2.*carried 1"):
+    with pytest.raises(LeaseLost, match=r"fencing number is 2.*carried 1"):
         await store.record_transitions(
             run.id,
             1,
@@ -273,7 +269,10 @@ async def test_a_batch_applies_and_logs_every_change_in_order(
     assert await store.read_outputs(run.id) == {("classify", ""): "urgent"}
     assert await store.read_outputs(run.id, at_seq=3) == {}
     checkpoint = await store.read_checkpoint(run.id)
-    assert checkpoint is not None and (checkpoint.seq, checkpoint.state) == (5, {"ready": ["draft"]})
+    assert checkpoint is not None and (checkpoint.seq, checkpoint.state) == (
+        5,
+        {"ready": ["draft"]},
+    )
     assert await store.read_checkpoint(run.id, at_seq=4) is None
     assert (await store.get_run(run.id)).last_seq == 6
 
@@ -311,7 +310,9 @@ async def test_a_retried_node_keeps_its_attempt_count_and_clears_its_error(
     assert (await store.read_transitions(run.id))[-1].payload == {"type": "Timeout"}
 
     await store.record_transitions(run.id, 1, [NodeChange("draft", NodeStatus.RUNNING, attempt=2)])
-    await store.record_transitions(run.id, 1, [NodeChange("draft", NodeStatus.SUCCEEDED, output=None)])
+    await store.record_transitions(
+        run.id, 1, [NodeChange("draft", NodeStatus.SUCCEEDED, output=None)]
+    )
     [done] = await store.read_node_executions(run.id)
     assert (done.status, done.attempt, done.error, done.output) == (
         NodeStatus.SUCCEEDED,
@@ -540,8 +541,16 @@ async def test_error_reports_are_stored_and_filtered(store: SQLStore, clock: Fak
     run = await store.create_run(new_run())
     await store.record_errors(
         [
-            ErrorReport(run.id, "draft", "TimeoutError", "took too long", attempt=1,
-                        outcome="retried", traceback="Traceback ...", details={"timeout": 5}),
+            ErrorReport(
+                run.id,
+                "draft",
+                "TimeoutError",
+                "took too long",
+                attempt=1,
+                outcome="retried",
+                traceback="Traceback ...",
+                details={"timeout": 5},
+            ),
         ]
     )
     clock.advance(60)
@@ -574,13 +583,31 @@ async def test_metrics_and_spans_are_stored(store: SQLStore, clock: FakeClock) -
     assert hit.labels == {"node": "draft"} and hit.recorded_at == clock.now
 
     root = Span("s1", "t1", "run triage", clock.now, run_id=run.id)
-    child = Span("s2", "t1", "node draft", clock.now, parent_span_id="s1", run_id=run.id,
-                 node="draft", attempt=1)
+    child = Span(
+        "s2",
+        "t1",
+        "node draft",
+        clock.now,
+        parent_span_id="s1",
+        run_id=run.id,
+        node="draft",
+        attempt=1,
+    )
     await store.record_spans([root, child])
     clock.advance(1)
-    ended = Span("s2", "t1", "node draft", child.started_at, parent_span_id="s1",
-                 run_id=run.id, node="draft", attempt=1, ended_at=clock.now, status="ok",
-                 attributes={"tokens": 3})
+    ended = Span(
+        "s2",
+        "t1",
+        "node draft",
+        child.started_at,
+        parent_span_id="s1",
+        run_id=run.id,
+        node="draft",
+        attempt=1,
+        ended_at=clock.now,
+        status="ok",
+        attributes={"tokens": 3},
+    )
     await store.record_spans([ended])
 
     spans = {s.span_id: s for s in await store.list_spans(trace_id="t1")}
@@ -597,24 +624,40 @@ async def test_breaker_state_is_saved_with_compare_and_set(
 ) -> None:
     assert await store.get_breaker("search-api") is None
     saved = await store.save_breaker(
-        "search-api", state="closed", failure_count=1, success_count=0, opened_at=None,
+        "search-api",
+        state="closed",
+        failure_count=1,
+        success_count=0,
+        opened_at=None,
         expected_version=0,
     )
     assert saved is not None and saved.version == 1
     lost_race = await store.save_breaker(
-        "search-api", state="closed", failure_count=1, success_count=0, opened_at=None,
+        "search-api",
+        state="closed",
+        failure_count=1,
+        success_count=0,
+        opened_at=None,
         expected_version=0,
     )
     assert lost_race is None
 
     opened = await store.save_breaker(
-        "search-api", state="open", failure_count=5, success_count=0, opened_at=clock.now,
+        "search-api",
+        state="open",
+        failure_count=5,
+        success_count=0,
+        opened_at=clock.now,
         expected_version=1,
     )
     assert opened is not None and opened.version == 2
     assert await store.get_breaker("search-api") == opened
     stale = await store.save_breaker(
-        "search-api", state="closed", failure_count=0, success_count=0, opened_at=None,
+        "search-api",
+        state="closed",
+        failure_count=0,
+        success_count=0,
+        opened_at=None,
         expected_version=1,
     )
     assert stale is None

@@ -59,7 +59,16 @@ def start_cluster(directory: Path) -> str:
         _let_server_user_reach(directory)
     subprocess.run(
         _as_server_user(
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ]
         ),
         check=True,
         capture_output=True,
@@ -71,7 +80,17 @@ def start_cluster(directory: Path) -> str:
     )
     subprocess.run(
         _as_server_user(
-            [str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"), "-o", options, "-w", "start"]
+            [
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(directory / "log"),
+                "-o",
+                options,
+                "-w",
+                "start",
+            ]
         ),
         check=True,
         capture_output=True,
@@ -86,7 +105,9 @@ def stop_cluster(directory: Path) -> None:
     if bin_dir is None or not (directory / "data").exists():
         return
     subprocess.run(
-        _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(directory / "data"), "-m", "fast", "stop"]),
+        _as_server_user(
+            [str(bin_dir / "pg_ctl"), "-D", str(directory / "data"), "-m", "fast", "stop"]
+        ),
         check=False,
         capture_output=True,
     )

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
-__all__ = ["Clock", "Encoder", "upsert"]
+__all__ = ["Clock", "Encoder", "upsert", "upsert_for"]
 
 Clock = Callable[[], datetime]
 """Returns the current aware UTC time; tests pass a controllable one."""
@@ -19,8 +19,13 @@ Encoder = Callable[..., Any]
 """`serde.encode` bound to the store's size limits: `encoder(value, what=...)`."""
 
 
-def upsert(conn: AsyncConnection, table: Table) -> Any:
+def upsert(conn: Connection, table: Table) -> Any:
     """The dialect's INSERT that supports ON CONFLICT (SQLite and PostgreSQL share the form)."""
-    if conn.dialect.name == "postgresql":
+    return upsert_for(conn.dialect.name, table)
+
+
+def upsert_for(dialect: str, table: Table) -> Any:
+    """`upsert` by dialect name, for statements built once and reused."""
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from flowstore.store.records import BreakerState
 from flowstore.store.repositories._common import upsert
@@ -14,16 +14,14 @@ from flowstore.store.schema import breakers
 __all__ = ["get_breaker", "save_breaker"]
 
 
-async def get_breaker(conn: AsyncConnection, name: str) -> BreakerState | None:
+def get_breaker(conn: Connection, name: str) -> BreakerState | None:
     """The breaker's state, or None when it was never saved (closed)."""
-    row = (
-        (await conn.execute(select(breakers).where(breakers.c.name == name))).mappings().first()
-    )
+    row = (conn.execute(select(breakers).where(breakers.c.name == name))).mappings().first()
     return None if row is None else BreakerState.from_row(row)
 
 
-async def save_breaker(
-    conn: AsyncConnection,
+def save_breaker(
+    conn: Connection,
     name: str,
     *,
     state: str,
@@ -38,23 +36,32 @@ async def save_breaker(
     Returns the saved state, or None when another worker saved it first; the caller reads it
     again and decides anew.
     """
+    saved = BreakerState(
+        name=name,
+        state=state,
+        failure_count=failure_count,
+        success_count=success_count,
+        opened_at=opened_at,
+        updated_at=now,
+        version=expected_version + 1,
+    )
     values = {
         "state": state,
         "failure_count": failure_count,
         "success_count": success_count,
         "opened_at": opened_at,
         "updated_at": now,
-        "version": expected_version + 1,
+        "version": saved.version,
     }
     if expected_version == 0:
         stmt = upsert(conn, breakers).values(name=name, **values)
-        result = await conn.execute(stmt.on_conflict_do_nothing(index_elements=[breakers.c.name]))
+        result = conn.execute(stmt.on_conflict_do_nothing(index_elements=[breakers.c.name]))
     else:
-        result = await conn.execute(
+        result = conn.execute(
             update(breakers)
             .where(breakers.c.name == name, breakers.c.version == expected_version)
             .values(values)
         )
     if result.rowcount != 1:
         return None
-    return BreakerState(name=name, **values)  # type: ignore[arg-type]
+    return saved

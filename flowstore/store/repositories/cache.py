@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, or_, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from flowstore.store.records import CacheEntry
 from flowstore.store.repositories._common import Encoder, upsert
@@ -15,18 +15,18 @@ from flowstore.store.schema import cache_entries
 __all__ = ["clear_cache", "get_cached", "put_cached"]
 
 
-async def get_cached(conn: AsyncConnection, key: str, *, now: datetime) -> CacheEntry | None:
+def get_cached(conn: Connection, key: str, *, now: datetime) -> CacheEntry | None:
     """The entry under `key`, unless it has expired."""
     stmt = select(cache_entries).where(
         cache_entries.c.key == key,
         or_(cache_entries.c.expires_at.is_(None), cache_entries.c.expires_at > now),
     )
-    row = (await conn.execute(stmt)).mappings().first()
+    row = (conn.execute(stmt)).mappings().first()
     return None if row is None else CacheEntry.from_row(row)
 
 
-async def put_cached(
-    conn: AsyncConnection,
+def put_cached(
+    conn: Connection,
     key: str,
     *,
     workflow: str,
@@ -46,7 +46,7 @@ async def put_cached(
         created_at=now,
         expires_at=expires_at,
     )
-    await conn.execute(
+    conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[cache_entries.c.key],
             set_={
@@ -58,8 +58,8 @@ async def put_cached(
     return CacheEntry(key, workflow, node, value, now, expires_at)
 
 
-async def clear_cache(
-    conn: AsyncConnection,
+def clear_cache(
+    conn: Connection,
     *,
     workflow: str | None,
     node: str | None,
@@ -74,4 +74,4 @@ async def clear_cache(
         stmt = stmt.where(cache_entries.c.node == node)
     if expired_only:
         stmt = stmt.where(cache_entries.c.expires_at <= now)
-    return int((await conn.execute(stmt)).rowcount)
+    return int((conn.execute(stmt)).rowcount)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, delete, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from flowstore.store.records import Entity, EntityVersion, Message, NewMessage, RunId
 from flowstore.store.repositories._common import Encoder
@@ -27,8 +27,8 @@ __all__ = [
 AttributeValue = str | int | float | bool
 
 
-async def append_messages(
-    conn: AsyncConnection,
+def append_messages(
+    conn: Connection,
     thread_id: str,
     new: Sequence[NewMessage],
     *,
@@ -53,7 +53,7 @@ async def append_messages(
         }
         for message in new
     ]
-    result = await conn.execute(
+    result = conn.execute(
         messages.insert().returning(messages.c.id, sort_by_parameter_order=True), rows
     )
     ids = list(result.scalars())
@@ -73,8 +73,8 @@ async def append_messages(
     ]
 
 
-async def read_messages(
-    conn: AsyncConnection, thread_id: str, *, limit: int | None, before_id: int | None
+def read_messages(
+    conn: Connection, thread_id: str, *, limit: int | None, before_id: int | None
 ) -> list[Message]:
     """The thread's messages in order; with `limit`, the latest that many (before `before_id`)."""
     stmt = select(messages).where(messages.c.thread_id == thread_id)
@@ -83,19 +83,19 @@ async def read_messages(
     stmt = stmt.order_by(messages.c.id.desc())
     if limit is not None:
         stmt = stmt.limit(limit)
-    rows = [Message.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    rows = [Message.from_row(row) for row in (conn.execute(stmt)).mappings()]
     rows.reverse()
     return rows
 
 
-async def delete_thread(conn: AsyncConnection, thread_id: str) -> int:
+def delete_thread(conn: Connection, thread_id: str) -> int:
     """Delete a thread's messages; return how many."""
-    result = await conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
+    result = conn.execute(delete(messages).where(messages.c.thread_id == thread_id))
     return int(result.rowcount)
 
 
-async def upsert_entity(
-    conn: AsyncConnection,
+def upsert_entity(
+    conn: Connection,
     namespace: str,
     name: str,
     attributes: Mapping[str, Any],
@@ -112,7 +112,7 @@ async def upsert_entity(
     """
     current = (
         (
-            await conn.execute(
+            conn.execute(
                 select(entities)
                 .where(entities.c.namespace == namespace, entities.c.name == name)
                 .with_for_update()
@@ -125,7 +125,7 @@ async def upsert_entity(
     encoded = encode(merged, what=f"attributes of entity {namespace}/{name}")
     if current is None:
         version, created_at = 1, now
-        await conn.execute(
+        conn.execute(
             entities.insert().values(
                 namespace=namespace,
                 name=name,
@@ -137,12 +137,12 @@ async def upsert_entity(
         )
     else:
         version, created_at = current["version"] + 1, current["created_at"]
-        await conn.execute(
+        conn.execute(
             entities.update()
             .where(entities.c.namespace == namespace, entities.c.name == name)
             .values(attributes=encoded, version=version, updated_at=now)
         )
-    await conn.execute(
+    conn.execute(
         entity_history.insert().values(
             namespace=namespace,
             name=name,
@@ -155,27 +155,30 @@ async def upsert_entity(
     return Entity(namespace, name, merged, version, created_at, now)
 
 
-async def get_entity(conn: AsyncConnection, namespace: str, name: str) -> Entity | None:
+def get_entity(conn: Connection, namespace: str, name: str) -> Entity | None:
     """The entity, or None."""
     stmt = select(entities).where(entities.c.namespace == namespace, entities.c.name == name)
-    row = (await conn.execute(stmt)).mappings().first()
+    row = (conn.execute(stmt)).mappings().first()
     return None if row is None else Entity.from_row(row)
 
 
 def _attribute_equals(key: str, value: AttributeValue) -> ColumnElement[bool]:
     # json_extract on SQLite and ->> on PostgreSQL, cast to the value's own type.
     element = entities.c.attributes[key]
+    comparison: ColumnElement[bool]
     if isinstance(value, bool):
-        return element.as_boolean() == value
-    if isinstance(value, int):
-        return element.as_integer() == value
-    if isinstance(value, float):
-        return element.as_float() == value
-    return element.as_string() == value
+        comparison = element.as_boolean() == value
+    elif isinstance(value, int):
+        comparison = element.as_integer() == value
+    elif isinstance(value, float):
+        comparison = element.as_float() == value
+    else:
+        comparison = element.as_string() == value
+    return comparison
 
 
-async def find_entities(
-    conn: AsyncConnection,
+def find_entities(
+    conn: Connection,
     namespace: str,
     *,
     where: Mapping[str, AttributeValue] | None,
@@ -189,24 +192,22 @@ async def find_entities(
     if name_prefix is not None:
         stmt = stmt.where(entities.c.name.startswith(name_prefix, autoescape=True))
     stmt = stmt.order_by(entities.c.name).limit(limit)
-    return [Entity.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [Entity.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
-async def entity_history_of(
-    conn: AsyncConnection, namespace: str, name: str
-) -> list[EntityVersion]:
+def entity_history_of(conn: Connection, namespace: str, name: str) -> list[EntityVersion]:
     """Every version of the entity's attributes, oldest first."""
     stmt = (
         select(entity_history)
         .where(entity_history.c.namespace == namespace, entity_history.c.name == name)
         .order_by(entity_history.c.version)
     )
-    return [EntityVersion.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [EntityVersion.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
-async def delete_entity(conn: AsyncConnection, namespace: str, name: str) -> bool:
+def delete_entity(conn: Connection, namespace: str, name: str) -> bool:
     """Delete the entity and its history."""
-    result = await conn.execute(
+    result = conn.execute(
         delete(entities).where(entities.c.namespace == namespace, entities.c.name == name)
     )
     return bool(result.rowcount == 1)

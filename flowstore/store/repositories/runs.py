@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost, RunNotFound
 from flowstore.store.records import (
@@ -42,14 +42,12 @@ __all__ = [
 _CLAIMABLE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 
 
-async def create_run(
-    conn: AsyncConnection, new: NewRun, *, now: datetime, encode: Encoder
-) -> RunRecord:
+def create_run(conn: Connection, new: NewRun, *, now: datetime, encode: Encoder) -> RunRecord:
     """Insert a run (and its graph spec, once per hash) with its first transition."""
     run_id = new.id or RunId(str(uuid.uuid4()))
     inputs = encode(new.inputs, what=f"inputs of run {run_id}")
     spec = encode(new.spec, what=f"spec of workflow {new.workflow!r}")
-    await conn.execute(
+    conn.execute(
         upsert(conn, graphs)
         .values(
             hash=new.graph_hash,
@@ -79,8 +77,8 @@ async def create_run(
         "lease_expires_at": now + timedelta(seconds=new.lease_seconds) if owned else None,
         "fencing": 1 if owned else 0,
     }
-    inserted = await conn.execute(runs.insert().values(row).returning(*runs.c))
-    await conn.execute(
+    inserted = conn.execute(runs.insert().values(row).returning(*runs.c))
+    conn.execute(
         transitions.insert().values(
             run_id=run_id,
             seq=1,
@@ -98,15 +96,15 @@ def _claim_payload(owner: str | None, fencing: int) -> dict[str, Any]:
     return {"owner": owner, "fencing": fencing}
 
 
-async def get_run(conn: AsyncConnection, run_id: RunId) -> RunRecord:
+def get_run(conn: Connection, run_id: RunId) -> RunRecord:
     """Read one run; raise `RunNotFound` when there is none."""
-    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+    row = (conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
     if row is None:
         raise RunNotFound(f"no run has the id {run_id!r}")
     return RunRecord.from_row(row)
 
 
-async def list_runs(conn: AsyncConnection, query: RunQuery) -> list[RunRecord]:
+def list_runs(conn: Connection, query: RunQuery) -> list[RunRecord]:
     """The runs matching `query`, newest first."""
     stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(query.limit)
     if query.workflow is not None:
@@ -119,12 +117,12 @@ async def list_runs(conn: AsyncConnection, query: RunQuery) -> list[RunRecord]:
         stmt = stmt.where(runs.c.created_at < query.created_before)
     if query.parent_run_id is not None:
         stmt = stmt.where(runs.c.parent_run_id == query.parent_run_id)
-    result = await conn.execute(stmt)
+    result = conn.execute(stmt)
     return [RunRecord.from_row(row) for row in result.mappings()]
 
 
-async def claim_run(
-    conn: AsyncConnection,
+def claim_run(
+    conn: Connection,
     owner: WorkerId,
     *,
     now: datetime,
@@ -154,7 +152,7 @@ async def claim_run(
         .with_for_update(skip_locked=True)
     )
     expires = now + timedelta(seconds=lease_seconds)
-    claimed = await conn.execute(
+    claimed = conn.execute(
         update(runs)
         .where(runs.c.id == candidate.scalar_subquery())
         .values(
@@ -172,7 +170,7 @@ async def claim_run(
     if row is None:
         return None
     run = RunRecord.from_row(row)
-    await conn.execute(
+    conn.execute(
         transitions.insert().values(
             run_id=run.id,
             seq=run.last_seq,
@@ -186,10 +184,10 @@ async def claim_run(
     return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
 
 
-async def lease_lost(conn: AsyncConnection, run_id: RunId, fencing: int) -> LeaseLost:
+def lease_lost(conn: Connection, run_id: RunId, fencing: int) -> LeaseLost:
     """The error for a write whose fencing number no longer matches (or `RunNotFound`)."""
     row = (
-        await conn.execute(
+        conn.execute(
             select(runs.c.fencing, runs.c.lease_owner, runs.c.status).where(runs.c.id == run_id)
         )
     ).first()
@@ -211,8 +209,8 @@ def _owned(run_id: RunId, owner: WorkerId, fencing: int) -> Any:
     )
 
 
-async def renew_lease(
-    conn: AsyncConnection,
+def renew_lease(
+    conn: Connection,
     run_id: RunId,
     owner: WorkerId,
     fencing: int,
@@ -222,19 +220,17 @@ async def renew_lease(
 ) -> datetime:
     """Extend the lease; raise `LeaseLost` when another worker owns the run now."""
     expires = now + timedelta(seconds=lease_seconds)
-    result = await conn.execute(
+    result = conn.execute(
         update(runs).where(_owned(run_id, owner, fencing)).values(lease_expires_at=expires)
     )
     if result.rowcount != 1:
-        raise await lease_lost(conn, run_id, fencing)
+        raise lease_lost(conn, run_id, fencing)
     return expires
 
 
-async def release_lease(
-    conn: AsyncConnection, run_id: RunId, owner: WorkerId, fencing: int
-) -> bool:
+def release_lease(conn: Connection, run_id: RunId, owner: WorkerId, fencing: int) -> bool:
     """Give up the lease so another worker may claim the run at once; False if already lost."""
-    result = await conn.execute(
+    result = conn.execute(
         update(runs)
         .where(runs.c.id == run_id, runs.c.fencing == fencing, runs.c.lease_owner == owner)
         .values(lease_owner=None, lease_expires_at=None)
@@ -242,7 +238,7 @@ async def release_lease(
     return bool(result.rowcount == 1)
 
 
-async def register_worker(conn: AsyncConnection, worker: WorkerInfo) -> None:
+def register_worker(conn: Connection, worker: WorkerInfo) -> None:
     """Insert or refresh a worker row."""
     stmt = upsert(conn, workers).values(
         id=worker.id,
@@ -252,7 +248,7 @@ async def register_worker(conn: AsyncConnection, worker: WorkerInfo) -> None:
         heartbeat_at=worker.heartbeat_at,
         metadata=worker.metadata,
     )
-    await conn.execute(
+    conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[workers.c.id],
             set_={
@@ -265,12 +261,12 @@ async def register_worker(conn: AsyncConnection, worker: WorkerInfo) -> None:
     )
 
 
-async def heartbeat(
-    conn: AsyncConnection, worker_id: WorkerId, *, now: datetime, lease_seconds: float
+def heartbeat(
+    conn: Connection, worker_id: WorkerId, *, now: datetime, lease_seconds: float
 ) -> frozenset[RunId]:
     """Record a heartbeat and extend the leases of every run the worker still owns."""
-    await conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
-    renewed = await conn.execute(
+    conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
+    renewed = conn.execute(
         update(runs)
         .where(runs.c.lease_owner == worker_id, runs.c.status.in_(_CLAIMABLE))
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
@@ -279,24 +275,20 @@ async def heartbeat(
     return frozenset(RunId(run_id) for run_id in renewed.scalars())
 
 
-async def list_workers(
-    conn: AsyncConnection, *, heartbeat_since: datetime | None
-) -> list[WorkerInfo]:
+def list_workers(conn: Connection, *, heartbeat_since: datetime | None) -> list[WorkerInfo]:
     """The registered workers, optionally only those with a heartbeat since a time."""
     stmt = select(workers).order_by(workers.c.started_at, workers.c.id)
     if heartbeat_since is not None:
         stmt = stmt.where(workers.c.heartbeat_at >= heartbeat_since)
-    return [WorkerInfo.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [WorkerInfo.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
-async def remove_worker(conn: AsyncConnection, worker_id: WorkerId) -> bool:
+def remove_worker(conn: Connection, worker_id: WorkerId) -> bool:
     """Delete a worker row and release the leases it still holds."""
-    await conn.execute(
+    conn.execute(
         update(runs)
         .where(runs.c.lease_owner == worker_id)
         .values(lease_owner=None, lease_expires_at=None)
     )
-    result = await conn.execute(delete(workers).where(workers.c.id == worker_id))
+    result = conn.execute(delete(workers).where(workers.c.id == worker_id))
     return bool(result.rowcount == 1)
-
-

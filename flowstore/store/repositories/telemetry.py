@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from flowstore.store.records import ErrorReport, MetricPoint, RunId, Span
 from flowstore.store.repositories._common import Encoder, upsert
@@ -22,13 +22,13 @@ __all__ = [
 ]
 
 
-async def record_errors(
-    conn: AsyncConnection, reports: Sequence[ErrorReport], *, now: datetime, encode: Encoder
+def record_errors(
+    conn: Connection, reports: Sequence[ErrorReport], *, now: datetime, encode: Encoder
 ) -> None:
     """Store error reports."""
     if not reports:
         return
-    await conn.execute(
+    conn.execute(
         error_reports.insert(),
         [
             {
@@ -50,8 +50,8 @@ async def record_errors(
     )
 
 
-async def list_errors(
-    conn: AsyncConnection, *, run_id: RunId | None, since: datetime | None, limit: int
+def list_errors(
+    conn: Connection, *, run_id: RunId | None, since: datetime | None, limit: int
 ) -> list[ErrorReport]:
     """Error reports, oldest first, of one run or since a time."""
     stmt = select(error_reports).order_by(error_reports.c.id).limit(limit)
@@ -59,16 +59,14 @@ async def list_errors(
         stmt = stmt.where(error_reports.c.run_id == run_id)
     if since is not None:
         stmt = stmt.where(error_reports.c.created_at >= since)
-    return [ErrorReport.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [ErrorReport.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
-async def record_metrics(
-    conn: AsyncConnection, points: Sequence[MetricPoint], *, now: datetime
-) -> None:
+def record_metrics(conn: Connection, points: Sequence[MetricPoint], *, now: datetime) -> None:
     """Store measurements."""
     if not points:
         return
-    await conn.execute(
+    conn.execute(
         metrics.insert(),
         [
             {
@@ -85,8 +83,8 @@ async def record_metrics(
     )
 
 
-async def list_metrics(
-    conn: AsyncConnection, *, run_id: RunId | None, name: str | None, limit: int
+def list_metrics(
+    conn: Connection, *, run_id: RunId | None, name: str | None, limit: int
 ) -> list[MetricPoint]:
     """Measurements in the order recorded, of one run and/or one name."""
     stmt = select(metrics).order_by(metrics.c.id).limit(limit)
@@ -94,15 +92,15 @@ async def list_metrics(
         stmt = stmt.where(metrics.c.run_id == run_id)
     if name is not None:
         stmt = stmt.where(metrics.c.name == name)
-    return [MetricPoint.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [MetricPoint.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
-async def record_spans(conn: AsyncConnection, items: Sequence[Span], *, encode: Encoder) -> None:
+def record_spans(conn: Connection, items: Sequence[Span], *, encode: Encoder) -> None:
     """Store spans; a span written again (when it ends) replaces its earlier row."""
     if not items:
         return
     stmt = upsert(conn, spans)
-    await conn.execute(
+    conn.execute(
         stmt.on_conflict_do_update(
             index_elements=[spans.c.span_id],
             set_={
@@ -132,13 +130,11 @@ async def record_spans(conn: AsyncConnection, items: Sequence[Span], *, encode: 
     )
 
 
-async def list_spans(
-    conn: AsyncConnection, *, run_id: RunId | None, trace_id: str | None
-) -> list[Span]:
+def list_spans(conn: Connection, *, run_id: RunId | None, trace_id: str | None) -> list[Span]:
     """Spans of a run or a trace, by start time."""
     stmt = select(spans).order_by(spans.c.started_at, spans.c.span_id)
     if run_id is not None:
         stmt = stmt.where(spans.c.run_id == run_id)
     if trace_id is not None:
         stmt = stmt.where(spans.c.trace_id == trace_id)
-    return [Span.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [Span.from_row(row) for row in (conn.execute(stmt)).mappings()]

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import case, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Executable, bindparam, case, func, select, update
+from sqlalchemy.engine import Connection
 
 from flowstore.store.records import (
     UNSET,
     Change,
     Checkpoint,
-    CheckpointChange,
     CommitResult,
     EventChange,
     NodeChange,
@@ -31,7 +31,7 @@ from flowstore.store.records import (
     Transition,
     TransitionKind,
 )
-from flowstore.store.repositories._common import Encoder, upsert
+from flowstore.store.repositories._common import Encoder, upsert_for
 from flowstore.store.repositories.runs import lease_lost
 from flowstore.store.schema import checkpoints, node_executions, runs, transitions
 
@@ -64,8 +64,8 @@ class _NodeRow:
     seq: int
 
 
-async def record_transitions(
-    conn: AsyncConnection,
+def record_transitions(
+    conn: Connection,
     run_id: RunId,
     fencing: int,
     changes: Sequence[Change],
@@ -79,7 +79,7 @@ async def record_transitions(
         LeaseLost: `fencing` is not the run's current fencing number; nothing is written.
         RunNotFound: There is no such run.
     """
-    run_values: dict[str, Any] = {"last_seq": runs.c.last_seq + len(changes), "updated_at": now}
+    run_values: dict[str, Any] = {}
     for change in changes:
         if isinstance(change, RunChange):
             run_values["status"] = change.status.value
@@ -89,15 +89,12 @@ async def record_transitions(
                 run_values["error"] = encode(change.error, what=f"error of run {run_id}")
             if change.status.is_terminal:
                 run_values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
-    reserved = await conn.execute(
-        update(runs)
-        .where(runs.c.id == run_id, runs.c.fencing == fencing)
-        .values(run_values)
-        .returning(runs.c.last_seq)
-    )
-    last_seq = reserved.scalar()
+    reserve = _RESERVE if not run_values else _RESERVE.values(run_values)
+    last_seq = conn.execute(
+        reserve, {"r_run_id": run_id, "r_fencing": fencing, "r_count": len(changes), "r_now": now}
+    ).scalar()
     if last_seq is None:
-        raise await lease_lost(conn, run_id, fencing)
+        raise lease_lost(conn, run_id, fencing)
     first_seq = last_seq - len(changes) + 1
 
     log_rows: list[dict[str, Any]] = []
@@ -146,11 +143,11 @@ async def record_transitions(
         log_rows.append(row)
 
     if node_rows:
-        await _upsert_nodes(conn, run_id, list(node_rows.values()), now)
+        _upsert_nodes(conn, run_id, list(node_rows.values()), now)
     if log_rows:
-        await conn.execute(transitions.insert(), log_rows)
+        conn.execute(_APPEND_LOG, log_rows)
     if checkpoint_rows:
-        await conn.execute(checkpoints.insert(), checkpoint_rows)
+        conn.execute(_APPEND_CHECKPOINT, checkpoint_rows)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
 
 
@@ -186,29 +183,45 @@ def _fold_node(
     return error
 
 
-async def _upsert_nodes(
-    conn: AsyncConnection, run_id: RunId, rows: list[_NodeRow], now: datetime
-) -> None:
-    stmt = upsert(conn, node_executions)
+# Statements built once: building and cache-keying a statement costs more than running it.
+_RESERVE = (
+    update(runs)
+    .where(runs.c.id == bindparam("r_run_id"), runs.c.fencing == bindparam("r_fencing"))
+    .values(last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now"))
+    .returning(runs.c.last_seq)
+)
+_APPEND_LOG = transitions.insert()
+_APPEND_CHECKPOINT = checkpoints.insert()
+
+
+@cache
+def _node_upsert(dialect: str) -> Executable:
+    """INSERT a node execution, or fold the change into its row; UNSET fields arrive as NULL."""
+    stmt = upsert_for(dialect, node_executions)
     new = stmt.excluded
     table = node_executions.c
-    await conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[table.run_id, table.node, table.exec_key],
-            set_={
-                "status": new.status,
-                "attempt": case((new.attempt > table.attempt, new.attempt), else_=table.attempt),
-                "input": func.coalesce(new.input, table.input),
-                "output": func.coalesce(new.output, table.output),
-                "error": case(
-                    (new.status == NodeStatus.SUCCEEDED.value, None),
-                    else_=func.coalesce(new.error, table.error),
-                ),
-                "started_at": func.coalesce(new.started_at, table.started_at),
-                "finished_at": new.finished_at,
-                "updated_seq": new.updated_seq,
-            },
-        ),
+    upserted: Executable = stmt.on_conflict_do_update(
+        index_elements=[table.run_id, table.node, table.exec_key],
+        set_={
+            "status": new.status,
+            "attempt": case((new.attempt > table.attempt, new.attempt), else_=table.attempt),
+            "input": func.coalesce(new.input, table.input),
+            "output": func.coalesce(new.output, table.output),
+            "error": case(
+                (new.status == NodeStatus.SUCCEEDED.value, None),
+                else_=func.coalesce(new.error, table.error),
+            ),
+            "started_at": func.coalesce(new.started_at, table.started_at),
+            "finished_at": new.finished_at,
+            "updated_seq": new.updated_seq,
+        },
+    )
+    return upserted
+
+
+def _upsert_nodes(conn: Connection, run_id: RunId, rows: list[_NodeRow], now: datetime) -> None:
+    conn.execute(
+        _node_upsert(conn.dialect.name),
         [
             {
                 "run_id": run_id,
@@ -229,8 +242,8 @@ async def _upsert_nodes(
     )
 
 
-async def read_transitions(
-    conn: AsyncConnection, run_id: RunId, *, after_seq: int, limit: int | None
+def read_transitions(
+    conn: Connection, run_id: RunId, *, after_seq: int, limit: int | None
 ) -> list[Transition]:
     """The run's log rows with a sequence number above `after_seq`, in order."""
     stmt = (
@@ -240,21 +253,21 @@ async def read_transitions(
     )
     if limit is not None:
         stmt = stmt.limit(limit)
-    return [Transition.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [Transition.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
-async def read_node_executions(conn: AsyncConnection, run_id: RunId) -> list[NodeExecution]:
+def read_node_executions(conn: Connection, run_id: RunId) -> list[NodeExecution]:
     """Every node execution of the run, in the order they were last updated."""
     stmt = (
         select(node_executions)
         .where(node_executions.c.run_id == run_id)
         .order_by(node_executions.c.updated_seq)
     )
-    return [NodeExecution.from_row(row) for row in (await conn.execute(stmt)).mappings()]
+    return [NodeExecution.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
-async def read_outputs(
-    conn: AsyncConnection, run_id: RunId, *, at_seq: int | None
+def read_outputs(
+    conn: Connection, run_id: RunId, *, at_seq: int | None
 ) -> dict[tuple[str, str], Any]:
     """The outputs of the run's succeeded node executions, keyed by (node, key).
 
@@ -267,12 +280,10 @@ async def read_outputs(
     )
     if at_seq is not None:
         stmt = stmt.where(table.updated_seq <= at_seq)
-    return {(row.node, row.exec_key): row.output for row in await conn.execute(stmt)}
+    return {(row.node, row.exec_key): row.output for row in conn.execute(stmt)}
 
 
-async def read_checkpoint(
-    conn: AsyncConnection, run_id: RunId, *, at_seq: int | None
-) -> Checkpoint | None:
+def read_checkpoint(conn: Connection, run_id: RunId, *, at_seq: int | None) -> Checkpoint | None:
     """The run's latest checkpoint, or the latest at or before `at_seq`."""
     stmt = (
         select(checkpoints)
@@ -282,5 +293,5 @@ async def read_checkpoint(
     )
     if at_seq is not None:
         stmt = stmt.where(checkpoints.c.seq <= at_seq)
-    row = (await conn.execute(stmt)).mappings().first()
+    row = (conn.execute(stmt)).mappings().first()
     return None if row is None else Checkpoint.from_row(row)

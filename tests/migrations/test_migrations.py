@@ -1,0 +1,117 @@
+"""The Alembic revisions reproduce `flowstore.store.schema` exactly, on both backends."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, MetaData, String, Table, inspect, update
+from sqlalchemy.engine import Connection
+
+from flowstore.errors import SchemaError
+from flowstore.store import StoreSettings, migrate, open_store
+from flowstore.store.engine import create_engine
+from flowstore.store.schema import PREFIX, VERSION_TABLE, metadata
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
+    return type_ != "table" or bool(name and name.startswith(PREFIX) and name != VERSION_TABLE)
+
+
+def _differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(
+        connection,
+        opts={
+            "compare_type": True,
+            "include_object": _include,
+            "version_table": VERSION_TABLE,
+        },
+    )
+    return list(compare_metadata(context, metadata))
+
+
+def _flowstore_tables(connection: Connection) -> set[str]:
+    return {name for name in inspect(connection).get_table_names() if name.startswith(PREFIX)}
+
+
+async def test_upgrade_head_yields_exactly_the_metadata_and_round_trips(database_url: str) -> None:
+    engine = create_engine(StoreSettings(url=database_url))
+    try:
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+            expected = {table.name for table in metadata.sorted_tables} | {VERSION_TABLE}
+            assert await conn.run_sync(_flowstore_tables) == expected
+        assert (await migrate.schema_status(engine)).up_to_date
+
+        await migrate.downgrade(engine, "base")
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_flowstore_tables) <= {VERSION_TABLE}
+        assert (await migrate.schema_status(engine)).current is None
+
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_a_postgresql_database_behind_is_refused_with_the_command_to_run(
+    postgres_url: str,
+) -> None:
+    with pytest.raises(SchemaError, match=r"no flowstore schema.*run `flowstore db upgrade --url"):
+        await open_store(postgres_url)
+
+    engine = create_engine(StoreSettings(url=postgres_url))
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    store = await open_store(postgres_url)
+    await store.close()
+
+
+async def test_an_embedded_sqlite_database_upgrades_itself(sqlite_url: str) -> None:
+    store = await open_store(sqlite_url)
+    try:
+        assert (await migrate.schema_status(store.engine)).up_to_date
+    finally:
+        await store.close()
+    with pytest.raises(SchemaError, match="run `flowstore db upgrade"):
+        await open_store(StoreSettings(url=sqlite_url.replace(".db", "-2.db"), auto_upgrade=False))
+
+
+async def test_a_schema_from_a_newer_flowstore_is_refused(sqlite_url: str) -> None:
+    engine = create_engine(StoreSettings(url=sqlite_url))
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(_stamp, "ffff")
+    finally:
+        await engine.dispose()
+    with pytest.raises(
+        SchemaError, match="revision ffff, which this version of flowstore does not know"
+    ):
+        await open_store(sqlite_url)
+
+
+def _stamp(connection: Connection, revision: str) -> None:
+    version = Table(VERSION_TABLE, MetaData(), Column("version_num", String(32)))
+    connection.execute(update(version).values(version_num=revision))
+
+
+def test_alembic_upgrade_head_works_from_a_checkout(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'checkout.db'}"
+    alembic = [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "-x", f"url={url}"]
+    subprocess.run([*alembic, "upgrade", "head"], check=True, cwd=tmp_path, capture_output=True)
+    current = subprocess.run(
+        [*alembic, "current"], check=True, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert migrate.head_revision() in current.stdout
