@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flowstore.store import (  # noqa: E402
+from flowstore.store import (
     NewRun,
     NodeChange,
     NodeStatus,
@@ -37,7 +37,10 @@ BATCH = 100
 
 async def flowstore_per_transition(path: Path, synchronous: str, batch: int, count: int) -> float:
     """Seconds per transition through the store, committing `batch` transitions at a time."""
-    settings = StoreSettings(url=f"sqlite+aiosqlite:///{path}", sqlite_synchronous=synchronous)  # type: ignore[arg-type]
+    settings = StoreSettings(
+        url=f"sqlite+aiosqlite:///{path}",
+        sqlite_synchronous=synchronous,  # type: ignore[arg-type]
+    )
     store = await open_store(settings)
     try:
         run = await store.create_run(NewRun("bench", "1", "h", {}, owner=WorkerId("bench")))
@@ -79,16 +82,14 @@ def raw_per_transition(path: Path, synchronous: str, batch: int, count: int) -> 
         rows = []
         for i in range(batch):
             seq += 1
-            rows.append(("r", seq, "node", f"n{tx}-{i}", "succeeded", json.dumps({"value": i}), "t"))
+            rows.append(
+                ("r", seq, "node", f"n{tx}-{i}", "succeeded", json.dumps({"value": i}), "t")
+            )
         conn.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
     return elapsed / (transactions * batch)
-
-
-def median_of(runs: int, measure: object) -> float:
-    return statistics.median(measure() for _ in range(runs))  # type: ignore[operator]
 
 
 def main() -> None:
@@ -114,14 +115,13 @@ def main() -> None:
                 (1, args.transactions, "<= 500 us per commit"),
                 (BATCH, args.batched, "<= 15 us per transition"),
             ):
-                ours = median_of(
-                    args.repeat,
-                    lambda: asyncio.run(
-                        flowstore_per_transition(fresh(), synchronous, batch, count)
-                    ),
+                ours = statistics.median(
+                    asyncio.run(flowstore_per_transition(fresh(), synchronous, batch, count))
+                    for _ in range(args.repeat)
                 )
-                raw = median_of(
-                    args.repeat, lambda: raw_per_transition(fresh(), synchronous, batch, count)
+                raw = statistics.median(
+                    raw_per_transition(fresh(), synchronous, batch, count)
+                    for _ in range(args.repeat)
                 )
                 shape = "1 per transaction" if batch == 1 else f"{batch} per transaction"
                 print(
