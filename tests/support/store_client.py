@@ -31,6 +31,8 @@ async def _ready_then_wait_for_go() -> None:
 async def claim(url: str, worker: str) -> None:
     store = await open_store(StoreSettings(url=url))
     try:
+        # Warm up (connect, compile the claim) so both processes start racing at full speed.
+        await store.claim_run(WorkerId(worker), lease_seconds=1, workflows=["no-such-workflow"])
         await _ready_then_wait_for_go()
         misses = 0
         while misses < 3:  # SKIP LOCKED may see nothing while the other process holds rows
@@ -41,6 +43,9 @@ async def claim(url: str, worker: str) -> None:
                 continue
             misses = 0
             print(json.dumps({"run": claimed.run.id, "fencing": claimed.fencing}), flush=True)
+            # A worker does something between claims; without a pause SQLite's busy handler
+            # (which sleeps and retries, with no fairness) can let one process take them all.
+            await asyncio.sleep(0.002)
     finally:
         await store.close()
 
