@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Final, NewType
+from typing import Any, Final, NewType, TypeVar
 
 __all__ = [
     "UNSET",
@@ -103,6 +103,25 @@ class TransitionKind(enum.StrEnum):
     CHECKPOINT = "checkpoint"
 
 
+R = TypeVar("R")
+
+
+_COLUMNS: dict[type[Any], tuple[str, ...]] = {}
+
+
+def from_columns(cls: type[R], row: Mapping[Any, Any], **converted: Any) -> R:
+    """Build a record from a row; `converted` gives the fields that need more than a copy.
+
+    A record's fields are named like its table's columns (a node execution's `key` is the
+    column `exec_key`, passed in `converted`).
+    """
+    columns = _COLUMNS.get(cls)
+    if columns is None:
+        columns = _COLUMNS[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    values = {name: row[name] for name in columns if name not in converted}
+    return cls(**values, **converted)
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -182,26 +201,7 @@ class RunRecord:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:
         """Build a record from a row of the runs table."""
-        return cls(
-            id=RunId(row["id"]),
-            workflow=row["workflow"],
-            version=row["version"],
-            graph_hash=row["graph_hash"],
-            status=RunStatus(row["status"]),
-            inputs=row["inputs"],
-            output=row["output"],
-            error=row["error"],
-            parent_run_id=row["parent_run_id"],
-            priority=row["priority"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            last_seq=row["last_seq"],
-            lease_owner=row["lease_owner"],
-            lease_expires_at=row["lease_expires_at"],
-            fencing=row["fencing"],
-        )
+        return from_columns(cls, row, status=RunStatus(row["status"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,18 +329,7 @@ class Transition:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Transition:
         """Build a record from a row of the transitions table."""
-        return cls(
-            run_id=RunId(row["run_id"]),
-            seq=row["seq"],
-            kind=TransitionKind(row["kind"]),
-            name=row["name"],
-            node=row["node"],
-            key=row["exec_key"],
-            status=row["status"],
-            attempt=row["attempt"],
-            payload=row["payload"],
-            created_at=row["created_at"],
-        )
+        return from_columns(cls, row, kind=TransitionKind(row["kind"]), key=row["exec_key"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,20 +352,7 @@ class NodeExecution:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> NodeExecution:
         """Build a record from a row of the node executions table."""
-        return cls(
-            run_id=RunId(row["run_id"]),
-            node=row["node"],
-            key=row["exec_key"],
-            status=NodeStatus(row["status"]),
-            attempt=row["attempt"],
-            input=row["input"],
-            output=row["output"],
-            error=row["error"],
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            updated_seq=row["updated_seq"],
-        )
+        return from_columns(cls, row, status=NodeStatus(row["status"]), key=row["exec_key"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,12 +367,7 @@ class Checkpoint:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Checkpoint:
         """Build a record from a row of the checkpoints table."""
-        return cls(
-            run_id=RunId(row["run_id"]),
-            seq=row["seq"],
-            state=row["state"],
-            created_at=row["created_at"],
-        )
+        return from_columns(cls, row)
 
 
 # --------------------------------------------------------------------------- workers
@@ -416,14 +387,7 @@ class WorkerInfo:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> WorkerInfo:
         """Build a record from a row of the workers table."""
-        return cls(
-            id=WorkerId(row["id"]),
-            hostname=row["hostname"],
-            pid=row["pid"],
-            started_at=row["started_at"],
-            heartbeat_at=row["heartbeat_at"],
-            metadata=row["metadata"],
-        )
+        return from_columns(cls, row)
 
 
 # The records of cache, memory, telemetry and breakers live in their own module; re-exported

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from flowstore.store.records import RunId
+from flowstore.store.records import RunId, from_columns
 
 __all__ = [
     "BreakerState",
@@ -52,14 +52,7 @@ class CacheEntry:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> CacheEntry:
         """Build a record from a row of the cache table."""
-        return cls(
-            key=row["key"],
-            workflow=row["workflow"],
-            node=row["node"],
-            value=row["value"],
-            created_at=row["created_at"],
-            expires_at=row["expires_at"],
-        )
+        return from_columns(cls, row)
 
 
 # --------------------------------------------------------------------------- memory
@@ -94,17 +87,7 @@ class Message:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Message:
         """Build a record from a row of the messages table."""
-        return cls(
-            id=row["id"],
-            thread_id=row["thread_id"],
-            role=row["role"],
-            content=row["content"],
-            metadata=row["metadata"],
-            run_id=row["run_id"],
-            node=row["node"],
-            tokens=row["tokens"],
-            created_at=row["created_at"],
-        )
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +104,7 @@ class Entity:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Entity:
         """Build a record from a row of the entities table."""
-        return cls(
-            namespace=row["namespace"],
-            name=row["name"],
-            attributes=row["attributes"],
-            version=row["version"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        return from_columns(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +121,7 @@ class EntityVersion:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> EntityVersion:
         """Build a record from a row of the entity history table."""
-        return cls(
-            namespace=row["namespace"],
-            name=row["name"],
-            version=row["version"],
-            attributes=row["attributes"],
-            run_id=row["run_id"],
-            changed_at=row["changed_at"],
-        )
+        return from_columns(cls, row)
 
 
 # --------------------------------------------------------------------------- telemetry
@@ -177,19 +146,7 @@ class ErrorReport:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> ErrorReport:
         """Build a record from a row of the error reports table."""
-        return cls(
-            id=row["id"],
-            run_id=row["run_id"],
-            node=row["node"],
-            key=row["exec_key"],
-            attempt=row["attempt"],
-            error_type=row["error_type"],
-            message=row["message"],
-            traceback=row["traceback"],
-            outcome=row["outcome"],
-            details=row["details"],
-            created_at=row["created_at"],
-        )
+        return from_columns(cls, row, key=row["exec_key"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,15 +164,7 @@ class MetricPoint:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> MetricPoint:
         """Build a record from a row of the metrics table."""
-        return cls(
-            name=row["name"],
-            value=row["value"],
-            workflow=row["workflow"],
-            node=row["node"],
-            run_id=row["run_id"],
-            labels=row["labels"] or {},
-            recorded_at=row["recorded_at"],
-        )
+        return from_columns(cls, row, labels=row["labels"] or {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,20 +187,7 @@ class Span:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> Span:
         """Build a record from a row of the spans table."""
-        return cls(
-            span_id=row["span_id"],
-            trace_id=row["trace_id"],
-            parent_span_id=row["parent_span_id"],
-            name=row["name"],
-            run_id=row["run_id"],
-            node=row["node"],
-            key=row["exec_key"],
-            attempt=row["attempt"],
-            started_at=row["started_at"],
-            ended_at=row["ended_at"],
-            status=row["status"],
-            attributes=row["attributes"] or {},
-        )
+        return from_columns(cls, row, key=row["exec_key"], attributes=row["attributes"] or {})
 
 
 # --------------------------------------------------------------------------- circuit breakers
@@ -276,12 +212,4 @@ class BreakerState:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> BreakerState:
         """Build a record from a row of the circuit breakers table."""
-        return cls(
-            name=row["name"],
-            state=row["state"],
-            failure_count=row["failure_count"],
-            success_count=row["success_count"],
-            opened_at=row["opened_at"],
-            updated_at=row["updated_at"],
-            version=row["version"],
-        )
+        return from_columns(cls, row)
