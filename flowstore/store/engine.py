@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_URL",
     "WRITE_OPTION",
     "StoreSettings",
+    "begin_immediately",
     "create_engine",
     "install_sqlite_hooks",
     "normalize_url",
@@ -114,8 +115,12 @@ def create_engine(settings: StoreSettings) -> AsyncEngine:
     return engine
 
 
-def install_sqlite_hooks(engine: Engine, settings: StoreSettings) -> None:
-    """Set up every connection of a SQLite engine, and begin writes with BEGIN IMMEDIATE."""
+def install_sqlite_hooks(engine: Engine, settings: StoreSettings, *, begin: bool = True) -> None:
+    """Set up every connection of a SQLite engine, and begin writes with BEGIN IMMEDIATE.
+
+    With `begin=False` the caller issues BEGIN itself (`begin_immediately`): an engine with no
+    connection events skips SQLAlchemy's event dispatch on every statement.
+    """
     pragmas = (
         "PRAGMA journal_mode=WAL",
         f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
@@ -134,10 +139,27 @@ def install_sqlite_hooks(engine: Engine, settings: StoreSettings) -> None:
         finally:
             cursor.close()
 
+    if not begin:
+        return
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        _begin(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def begin_immediately(connection: Connection) -> None:
+    """Start a SQLite write transaction that holds the write lock from its first statement."""
+    _begin(connection, "BEGIN IMMEDIATE")
+
+
+def _begin(connection: Connection, statement: str) -> None:
+    # Straight to the driver, like the PRAGMAs: transaction control, not a query.
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
 
 
 @asynccontextmanager

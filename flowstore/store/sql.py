@@ -5,38 +5,23 @@ once as synchronous SQLAlchemy Core functions of a `Connection`, and run two way
 
 - On PostgreSQL, and for every read on SQLite, through the async engine (asyncpg, aiosqlite)
   with `AsyncConnection.run_sync`, so the event loop never blocks.
-- Writes on SQLite run whole on one writer thread that owns one connection: SQLite allows one
-  writer at a time anyway, and aiosqlite crosses threads three or four times per statement
-  (about 100 us each on a small VM), so a five-statement commit cost milliseconds; one hop per
-  transaction brings a commit near the cost of the fsync. Every write transaction starts with
-  `BEGIN IMMEDIATE`, so writers in other processes queue on SQLite's lock instead of losing
-  updates. A caller cancelled while its transaction runs does not stop it: the transaction
-  commits or rolls back whole, as if the caller had crashed.
+- Writes on SQLite run whole on one writer thread (`sqlite_writer.SQLiteWriter`). Every write
+  transaction starts with `BEGIN IMMEDIATE`, so writers in other processes queue on SQLite's
+  lock instead of losing updates.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from sqlalchemy import Engine
-from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowstore.store import migrate, serde
-from flowstore.store.engine import (
-    WRITE_OPTION,
-    StoreSettings,
-    create_engine,
-    install_sqlite_hooks,
-    normalize_url,
-    translate_errors,
-)
+from flowstore.store.engine import StoreSettings, create_engine, normalize_url, translate_errors
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     BreakerState,
@@ -69,6 +54,7 @@ from flowstore.store.repositories import (
     telemetry,
     transitions,
 )
+from flowstore.store.sqlite_writer import SQLiteWriter
 
 __all__ = ["SQLStore", "open_store"]
 
@@ -121,7 +107,7 @@ class SQLStore(Store):
         self.settings = settings
         self._now = clock or _utcnow
         self._encode = partial(serde.encode, limits=settings.value_limits)
-        self._writer = _SQLiteWriter(engine, settings) if engine.dialect.name == "sqlite" else None
+        self._writer = SQLiteWriter(engine, settings) if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -459,42 +445,3 @@ class SQLStore(Store):
             expected_version=expected_version,
             now=self._now(),
         )
-
-
-class _SQLiteWriter:
-    """One thread that owns one SQLite connection and runs every write transaction whole."""
-
-    def __init__(self, engine: AsyncEngine, settings: StoreSettings) -> None:
-        url = engine.url.set(drivername="sqlite+pysqlite")
-        self._engine: Engine = create_sync_engine(
-            url,
-            json_serializer=serde.serialize_for_driver,
-            json_deserializer=serde.decode,
-            echo=settings.echo,
-            pool_size=1,
-            max_overflow=0,
-        )
-        install_sqlite_hooks(self._engine, settings)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowstore-writer")
-        self._conn: Connection | None = None
-
-    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
-        conn = self._conn
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self._conn = self._engine.connect().execution_options(**{WRITE_OPTION: True})
-        with conn.begin():
-            return work(conn)
-
-    async def run(self, work: Callable[[Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._in_transaction, work)
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        self._engine.dispose()
-
-    async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._close)
-        self._thread.shutdown(wait=True)

@@ -7,28 +7,52 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 __all__ = ["JSONValue", "UTCDateTime"]
 
 
+class _SQLiteText(SQLITE_DATETIME):
+    """SQLite's DATETIME, bound from the text `UTCDateTime` has already written."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+
+# SQLAlchemy's own storage format for SQLite DATETIME, so its result processor reads it back.
+_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime: `timestamptz` on PostgreSQL, naive UTC text on SQLite.
 
     SQLite's text form sorts in time order, so lease expiry and time filters compare correctly.
+    Every row of a write batch carries the same time, so the last text is kept and reused.
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
+    _last: tuple[datetime | None, str] = (None, "")
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(_SQLiteText())  # type: ignore[no-untyped-call]
+        return dialect.type_descriptor(self.impl_instance)
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: flowstore stores aware UTC times")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name != "sqlite":
+            return value.astimezone(UTC)
+        last, text = UTCDateTime._last
+        if value is not last:
+            text = value.astimezone(UTC).strftime(_SQLITE_FORMAT)
+            UTCDateTime._last = (value, text)
+        return text
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
