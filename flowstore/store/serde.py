@@ -41,16 +41,21 @@ class ValueLimits:
 DEFAULT_LIMITS: Final = ValueLimits()
 
 
-class Encoded:
-    """A value's JSON text, ready to be written as is."""
+class Encoded(str):
+    """A value's JSON text, ready to be written as is.
 
-    __slots__ = ("text",)
+    A `str`, so a batch of rows holding encoded values can itself be encoded in one call.
+    """
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+    __slots__ = ()
+
+    @property
+    def text(self) -> str:
+        """The JSON text."""
+        return str(self)
 
     def __repr__(self) -> str:
-        return f"Encoded({self.text[:60]!r})"
+        return f"Encoded({str(self)[:60]!r})"
 
 
 def encode(value: Any, *, what: str, limits: ValueLimits = DEFAULT_LIMITS) -> Encoded:

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import DATETIME as SQLITE_DATETIME
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["JSONValue", "UTCDateTime"]
+__all__ = ["JSONValue", "UTCDateTime", "sqlite_timestamp"]
 
 
 class _SQLiteText(SQLITE_DATETIME):
@@ -23,18 +23,32 @@ class _SQLiteText(SQLITE_DATETIME):
 
 # SQLAlchemy's own storage format for SQLite DATETIME, so its result processor reads it back.
 _SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+_last_timestamp: tuple[datetime | None, str] = (None, "")
+
+
+def sqlite_timestamp(value: datetime) -> str:
+    """The text SQLite stores for an aware datetime: naive UTC, microseconds, sortable.
+
+    Every row of a write batch carries the same time, so the last text is kept and reused.
+    """
+    global _last_timestamp
+    last, text = _last_timestamp
+    if value is not last:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: flowstore stores aware UTC times")
+        text = value.astimezone(UTC).strftime(_SQLITE_FORMAT)
+        _last_timestamp = (value, text)
+    return text
 
 
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime: `timestamptz` on PostgreSQL, naive UTC text on SQLite.
 
     SQLite's text form sorts in time order, so lease expiry and time filters compare correctly.
-    Every row of a write batch carries the same time, so the last text is kept and reused.
     """
 
     impl = DateTime(timezone=True)
     cache_ok = True
-    _last: tuple[datetime | None, str] = (None, "")
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
@@ -44,15 +58,11 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if dialect.name == "sqlite":
+            return sqlite_timestamp(value)
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: flowstore stores aware UTC times")
-        if dialect.name != "sqlite":
-            return value.astimezone(UTC)
-        last, text = UTCDateTime._last
-        if value is not last:
-            text = value.astimezone(UTC).strftime(_SQLITE_FORMAT)
-            UTCDateTime._last = (value, text)
-        return text
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -289,6 +289,66 @@ async def test_a_node_that_runs_many_times_has_one_row_per_key(store: SQLStore) 
     assert outputs == {("fetch", f"map:{index}"): index for index in range(5)}
 
 
+async def test_large_batches_store_the_same_rows_as_small_ones(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    """Big batches take a bulk path on SQLite; what they store must not differ."""
+    run = await store.create_run(new_run(owner=A))
+    outputs: list[object] = [
+        None,
+        "",
+        'it\'s "quoted" \\ and \u00e9\u00e8 \U0001f600',
+        '{"looks": "like json"}',
+        5,
+        2.5,
+        True,
+        [1, [2, {"deep": None}]],
+        {"nested": {"list": [1, 2], "none": None}},
+        "null",
+    ]
+    names = [f"node-{index}" for index in range(len(outputs))]
+
+    for batch_size in (1, len(names)):
+        key = f"batch-{batch_size}"
+        for start in range(0, len(names), batch_size):
+            chunk = names[start : start + batch_size]
+            await store.record_transitions(
+                run.id,
+                1,
+                [
+                    NodeChange(name, NodeStatus.RUNNING, key=key, attempt=1, input={"i": name})
+                    for name in chunk
+                ],
+            )
+        clock.advance(1)
+        await store.record_transitions(
+            run.id,
+            1,
+            [
+                NodeChange(name, NodeStatus.SUCCEEDED, key=key, output=output)
+                for name, output in zip(names, outputs, strict=True)
+            ],
+        )
+
+    executions = await store.read_node_executions(run.id)
+    by_key: dict[str, dict[str, object]] = {}
+    for execution in executions:
+        assert execution.status is NodeStatus.SUCCEEDED
+        assert execution.input == {"i": execution.node}
+        assert execution.finished_at is not None and execution.started_at is not None
+        assert execution.finished_at - execution.started_at == timedelta(seconds=1)
+        by_key.setdefault(execution.key, {})[execution.node] = execution.output
+    assert by_key["batch-1"] == dict(zip(names, outputs, strict=True))
+    assert by_key[f"batch-{len(names)}"] == by_key["batch-1"]
+    log = await store.read_transitions(run.id)
+    assert [t.seq for t in log] == list(range(1, len(log) + 1))
+    assert {t.created_at for t in log[1:]} == {
+        clock.now - timedelta(seconds=1),
+        clock.now,
+        clock.now - timedelta(seconds=2),
+    }
+
+
 async def test_a_retried_node_keeps_its_attempt_count_and_clears_its_error(
     store: SQLStore,
 ) -> None:

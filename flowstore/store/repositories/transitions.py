@@ -8,13 +8,13 @@ upserts the node rows, appends the log rows and stores the checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, bindparam, case, func, select, update
+from sqlalchemy import Executable, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from flowstore.store.records import (
@@ -31,7 +31,7 @@ from flowstore.store.records import (
     Transition,
     TransitionKind,
 )
-from flowstore.store.repositories._common import Encoder, upsert_for
+from flowstore.store.repositories._common import Encoder, json_rows, json_rows_select, upsert_for
 from flowstore.store.repositories.runs import lease_lost
 from flowstore.store.schema import checkpoints, node_executions, runs, transitions
 
@@ -145,7 +145,7 @@ def record_transitions(
     if node_rows:
         _upsert_nodes(conn, run_id, list(node_rows.values()), now)
     if log_rows:
-        conn.execute(_APPEND_LOG, log_rows)
+        _execute_rows(conn, _append_log, transitions, log_rows)
     if checkpoint_rows:
         conn.execute(_APPEND_CHECKPOINT, checkpoint_rows)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
@@ -190,14 +190,43 @@ _RESERVE = (
     .values(last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now"))
     .returning(runs.c.last_seq)
 )
-_APPEND_LOG = transitions.insert()
 _APPEND_CHECKPOINT = checkpoints.insert()
 
 
+# From this many rows on, SQLite gets a batch as one JSON parameter (see `json_rows_select`):
+# about 20% cheaper per row at 100 rows, but json_each costs more than it saves for a few.
+_JSON_BATCH_MIN = 8
+
+
+def _execute_rows(
+    conn: Connection,
+    statement: Callable[[str, bool], Executable],
+    table: Table,
+    rows: list[dict[str, Any]],
+) -> None:
+    dialect = conn.dialect.name
+    if dialect == "sqlite" and len(rows) >= _JSON_BATCH_MIN:
+        conn.execute(statement(dialect, True), {"rows": json_rows(rows, table)})
+    else:
+        conn.execute(statement(dialect, False), rows)
+
+
 @cache
-def _node_upsert(dialect: str) -> Executable:
+def _append_log(dialect: str, from_json: bool) -> Executable:
+    """INSERT log rows, from parameters or from a JSON batch."""
+    if from_json:
+        return insert(transitions).from_select(
+            list(transitions.c), json_rows_select(len(transitions.c))
+        )
+    return transitions.insert()
+
+
+@cache
+def _node_upsert(dialect: str, from_json: bool) -> Executable:
     """INSERT a node execution, or fold the change into its row; UNSET fields arrive as NULL."""
     stmt = upsert_for(dialect, node_executions)
+    if from_json:
+        stmt = stmt.from_select(list(node_executions.c), json_rows_select(len(node_executions.c)))
     new = stmt.excluded
     table = node_executions.c
     upserted: Executable = stmt.on_conflict_do_update(
@@ -220,8 +249,10 @@ def _node_upsert(dialect: str) -> Executable:
 
 
 def _upsert_nodes(conn: Connection, run_id: RunId, rows: list[_NodeRow], now: datetime) -> None:
-    conn.execute(
-        _node_upsert(conn.dialect.name),
+    _execute_rows(
+        conn,
+        _node_upsert,
+        node_executions,
         [
             {
                 "run_id": run_id,
