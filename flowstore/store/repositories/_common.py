@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -14,10 +13,7 @@ from sqlalchemy.engine import Connection
 
 from flowstore.store.types import UTCDateTime, sqlite_timestamp
 
-__all__ = ["Clock", "Encoder", "json_rows", "json_rows_select", "upsert", "upsert_for"]
-
-Clock = Callable[[], datetime]
-"""Returns the current aware UTC time; tests pass a controllable one."""
+__all__ = ["Encoder", "json_rows", "json_rows_select", "upsert", "upsert_for"]
 
 Encoder = Callable[..., Any]
 """`serde.encode` bound to the store's size limits: `encoder(value, what=...)`."""
