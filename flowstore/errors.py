@@ -2,6 +2,9 @@
 
 ```
 FlowstoreError
+├── DefinitionError               a workflow definition is invalid: every problem, with where
+├── ExecutionError                a run could not go on
+│   └── ExpressionError           a condition failed on a run's values
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
     ├── SchemaError               the database schema is missing or not at the expected revision
@@ -19,11 +22,18 @@ they are translated into this tree, with the original kept as `__cause__`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 __all__ = [
+    "DefinitionError",
+    "ExecutionError",
+    "ExpressionError",
     "FlowstoreError",
     "IntegrityConflict",
     "LargeValueWarning",
     "LeaseLost",
+    "Problem",
     "RunNotFound",
     "SchemaError",
     "StoreError",
@@ -44,6 +54,64 @@ class FlowstoreError(Exception):
     def message(self) -> str:
         """The human-readable message."""
         return str(self.args[0])
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One problem in a workflow definition, and where it is.
+
+    Attributes:
+        message: What is wrong.
+        workflow: The workflow's name, when known.
+        node: The node, when the problem is in one.
+        field: The field of the node (or of the workflow) that is wrong, such as `when`.
+        file: The definition file, for a DSL definition.
+        line: The 1-based line in that file.
+        column: The 1-based column in that line.
+    """
+
+    message: str
+    workflow: str | None = None
+    node: str | None = None
+    field: str | None = None
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = []
+        if self.file is not None:
+            position = "".join(f":{n}" for n in (self.line, self.column) if n is not None)
+            where.append(f"{self.file}{position}")
+        if self.workflow is not None:
+            where.append(f"workflow {self.workflow!r}")
+        if self.node is not None:
+            where.append(f"node {self.node!r}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class DefinitionError(FlowstoreError):
+    """The workflow definition is invalid."""
+
+    def __init__(self, problems: Iterable[Problem] | str | None = None) -> None:
+        if problems is None or isinstance(problems, str):
+            problems = [Problem(problems or (type(self).__doc__ or "").strip())]
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        if len(self.problems) == 1:
+            super().__init__(str(self.problems[0]))
+        else:
+            listed = "\n".join(f"  - {problem}" for problem in self.problems)
+            super().__init__(f"{len(self.problems)} problems in the definition:\n{listed}")
+
+
+class ExecutionError(FlowstoreError):
+    """A run could not go on."""
+
+
+class ExpressionError(ExecutionError):
+    """A condition could not be evaluated on the run's values."""
 
 
 class StoreError(FlowstoreError):
