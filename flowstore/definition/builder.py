@@ -1,0 +1,284 @@
+"""The Python API for defining workflows: `Workflow` and `@flow.node`.
+
+A node's parameters say where its inputs come from: a parameter named like another node
+receives that node's output (and so creates the edge), one named like a workflow input receives
+the input, and one annotated `NodeContext` receives the context. Any other parameter without a
+default becomes a workflow input, typed by its annotation. The result is the same
+`WorkflowSpec` a DSL file gives, compiled by the same compiler.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from flowstore.definition.compiler import INPUT_TYPES, Locator, compile_spec
+from flowstore.definition.graph import Graph
+from flowstore.definition.spec import (
+    ExecutionConfig,
+    MapOver,
+    WorkflowSpec,
+    validate_spec,
+)
+from flowstore.errors import DefinitionError, Problem
+
+__all__ = ["Workflow"]
+
+Join = Literal["all", "any", "all_done"]
+_TYPE_NAMES = {value: name for name, value in INPUT_TYPES.items() if value is not Any}
+
+
+@dataclass
+class _NodeDefinition:
+    name: str
+    fields: dict[str, Any]
+    function: Callable[..., Any] | None = None
+    explicit_inputs: Mapping[str, str] | None = None
+    map_item: str | None = None
+    children: list[Workflow] = field(default_factory=list)
+
+
+class Workflow:
+    """A workflow: nodes and the data that flows between them.
+
+    Define one in Python with `@flow.node`, or load one with `Workflow.load(path)`; both give
+    the same spec and the same compiled graph.
+
+    Args:
+        name: Unique among the workflows an engine runs.
+        version: Your version label; runs also record the graph's hash.
+        description: What the workflow does.
+        config: How its runs execute.
+        input_model: One Pydantic model that validates all inputs at once.
+        output: The node whose output is the run's output (default: the only final node).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str = "1",
+        *,
+        description: str | None = None,
+        config: ExecutionConfig | None = None,
+        input_model: type[BaseModel] | None = None,
+        output: str | None = None,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.description = description
+        self.config = config or ExecutionConfig()
+        self.input_model = input_model
+        self.output = output
+        self._definitions: list[_NodeDefinition] = []
+        self._loaded: WorkflowSpec | None = None
+        self._locate: Locator | None = None
+        self._file: str | None = None
+        self._graph: Graph | None = None
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, version={self.version!r})"
+
+    @classmethod
+    def load(cls, source: str | Path | Mapping[str, Any]) -> Workflow:
+        """Load a workflow from a YAML or JSON file, or from a dict in the same form.
+
+        Raises:
+            DefinitionError: Every problem in the file, each with its line and column.
+        """
+        from flowstore.definition.dsl import read_definition
+
+        data, locate, file = read_definition(source)
+        spec = validate_spec(data, locate=locate, file=file)
+        loaded = cls(spec.name, spec.version, description=spec.description, config=spec.config)
+        loaded._loaded, loaded._locate, loaded._file = spec, locate, file
+        return loaded
+
+    # ------------------------------------------------------------------ defining nodes
+
+    def node(self, function: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Add a function as a node; use bare (`@flow.node`) or with options.
+
+        Options: `name`, `after`, `when` (a condition), `routes` (this node is a router),
+        `join`, `loop`, `map`, `retry`, `timeout`, `cache`, `fallback`, `breaker`. Sync
+        functions run in a worker thread; async generators stream tokens.
+        """
+
+        def register(target: Callable[..., Any]) -> Callable[..., Any]:
+            self._add_function(target, options)
+            return target
+
+        return register if function is None else register(function)
+
+    def subworkflow(
+        self,
+        name: str,
+        workflow: Workflow,
+        *,
+        inputs: Mapping[str, str] | Sequence[str] | None = None,
+        **options: Any,
+    ) -> None:
+        """Add a node that runs `workflow` as a child run; `inputs` maps its inputs to sources."""
+        bound = _as_mapping(inputs if inputs is not None else list(workflow.spec.inputs))
+        self._add(
+            _NodeDefinition(
+                name,
+                {"workflow": workflow.name, **options},
+                explicit_inputs=bound,
+                children=[workflow],
+            )
+        )
+
+    def custom(
+        self,
+        name: str,
+        type: str,
+        *,
+        config: Mapping[str, Any] | None = None,
+        inputs: Mapping[str, str] | Sequence[str] = (),
+        **options: Any,
+    ) -> None:
+        """Add a node of a registered custom node type."""
+        fields = {"type": type, "config": dict(config or {}), **options}
+        self._add(_NodeDefinition(name, fields, explicit_inputs=_as_mapping(inputs)))
+
+    def _add_function(self, function: Callable[..., Any], options: dict[str, Any]) -> None:
+        name = options.pop("name", None) or getattr(function, "__name__", None)
+        if not isinstance(name, str):
+            raise DefinitionError([Problem("give the node a name", workflow=self.name)])
+        call = f"{function.__module__}:{function.__qualname__}"
+        loop_map = options.get("map")
+        item = None
+        if loop_map is not None:
+            item = loop_map.item if isinstance(loop_map, MapOver) else loop_map.get("item", "item")
+        self._add(
+            _NodeDefinition(name, {"call": call, **options}, function=function, map_item=item)
+        )
+
+    def _add(self, definition: _NodeDefinition) -> None:
+        if self._loaded is not None:
+            raise DefinitionError(
+                [
+                    Problem(
+                        "a workflow loaded from a file cannot get nodes in Python",
+                        workflow=self.name,
+                    )
+                ]
+            )
+        self._definitions.append(definition)
+        self._graph = None
+
+    # ------------------------------------------------------------------ the spec and graph
+
+    @property
+    def spec(self) -> WorkflowSpec:
+        """The workflow's spec, the same a DSL file with the same content gives."""
+        if self._loaded is not None:
+            return self._loaded
+        node_names = {definition.name for definition in self._definitions}
+        inputs: dict[str, str] = {}
+        nodes = []
+        for definition in self._definitions:
+            bound = definition.explicit_inputs
+            if bound is None:
+                bound = self._bind(definition, node_names, inputs)
+            else:
+                child_inputs = definition.children[0].spec.inputs if definition.children else {}
+                for param, source in bound.items():
+                    if source not in node_names and source not in inputs:
+                        inputs[source] = child_inputs.get(param, "any")
+            nodes.append({"name": definition.name, **definition.fields, "inputs": dict(bound)})
+        data: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "inputs": inputs,
+            "nodes": nodes,
+            "config": self.config,
+        }
+        if self.description is not None:
+            data["description"] = self.description
+        if self.input_model is not None:
+            data["input_model"] = _import_path(self.input_model)
+        if self.output is not None:
+            data["output"] = self.output
+        return validate_spec(data)
+
+    def _bind(
+        self, definition: _NodeDefinition, node_names: set[str], inputs: dict[str, str]
+    ) -> dict[str, str]:
+        assert definition.function is not None
+        bound: dict[str, str] = {}
+        signature = inspect.signature(definition.function)
+        try:
+            hints = typing.get_type_hints(definition.function)
+        except Exception:  # unresolvable forward references: type them as `any`
+            hints = {}
+        model_fields = self.input_model.model_fields if self.input_model else {}
+        for parameter in signature.parameters.values():
+            if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                continue
+            annotation = hints.get(parameter.name, parameter.annotation)
+            if _names_context(annotation) or parameter.name == definition.map_item:
+                continue
+            if (
+                parameter.name in node_names
+                or parameter.name in inputs
+                or parameter.name in model_fields
+            ):
+                bound[parameter.name] = parameter.name
+            elif parameter.default is inspect.Parameter.empty:
+                inputs[parameter.name] = _type_name(annotation)
+                bound[parameter.name] = parameter.name
+        return bound
+
+    def compile(self, *, workflows: Mapping[str, WorkflowSpec] | None = None) -> Graph:
+        """Compile (once) into the graph the engine runs.
+
+        Raises:
+            DefinitionError: With every problem of the definition.
+        """
+        if self._graph is None:
+            known = {child.name: child.spec for d in self._definitions for child in d.children}
+            known.update(workflows or {})
+            functions = {
+                d.fields["call"]: d.function for d in self._definitions if d.function is not None
+            }
+            self._graph = compile_spec(
+                self.spec,
+                functions=functions,
+                workflows=known,
+                locate=self._locate,
+                file=self._file,
+            )
+        return self._graph
+
+
+def _as_mapping(inputs: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+    if isinstance(inputs, Mapping):
+        return dict(inputs)
+    return {name: name for name in inputs}
+
+
+def _names_context(annotation: Any) -> bool:
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return name == "NodeContext" or str(name).endswith(".NodeContext")
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is inspect.Parameter.empty or annotation is None or annotation is Any:
+        return "any"
+    origin = typing.get_origin(annotation) or annotation
+    if origin in _TYPE_NAMES:
+        return _TYPE_NAMES[origin]
+    if isinstance(origin, type) and issubclass(origin, BaseModel):
+        return _import_path(origin)
+    return "any"
+
+
+def _import_path(cls: type[Any]) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
