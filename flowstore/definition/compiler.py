@@ -10,26 +10,26 @@ that read values not upstream, and nodes that can never run.
 from __future__ import annotations
 
 import heapq
-import importlib
-import inspect
-import typing
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from flowstore.definition.expressions import Expression, parse_expression
-from flowstore.definition.graph import CallStyle, CompiledNode, Graph, Param
-from flowstore.definition.node_types import find_node_type, registered_node_types
+from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.definition.resolution import (
+    Compilation,
+    Locator,
+    check_types,
+    resolve_action,
+    resolve_call,
+    unknown,
+)
 from flowstore.definition.spec import NodeSpec, WorkflowSpec
-from flowstore.errors import DefinitionError, Problem
+from flowstore.errors import DefinitionError
 
 __all__ = ["INPUT_TYPES", "Locator", "compile_spec", "resolve_call"]
-
-Locator = Callable[[tuple[str | int, ...]], tuple[int, int] | None]
-"""Maps a path inside the spec, such as ("nodes", 2, "when"), to a (line, column) in a file."""
 
 INPUT_TYPES: Mapping[str, Any] = {
     "str": str,
@@ -41,65 +41,6 @@ INPUT_TYPES: Mapping[str, Any] = {
     "any": Any,
 }
 """The type names a workflow input may have, besides the import path of a Pydantic model."""
-
-_CONTEXT_ANNOTATION = "NodeContext"
-
-
-def resolve_call(path: str, functions: Mapping[str, Callable[..., Any]] | None = None) -> Any:
-    """The object at an import path `package.module:attribute.path`.
-
-    Raises:
-        LookupError: The module cannot be imported or has no such attribute (the message
-            says which).
-    """
-    if functions and path in functions:
-        return functions[path]
-    module_name, _, attribute = path.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise LookupError(f"cannot import module {module_name!r}: {error}") from None
-    except Exception as error:  # the module's own code failed while importing
-        raise LookupError(
-            f"importing module {module_name!r} failed: {type(error).__name__}: {error}"
-        ) from None
-    for part in attribute.split("."):
-        if not hasattr(found, part):
-            raise LookupError(f"module {module_name!r} has no {attribute!r}")
-        found = getattr(found, part)
-    return found
-
-
-@dataclass
-class _Compilation:
-    spec: WorkflowSpec
-    functions: Mapping[str, Callable[..., Any]]
-    workflows: Mapping[str, WorkflowSpec]
-    locate: Locator | None
-    file: str | None
-    problems: list[Problem] = field(default_factory=list)
-
-    def report(
-        self,
-        message: str,
-        path: tuple[str | int, ...] = (),
-        *,
-        node: str | None = None,
-        field: str | None = None,
-    ) -> None:
-        position = self.locate(path) if self.locate is not None and path else None
-        line, column = position if position is not None else (None, None)
-        self.problems.append(
-            Problem(
-                message,
-                workflow=self.spec.name,
-                node=node,
-                field=field,
-                file=self.file,
-                line=line,
-                column=column,
-            )
-        )
 
 
 def compile_spec(
@@ -123,7 +64,7 @@ def compile_spec(
     Raises:
         DefinitionError: With every problem found.
     """
-    job = _Compilation(spec, functions or {}, workflows or {}, locate, file)
+    job = Compilation(spec, functions or {}, workflows or {}, locate, file)
     inputs = _input_types(job)
     indexes: dict[str, int] = {}
     for index, node in enumerate(spec.nodes):
@@ -151,7 +92,7 @@ def compile_spec(
         spec.nodes[index].name: _compile_node(job, index, inputs, upstream, ancestors)
         for index in indexes.values()
     }
-    _check_types(job, nodes, indexes)
+    check_types(job, nodes, indexes)
     output = _output(job, indexes, upstream)
     if job.problems:
         raise DefinitionError(job.problems)
@@ -186,7 +127,7 @@ def _with_downstream(node: CompiledNode, downstream: tuple[str, ...]) -> Compile
     )
 
 
-def _input_types(job: _Compilation) -> dict[str, Any]:
+def _input_types(job: Compilation) -> dict[str, Any]:
     types: dict[str, Any] = {}
     for name, type_name in job.spec.inputs.items():
         if type_name in INPUT_TYPES:
@@ -225,7 +166,7 @@ def _input_types(job: _Compilation) -> dict[str, Any]:
 
 
 def _edges(
-    job: _Compilation, indexes: Mapping[str, int], inputs: Mapping[str, Any]
+    job: Compilation, indexes: Mapping[str, int], inputs: Mapping[str, Any]
 ) -> dict[str, tuple[str, ...]]:
     """Each node's upstream nodes, reporting every reference to an unknown name."""
     routers: dict[str, str] = {}
@@ -247,7 +188,7 @@ def _edges(
                 )
             elif route not in indexes:
                 job.report(
-                    _unknown("route", route, indexes),
+                    unknown("route", route, indexes),
                     ("nodes", index, "routes"),
                     node=name,
                     field="routes",
@@ -263,7 +204,7 @@ def _edges(
                 parents.append(source)
             elif source not in inputs:
                 job.report(
-                    _unknown("input source", source, indexes, inputs),
+                    unknown("input source", source, indexes, inputs),
                     ("nodes", index, "inputs", param),
                     node=name,
                     field=f"inputs.{param}",
@@ -273,7 +214,7 @@ def _edges(
                 parents.append(before)
             else:
                 job.report(
-                    _unknown("node", before, indexes),
+                    unknown("node", before, indexes),
                     ("nodes", index, "after"),
                     node=name,
                     field="after",
@@ -283,7 +224,7 @@ def _edges(
                 parents.append(node.map.over)
             elif node.map.over not in inputs:
                 job.report(
-                    _unknown("map source", node.map.over, indexes, inputs),
+                    unknown("map source", node.map.over, indexes, inputs),
                     ("nodes", index, "map", "over"),
                     node=name,
                     field="map.over",
@@ -301,14 +242,8 @@ def _edges(
     return upstream
 
 
-def _unknown(what: str, name: str, nodes: Iterable[str], inputs: Iterable[str] = ()) -> str:
-    known = sorted({*nodes, *inputs})
-    shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
-    return f"unknown {what} {name!r} (known: {shown or 'none'})"
-
-
 def _topological_order(
-    job: _Compilation, indexes: Mapping[str, int], upstream: Mapping[str, tuple[str, ...]]
+    job: Compilation, indexes: Mapping[str, int], upstream: Mapping[str, tuple[str, ...]]
 ) -> list[str]:
     """Kahn's algorithm, ties in written order; a cycle is reported with its path."""
     waiting = {name: len(parents) for name, parents in upstream.items()}
@@ -368,7 +303,7 @@ def _ancestors(
 
 
 def _compile_node(
-    job: _Compilation,
+    job: Compilation,
     index: int,
     inputs: Mapping[str, Any],
     upstream: Mapping[str, tuple[str, ...]],
@@ -402,12 +337,12 @@ def _compile_node(
             )
         elif not any(other.name == node.fallback.node for other in job.spec.nodes):
             job.report(
-                _unknown("fallback node", node.fallback.node, (n.name for n in job.spec.nodes)),
+                unknown("fallback node", node.fallback.node, (n.name for n in job.spec.nodes)),
                 (*path, "fallback", "node"),
                 node=node.name,
                 field="fallback.node",
             )
-    function, style, params, context_param, returns = _resolve_action(job, index, inputs)
+    function, style, params, context_param, returns = resolve_action(job, index, inputs)
     routed_by = next(
         (other.name for other in job.spec.nodes if node.name in (other.routes or ())), None
     )
@@ -427,7 +362,7 @@ def _compile_node(
 
 
 def _condition(
-    job: _Compilation,
+    job: Compilation,
     node: NodeSpec,
     source: str | None,
     visible: set[str],
@@ -460,237 +395,13 @@ def _condition(
     return expression
 
 
-_Resolved = tuple[Callable[..., Any] | None, CallStyle | None, tuple[Param, ...], str | None, Any]
-
-
-def _resolve_action(job: _Compilation, index: int, inputs: Mapping[str, Any]) -> _Resolved:
-    node = job.spec.nodes[index]
-    path: tuple[str | int, ...] = ("nodes", index)
-    if node.workflow is not None:
-        _check_subworkflow(job, index)
-        params = tuple(Param(p, s, None, False) for p, s in node.inputs.items())
-        return None, None, params, None, None
-    if node.type is not None:
-        function = _build_node_type(job, index)
-        if function is None:
-            return None, None, (), None, None
-        where = (*path, "type")
-    else:
-        assert node.call is not None
-        where = (*path, "call")
-        try:
-            function = resolve_call(node.call, job.functions)
-        except LookupError as error:
-            job.report(str(error), where, node=node.name, field="call")
-            return None, None, (), None, None
-    if not callable(function):
-        job.report(
-            f"{node.call!r} is a {type(function).__name__}, not a function",
-            where,
-            node=node.name,
-            field="call",
-        )
-        return None, None, (), None, None
-    return _inspect_function(job, index, function)
-
-
-def _inspect_function(job: _Compilation, index: int, function: Callable[..., Any]) -> _Resolved:
-    node = job.spec.nodes[index]
-    path: tuple[str | int, ...] = ("nodes", index)
-    signature, hints = _signature(function)
-    params: list[Param] = []
-    context_param = None
-    takes_any = False
-    item = node.map.item if node.map is not None else None
-    for parameter in signature.parameters.values():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            takes_any = True
-            continue
-        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-            continue
-        annotation = hints.get(parameter.name)
-        if _is_context(annotation, parameter):
-            context_param = parameter.name
-            continue
-        has_default = parameter.default is not inspect.Parameter.empty
-        if parameter.name == item:
-            params.append(Param(parameter.name, None, annotation, has_default))
-            continue
-        source = node.inputs.get(parameter.name)
-        if source is None and not has_default:
-            job.report(
-                f"parameter {parameter.name!r} of {_described(node)} is not bound: add it to "
-                "the node's inputs (a workflow input or a node name)",
-                (*path, "inputs"),
-                node=node.name,
-                field="inputs",
-            )
-        params.append(Param(parameter.name, source, annotation, has_default))
-    known = {param.name for param in params}
-    for param_name in node.inputs:
-        if param_name not in known and not takes_any:
-            job.report(
-                f"{_described(node)} has no parameter {param_name!r}",
-                (*path, "inputs", param_name),
-                node=node.name,
-                field=f"inputs.{param_name}",
-            )
-    if item is not None and item not in known:
-        job.report(
-            f"map item parameter {item!r} is not a parameter of {_described(node)}",
-            (*path, "map", "item"),
-            node=node.name,
-            field="map.item",
-        )
-    return function, _style(function), tuple(params), context_param, hints.get("return")
-
-
-def _described(node: NodeSpec) -> str:
-    return f"{node.call}" if node.call else f"node type {node.type!r}"
-
-
-def _signature(function: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
-    try:
-        signature = inspect.signature(function)
-    except (TypeError, ValueError):
-        return inspect.Signature(), {}
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # unresolvable forward references: keep what is plain
-        hints = {
-            name: parameter.annotation
-            for name, parameter in signature.parameters.items()
-            if parameter.annotation is not inspect.Parameter.empty
-        }
-    return signature, hints
-
-
-def _is_context(annotation: Any, parameter: inspect.Parameter) -> bool:
-    for candidate in (annotation, parameter.annotation):
-        name = candidate if isinstance(candidate, str) else getattr(candidate, "__name__", None)
-        if name == _CONTEXT_ANNOTATION or (
-            isinstance(name, str) and name.endswith(f".{_CONTEXT_ANNOTATION}")
-        ):
-            return True
-    return False
-
-
-def _style(function: Callable[..., Any]) -> CallStyle:
-    target = function
-    if not (inspect.isfunction(function) or inspect.ismethod(function)):
-        target = type(function).__call__  # a callable object: judge its __call__
-    if inspect.isasyncgenfunction(target):
-        return "async_generator"
-    if inspect.iscoroutinefunction(target):
-        return "async"
-    if inspect.isgeneratorfunction(target):
-        return "sync_generator"
-    return "sync"
-
-
-def _build_node_type(job: _Compilation, index: int) -> Callable[..., Any] | None:
-    node = job.spec.nodes[index]
-    assert node.type is not None
-    found = find_node_type(node.type)
-    if found is None:
-        job.report(
-            f"unknown node type {node.type!r} (registered: "
-            f"{', '.join(registered_node_types()) or 'none'})",
-            ("nodes", index, "type"),
-            node=node.name,
-            field="type",
-        )
-        return None
-    try:
-        config = found.Config.model_validate(node.config)
-    except ValidationError as error:
-        for detail in error.errors():
-            location = tuple(detail["loc"])
-            job.report(
-                f"{detail['msg']}",
-                ("nodes", index, "config", *location),
-                node=node.name,
-                field=".".join(["config", *map(str, location)]),
-            )
-        return None
-    built: Callable[..., Any] = found().build(config)
-    return built
-
-
-def _check_subworkflow(job: _Compilation, index: int) -> None:
-    node = job.spec.nodes[index]
-    assert node.workflow is not None
-    child = job.workflows.get(node.workflow)
-    path: tuple[str | int, ...] = ("nodes", index)
-    if child is None:
-        job.report(
-            _unknown("workflow", node.workflow, job.workflows),
-            (*path, "workflow"),
-            node=node.name,
-            field="workflow",
-        )
-        return
-    for param in node.inputs:
-        if param not in child.inputs:
-            job.report(
-                f"workflow {child.name!r} has no input {param!r}",
-                (*path, "inputs", param),
-                node=node.name,
-                field=f"inputs.{param}",
-            )
-    for name in child.inputs:
-        if name not in node.inputs:
-            job.report(
-                f"input {name!r} of workflow {child.name!r} is not bound",
-                (*path, "inputs"),
-                node=node.name,
-                field="inputs",
-            )
-
-
-def _check_types(
-    job: _Compilation, nodes: Mapping[str, CompiledNode], indexes: Mapping[str, int]
-) -> None:
-    for name, compiled in nodes.items():
-        for param in compiled.params:
-            producer = nodes.get(param.source) if param.source else None
-            if producer is None or producer.spec.map is not None:
-                continue
-            if producer.style in ("async_generator", "sync_generator"):
-                continue
-            if not _compatible(producer.returns, param.annotation):
-                job.report(
-                    f"parameter {param.name!r} expects {_shown(param.annotation)} but node "
-                    f"{producer.name!r} returns {_shown(producer.returns)}",
-                    ("nodes", indexes[name], "inputs", param.name),
-                    node=name,
-                    field=f"inputs.{param.name}",
-                )
-
-
-def _compatible(produced: Any, wanted: Any) -> bool:
-    if produced is None or wanted is None or Any in (produced, wanted) or wanted is object:
-        return True
-    produced_class = typing.get_origin(produced) or produced
-    wanted_class = typing.get_origin(wanted) or wanted
-    if not isinstance(produced_class, type) or not isinstance(wanted_class, type):
-        return True  # unions, literals, type variables: not judged here
-    if wanted_class is float and produced_class is int:
-        return True
-    return issubclass(produced_class, wanted_class)
-
-
-def _shown(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or str(annotation)
-
-
 def _output(
-    job: _Compilation, indexes: Mapping[str, int], upstream: Mapping[str, tuple[str, ...]]
+    job: Compilation, indexes: Mapping[str, int], upstream: Mapping[str, tuple[str, ...]]
 ) -> str | None:
     if job.spec.output is not None:
         if job.spec.output not in indexes:
             job.report(
-                _unknown("output node", job.spec.output, indexes), ("output",), field="output"
+                unknown("output node", job.spec.output, indexes), ("output",), field="output"
             )
         return job.spec.output
     depended_on = {parent for parents in upstream.values() for parent in parents}
