@@ -137,6 +137,7 @@ def _input_types(job: Compilation) -> dict[str, Any]:
             found = resolve_call(type_name, job.functions) if ":" in type_name else None
         except LookupError as error:
             job.report(str(error), ("inputs", name), field=f"inputs.{name}")
+            types[name] = Any  # still an input: no second problem where it is used
             continue
         if not (isinstance(found, type) and issubclass(found, BaseModel)):
             job.report(
@@ -145,6 +146,7 @@ def _input_types(job: Compilation) -> dict[str, Any]:
                 ("inputs", name),
                 field=f"inputs.{name}",
             )
+            types[name] = Any
             continue
         types[name] = found
     if job.spec.input_model is not None:

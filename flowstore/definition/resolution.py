@@ -77,7 +77,13 @@ class Compilation:
         node: str | None = None,
         field: str | None = None,
     ) -> None:
-        position = self.locate(path) if self.locate is not None and path else None
+        position = None
+        if self.locate is not None:
+            # The closest place the file has: a missing field points at its parent.
+            for end in range(len(path), 0, -1):
+                position = self.locate(path[:end])
+                if position is not None:
+                    break
         line, column = position if position is not None else (None, None)
         self.problems.append(
             Problem(

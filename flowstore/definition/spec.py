@@ -357,7 +357,7 @@ def _problems(
 ) -> list[Problem]:
     workflow = data.get("name") if isinstance(data.get("name"), str) else None
     details = error.errors()
-    node_errors = any(len(d["loc"]) > 2 and d["loc"][0] == "nodes" for d in details)
+    node_errors = any(len(d["loc"]) >= 2 and d["loc"][0] == "nodes" for d in details)
     problems = []
     for detail in details:
         location = tuple(part for part in detail["loc"] if not _is_tag(part))

@@ -83,3 +83,10 @@ async def stream(ticket: str) -> AsyncIterator[str]:
 
 async def summarize(child: str) -> str:
     return f"summary: {child}"
+
+
+def count(classify: int) -> int:
+    return classify + 1
+
+
+NOT_A_FUNCTION = "just text"
