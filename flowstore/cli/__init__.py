@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowstore.cli import db
+from flowstore.cli import db, definitions
 from flowstore.errors import FlowstoreError
 
 __all__ = ["main"]
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     db.add_commands(commands)
+    definitions.add_commands(commands)
     return parser
 
 

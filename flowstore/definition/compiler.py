@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -85,11 +86,11 @@ def compile_spec(
             )
         else:
             indexes[node.name] = index
-    upstream = _edges(job, indexes, inputs)
+    upstream, routers = _edges(job, indexes, inputs)
     order = _topological_order(job, indexes, upstream)
-    ancestors = _ancestors(order, upstream)
+    topology = _Topology(upstream, routers, {name: place for place, name in enumerate(order)})
     nodes = {
-        spec.nodes[index].name: _compile_node(job, index, inputs, upstream, ancestors)
+        spec.nodes[index].name: _compile_node(job, index, inputs, topology)
         for index in indexes.values()
     }
     check_types(job, nodes, indexes)
@@ -169,8 +170,8 @@ def _input_types(job: Compilation) -> dict[str, Any]:
 
 def _edges(
     job: Compilation, indexes: Mapping[str, int], inputs: Mapping[str, Any]
-) -> dict[str, tuple[str, ...]]:
-    """Each node's upstream nodes, reporting every reference to an unknown name."""
+) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Each node's upstream nodes, and each route's router; unknown names are reported."""
     routers: dict[str, str] = {}
     for name, index in indexes.items():
         for route in job.spec.nodes[index].routes or ():
@@ -241,7 +242,7 @@ def _edges(
             )
             parents = [parent for parent in parents if parent != name]
         upstream[name] = tuple(dict.fromkeys(parents))
-    return upstream
+    return upstream, routers
 
 
 def _topological_order(
@@ -291,43 +292,60 @@ def _find_cycle(stuck: set[str], upstream: Mapping[str, tuple[str, ...]]) -> lis
         path.append(current)
 
 
-def _ancestors(
-    order: list[str], upstream: Mapping[str, tuple[str, ...]]
-) -> dict[str, frozenset[str]]:
-    ancestors: dict[str, frozenset[str]] = {}
-    for name in order:
-        found: set[str] = set()
-        for parent in upstream[name]:
-            found.add(parent)
-            found |= ancestors.get(parent, frozenset())
-        ancestors[name] = frozenset(found)
-    return ancestors
+@dataclass(frozen=True, slots=True)
+class _Topology:
+    upstream: Mapping[str, tuple[str, ...]]
+    routers: Mapping[str, str]
+    position: Mapping[str, int]  # in topological order
+
+    def is_upstream(self, candidate: str, node: str) -> bool:
+        """Whether `candidate` must end before `node` starts.
+
+        Searches upward from `node`, but never past nodes ordered before `candidate`, so
+        the usual case (a condition reading a nearby node) costs a few steps, not the graph.
+        """
+        floor = self.position.get(candidate)
+        if floor is None or floor >= self.position[node]:
+            return False
+        stack, seen = [node], {node}
+        while stack:
+            for parent in self.upstream[stack.pop()]:
+                if parent == candidate:
+                    return True
+                if parent not in seen and self.position[parent] > floor:
+                    seen.add(parent)
+                    stack.append(parent)
+        return False
 
 
 def _compile_node(
-    job: Compilation,
-    index: int,
-    inputs: Mapping[str, Any],
-    upstream: Mapping[str, tuple[str, ...]],
-    ancestors: Mapping[str, frozenset[str]],
+    job: Compilation, index: int, inputs: Mapping[str, Any], topology: _Topology
 ) -> CompiledNode:
     node = job.spec.nodes[index]
     path: tuple[str | int, ...] = ("nodes", index)
-    visible = set(inputs) | ancestors[node.name]
+
+    def visible(name: str) -> bool:
+        return name in inputs or topology.is_upstream(name, node.name)
+
     when = _condition(job, node, node.when, visible, (*path, "when"), "when")
     loop_while = None
     if node.loop is not None:
         loop_path = (*path, "loop")
-        if node.loop.back_to != node.name and node.loop.back_to not in ancestors[node.name]:
+        back_to = node.loop.back_to
+        if back_to != node.name and not topology.is_upstream(back_to, node.name):
             job.report(
-                f"loop goes back to {node.loop.back_to!r}, which is not upstream of "
+                f"loop goes back to {back_to!r}, which is not upstream of "
                 f"{node.name!r}: the loop could never reach it",
                 (*loop_path, "back_to"),
                 node=node.name,
                 field="loop.back_to",
             )
+
+        def visible_in_loop(name: str) -> bool:
+            return name == node.name or visible(name)
+
         loop_while = _condition(
-            job, node, node.loop.while_, visible | {node.name}, (*loop_path, "while"), "loop.while"
+            job, node, node.loop.while_, visible_in_loop, (*loop_path, "while"), "loop.while"
         )
     if node.fallback is not None and node.fallback.node is not None:
         if node.fallback.node == node.name:
@@ -337,17 +355,14 @@ def _compile_node(
                 node=node.name,
                 field="fallback.node",
             )
-        elif not any(other.name == node.fallback.node for other in job.spec.nodes):
+        elif node.fallback.node not in topology.position:
             job.report(
-                unknown("fallback node", node.fallback.node, (n.name for n in job.spec.nodes)),
+                unknown("fallback node", node.fallback.node, topology.position),
                 (*path, "fallback", "node"),
                 node=node.name,
                 field="fallback.node",
             )
     function, style, params, context_param, returns = resolve_action(job, index, inputs)
-    routed_by = next(
-        (other.name for other in job.spec.nodes if node.name in (other.routes or ())), None
-    )
     return CompiledNode(
         spec=node,
         function=function,
@@ -355,11 +370,11 @@ def _compile_node(
         params=params,
         context_param=context_param,
         returns=returns,
-        upstream=upstream[node.name],
+        upstream=topology.upstream[node.name],
         downstream=(),
         when=when,
         loop_while=loop_while,
-        routed_by=routed_by,
+        routed_by=topology.routers.get(node.name),
     )
 
 
@@ -367,14 +382,14 @@ def _condition(
     job: Compilation,
     node: NodeSpec,
     source: str | None,
-    visible: set[str],
+    visible: Callable[[str], bool],
     path: tuple[str | int, ...],
     field_name: str,
 ) -> Expression | None:
     if source is None:
         return None
     expression = parse_expression(source)  # the spec validated it already
-    for name in sorted(expression.names - visible):
+    for name in sorted(name for name in expression.names if not visible(name)):
         job.report(
             f"condition reads {name!r}, which is not a workflow input or a node upstream of "
             f"{node.name!r}",

@@ -5,6 +5,7 @@ Part of the compiler: every problem is reported to the `Compilation`, never rais
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import typing
@@ -193,6 +194,7 @@ def _described(node: NodeSpec) -> str:
     return f"{node.call}" if node.call else f"node type {node.type!r}"
 
 
+@functools.lru_cache(maxsize=4096)  # a large workflow calls the same few functions many times
 def _signature(function: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
     try:
         signature = inspect.signature(function)
@@ -219,6 +221,7 @@ def _is_context(annotation: Any, parameter: inspect.Parameter) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=4096)
 def _style(function: Callable[..., Any]) -> CallStyle:
     target = function
     if not (inspect.isfunction(function) or inspect.ismethod(function)):

@@ -43,7 +43,9 @@ __all__ = [
 ]
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-CALL_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+CALL_PATTERN = (
+    r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.<>]*$"  # <locals>: functions defined inside functions
+)
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
 CallPath = Annotated[str, Field(pattern=CALL_PATTERN, max_length=500)]
 Seconds = Annotated[float, Field(gt=0, le=366 * 24 * 3600)]

@@ -221,4 +221,3 @@ def test_random_file_text(text: str, suffix: str) -> None:
         path = Path(directory) / f"definition{suffix}"
         path.write_text(text, encoding="utf-8")
         _refused_or_valid(path)
-
