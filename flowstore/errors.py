@@ -4,7 +4,8 @@
 FlowstoreError
 ├── DefinitionError               a workflow definition is invalid: every problem, with where
 ├── ExecutionError                a run could not go on
-│   └── ExpressionError           a condition failed on a run's values
+│   ├── ExpressionError           a condition failed on a run's values
+│   └── InvalidValue              an input or output does not match its declared type
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
     ├── SchemaError               the database schema is missing or not at the expected revision
@@ -31,6 +32,7 @@ __all__ = [
     "ExpressionError",
     "FlowstoreError",
     "IntegrityConflict",
+    "InvalidValue",
     "LargeValueWarning",
     "LeaseLost",
     "Problem",
@@ -112,6 +114,10 @@ class ExecutionError(FlowstoreError):
 
 class ExpressionError(ExecutionError):
     """A condition could not be evaluated on the run's values."""
+
+
+class InvalidValue(ExecutionError):
+    """A workflow input, or a node's input or output, does not match its declared type."""
 
 
 class StoreError(FlowstoreError):

@@ -245,9 +245,11 @@ class Workflow:
         if self._graph is None:
             known = {child.name: child.spec for d in self._definitions for child in d.children}
             known.update(workflows or {})
-            functions = {
+            functions: dict[str, Any] = {
                 d.fields["call"]: d.function for d in self._definitions if d.function is not None
             }
+            if self.input_model is not None:
+                functions[_import_path(self.input_model)] = self.input_model
             self._graph = compile_spec(
                 self.spec,
                 functions=functions,

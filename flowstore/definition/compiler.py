@@ -66,7 +66,7 @@ def compile_spec(
         DefinitionError: With every problem found.
     """
     job = Compilation(spec, functions or {}, workflows or {}, locate, file)
-    inputs = _input_types(job)
+    inputs, input_model = _input_types(job)
     indexes: dict[str, int] = {}
     for index, node in enumerate(spec.nodes):
         if node.name in indexes:
@@ -88,48 +88,32 @@ def compile_spec(
             indexes[node.name] = index
     upstream, routers = _edges(job, indexes, inputs)
     order = _topological_order(job, indexes, upstream)
-    topology = _Topology(upstream, routers, {name: place for place, name in enumerate(order)})
-    nodes = {
-        spec.nodes[index].name: _compile_node(job, index, inputs, topology)
-        for index in indexes.values()
-    }
-    check_types(job, nodes, indexes)
-    output = _output(job, indexes, upstream)
-    if job.problems:
-        raise DefinitionError(job.problems)
     downstream: dict[str, list[str]] = {name: [] for name in indexes}
     for name in order:
         for parent in upstream[name]:
             downstream[parent].append(name)
-    compiled = {name: _with_downstream(nodes[name], tuple(downstream[name])) for name in order}
+    topology = _Topology(
+        upstream, downstream, routers, {name: place for place, name in enumerate(order)}
+    )
+    nodes = {name: _compile_node(job, indexes[name], inputs, topology) for name in order}
+    check_types(job, nodes, indexes)
+    output = _output(job, indexes, upstream)
+    if job.problems:
+        raise DefinitionError(job.problems)
     return Graph(
         spec=spec,
         hash=spec.digest(),
-        nodes=MappingProxyType(compiled),
+        nodes=MappingProxyType(nodes),
         order=tuple(order),
         inputs=MappingProxyType(inputs),
         output=output,
+        input_model=input_model,
     )
 
 
-def _with_downstream(node: CompiledNode, downstream: tuple[str, ...]) -> CompiledNode:
-    return CompiledNode(
-        spec=node.spec,
-        function=node.function,
-        style=node.style,
-        params=node.params,
-        context_param=node.context_param,
-        returns=node.returns,
-        upstream=node.upstream,
-        downstream=downstream,
-        when=node.when,
-        loop_while=node.loop_while,
-        routed_by=node.routed_by,
-    )
-
-
-def _input_types(job: Compilation) -> dict[str, Any]:
+def _input_types(job: Compilation) -> tuple[dict[str, Any], type[BaseModel] | None]:
     types: dict[str, Any] = {}
+    input_model: type[BaseModel] | None = None
     for name, type_name in job.spec.inputs.items():
         if type_name in INPUT_TYPES:
             types[name] = INPUT_TYPES[type_name]
@@ -163,9 +147,10 @@ def _input_types(job: Compilation) -> dict[str, Any]:
                     field="input_model",
                 )
             else:
+                input_model = model
                 for name, info in model.model_fields.items():
                     types.setdefault(name, info.annotation)
-    return types
+    return types, input_model
 
 
 def _edges(
@@ -295,6 +280,7 @@ def _find_cycle(stuck: set[str], upstream: Mapping[str, tuple[str, ...]]) -> lis
 @dataclass(frozen=True, slots=True)
 class _Topology:
     upstream: Mapping[str, tuple[str, ...]]
+    downstream: Mapping[str, list[str]]
     routers: Mapping[str, str]
     position: Mapping[str, int]  # in topological order
 
@@ -371,7 +357,7 @@ def _compile_node(
         context_param=context_param,
         returns=returns,
         upstream=topology.upstream[node.name],
-        downstream=(),
+        downstream=tuple(topology.downstream[node.name]),
         when=when,
         loop_while=loop_while,
         routed_by=topology.routers.get(node.name),

@@ -6,6 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from flowstore.definition.expressions import Expression
 from flowstore.definition.spec import NodeSpec, WorkflowSpec
 
@@ -79,6 +81,7 @@ class Graph:
         order: A topological order of the node names (stable: ties keep the written order).
         inputs: Workflow input name to its type.
         output: The node whose output is the run's output.
+        input_model: The Pydantic model that validates all inputs at once, if declared.
     """
 
     spec: WorkflowSpec
@@ -87,6 +90,7 @@ class Graph:
     order: tuple[str, ...]
     inputs: Mapping[str, Any]
     output: str | None
+    input_model: type[BaseModel] | None = None
 
     @property
     def name(self) -> str:

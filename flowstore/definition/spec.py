@@ -10,11 +10,11 @@ the same hash. Callables are import paths (`package.module:function`), never obj
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -49,6 +49,18 @@ CALL_PATTERN = (
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
 CallPath = Annotated[str, Field(pattern=CALL_PATTERN, max_length=500)]
 Seconds = Annotated[float, Field(gt=0, le=366 * 24 * 3600)]
+
+
+def _sorted(value: Any) -> Any:
+    """Mappings with their keys in order, all the way down: one canonical form to hash."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
+Sorted = AfterValidator(_sorted)
 
 
 class _Spec(BaseModel):
@@ -98,7 +110,7 @@ class Fallback(_Spec):
 
     node: Name | None = None
     call: CallPath | None = None
-    value: JsonValue = None
+    value: Annotated[JsonValue, Sorted] = None
 
     @model_serializer(mode="wrap")
     def _keep_the_choice(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -240,9 +252,9 @@ class NodeSpec(_Spec):
     name: Name
     call: CallPath | None = None
     type: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.-]*$", max_length=200)] | None = None
-    config: dict[str, JsonValue] = Field(default_factory=dict)
+    config: Annotated[dict[str, JsonValue], Sorted] = Field(default_factory=dict)
     workflow: Name | None = None
-    inputs: Annotated[dict[Name, Name], BeforeValidator(_inputs_mapping)] = Field(
+    inputs: Annotated[dict[Name, Name], BeforeValidator(_inputs_mapping), Sorted] = Field(
         default_factory=dict
     )
     after: tuple[Name, ...] = ()
@@ -302,8 +314,8 @@ class WorkflowSpec(_Spec):
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.-]*$", max_length=200)]
     version: Annotated[str, Field(min_length=1, max_length=100)] = "1"
     description: str | None = None
-    inputs: dict[Name, Annotated[str, Field(min_length=1, max_length=500)]] = Field(
-        default_factory=dict
+    inputs: Annotated[dict[Name, Annotated[str, Field(min_length=1, max_length=500)]], Sorted] = (
+        Field(default_factory=dict)
     )
     input_model: CallPath | None = None
     nodes: tuple[NodeSpec, ...] = Field(min_length=1)
@@ -311,9 +323,12 @@ class WorkflowSpec(_Spec):
     config: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     def canonical_json(self) -> str:
-        """The spec as canonical JSON: sorted keys, no defaults, no spacing."""
-        data = self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """The spec as canonical JSON: fields in declared order, mappings sorted, no defaults.
+
+        Written by Pydantic in one pass, without an intermediate copy of the spec: a
+        100,000-node workflow hashes without doubling its memory.
+        """
+        return self.model_dump_json(by_alias=True, exclude_defaults=True)
 
     def digest(self) -> str:
         """The stable hash of the spec: the same definition gives it in any process."""

@@ -148,3 +148,33 @@ def test_shapes_compile_to_the_expected_graphs() -> None:
     child = subworkflow().compile()
     assert child.nodes["child"].function is None
     assert child.inputs == {"ticket": str}
+
+
+def test_the_order_of_mapping_keys_does_not_change_the_hash() -> None:
+    def definition(reverse: bool) -> dict[str, object]:
+        inputs = {"ticket": "str", "count": "int"}
+        node_inputs = {"classify": "classify", "ticket": "ticket"}
+        if reverse:
+            inputs = dict(reversed(inputs.items()))
+            node_inputs = dict(reversed(node_inputs.items()))
+        return {
+            "name": "ordered",
+            "inputs": inputs,
+            "nodes": [
+                {
+                    "name": "classify",
+                    "call": "tests.unit.definitions.shapes:classify",
+                    "inputs": ["ticket"],
+                },
+                {
+                    "name": "draft",
+                    "call": "tests.unit.definitions.shapes:draft",
+                    "inputs": node_inputs,
+                    "fallback": {"value": {"b": 1, "a": [{"d": 2, "c": 3}]}},
+                },
+            ],
+        }
+
+    forward, backward = Workflow.load(definition(False)), Workflow.load(definition(True))
+    assert forward.spec.digest() == backward.spec.digest()
+    assert '"fallback":{"value":{"a":[{"c":3,"d":2}],"b":1}}' in forward.spec.canonical_json()

@@ -1,0 +1,96 @@
+"""Pydantic validation of a run's values against the types a definition declares.
+
+Workflow inputs are checked against their declared types (or the workflow's input model), a
+node's arguments against its parameter annotations, and its output against its return
+annotation. Unannotated values pass as they are. Type adapters are built once per type.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.errors import InvalidValue
+
+__all__ = ["validate_arguments", "validate_inputs", "validate_output"]
+
+
+def validate_inputs(graph: Graph, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a run's inputs; return them converted to their declared types.
+
+    Raises:
+        InvalidValue: Naming the workflow and every input that is missing, unknown or wrong.
+    """
+    model = _inputs_model(graph)
+    try:
+        validated = model.model_validate(dict(values))
+    except ValidationError as error:
+        raise InvalidValue(
+            f"workflow {graph.name!r}: invalid inputs: {_listed(error, 'input')}"
+        ) from None
+    return {name: getattr(validated, name) for name in type(validated).model_fields}
+
+
+def validate_arguments(
+    graph: Graph, node: CompiledNode, arguments: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Check the values a node is about to be called with, by its parameter annotations."""
+    checked = dict(arguments)
+    for param in node.params:
+        if param.annotation is None or param.name not in arguments:
+            continue
+        try:
+            checked[param.name] = _adapter(param.annotation).validate_python(arguments[param.name])
+        except ValidationError as error:
+            raise InvalidValue(
+                f"workflow {graph.name!r}, node {node.name!r}: parameter {param.name!r} "
+                f"(from {param.source or 'the map item'!r}): {_listed(error, 'value')}"
+            ) from None
+    return checked
+
+
+def validate_output(graph: Graph, node: CompiledNode, value: Any) -> Any:
+    """Check a node's output against its return annotation; return it converted."""
+    if node.returns is None or node.style in ("async_generator", "sync_generator"):
+        return value
+    try:
+        return _adapter(node.returns).validate_python(value)
+    except ValidationError as error:
+        raise InvalidValue(
+            f"workflow {graph.name!r}, node {node.name!r}: output: {_listed(error, 'value')}"
+        ) from None
+
+
+def _adapter(annotation: Any) -> TypeAdapter[Any]:
+    try:
+        return _cached_adapter(annotation)
+    except TypeError:  # an unhashable annotation: build it each time
+        return TypeAdapter(annotation)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_adapter(annotation: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(annotation)
+
+
+@functools.lru_cache(maxsize=256)
+def _inputs_model(graph: Graph) -> type[BaseModel]:
+    if graph.input_model is not None:
+        return graph.input_model
+    fields: dict[str, Any] = {name: (annotation, ...) for name, annotation in graph.inputs.items()}
+    return create_model(f"{graph.name}_inputs", __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def _listed(error: ValidationError, what: str) -> str:
+    parts = []
+    for detail in error.errors():
+        location = ".".join(str(part) for part in detail["loc"])
+        message = "missing" if detail["type"] == "missing" else detail["msg"]
+        if detail["type"] == "extra_forbidden":
+            message = f"unknown {what}"
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
