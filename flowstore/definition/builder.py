@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from flowstore.definition.compiler import INPUT_TYPES, Locator, compile_spec
 from flowstore.definition.graph import Graph
+from flowstore.definition.resolution import is_context
 from flowstore.definition.spec import (
     ExecutionConfig,
     MapOver,
@@ -223,7 +224,7 @@ class Workflow:
             if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
                 continue
             annotation = hints.get(parameter.name, parameter.annotation)
-            if _names_context(annotation) or parameter.name == definition.map_item:
+            if is_context(annotation) or parameter.name == definition.map_item:
                 continue
             if (
                 parameter.name in node_names
@@ -264,11 +265,6 @@ def _as_mapping(inputs: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
     if isinstance(inputs, Mapping):
         return dict(inputs)
     return {name: name for name in inputs}
-
-
-def _names_context(annotation: Any) -> bool:
-    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    return name == "NodeContext" or str(name).endswith(".NodeContext")
 
 
 def _type_name(annotation: Any) -> str:

@@ -8,6 +8,7 @@ bounded, so a hostile file cannot build an enormous document.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Mapping
 from json.decoder import scanstring  # type: ignore[attr-defined]
@@ -24,7 +25,7 @@ MAX_DOCUMENT_NODES: Final = 1_000_000
 
 MAX_FILE_BYTES: Final = 64 * 1024 * 1024
 
-Path_ = tuple[str | int, ...]
+SpecPath = tuple[str | int, ...]
 
 
 def read_definition(
@@ -69,8 +70,8 @@ def read_definition(
 # ------------------------------------------------------------------------------ JSON
 
 
-def _read_json(text: str, file: str) -> tuple[Any, dict[Path_, tuple[int, int]]]:
-    positions: dict[Path_, tuple[int, int]] = {}
+def _read_json(text: str, file: str) -> tuple[Any, dict[SpecPath, tuple[int, int]]]:
+    positions: dict[SpecPath, tuple[int, int]] = {}
     lines = _LineIndex(text)
     try:
         end, data = _json_value(text, _skip(text, 0), (), positions, lines)
@@ -103,7 +104,11 @@ def _skip(text: str, index: int) -> int:
 
 
 def _json_value(
-    text: str, index: int, path: Path_, positions: dict[Path_, tuple[int, int]], lines: _LineIndex
+    text: str,
+    index: int,
+    path: SpecPath,
+    positions: dict[SpecPath, tuple[int, int]],
+    lines: _LineIndex,
 ) -> tuple[int, Any]:
     positions[path] = lines.position(index)
     if index >= len(text):
@@ -164,8 +169,6 @@ class _LineIndex:
         self._starts.extend(i + 1 for i, char in enumerate(text) if char == "\n")
 
     def position(self, offset: int) -> tuple[int, int]:
-        import bisect
-
         line = bisect.bisect_right(self._starts, offset)
         return line, offset - self._starts[line - 1] + 1
 
@@ -173,7 +176,7 @@ class _LineIndex:
 # ------------------------------------------------------------------------------ YAML
 
 
-def _read_yaml(text: str, file: str) -> tuple[Any, dict[Path_, tuple[int, int]]]:
+def _read_yaml(text: str, file: str) -> tuple[Any, dict[SpecPath, tuple[int, int]]]:
     try:
         import yaml
     except ImportError:
@@ -198,7 +201,7 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Path_, tuple[int, int]]]
         raise DefinitionError([Problem(f"invalid YAML: {error}", file=file)]) from None
     if root is None:
         raise DefinitionError([Problem("the file is empty", file=file)])
-    positions: dict[Path_, tuple[int, int]] = {}
+    positions: dict[SpecPath, tuple[int, int]] = {}
     budget = [MAX_DOCUMENT_NODES]
     constructor = yaml.SafeLoader("")
     try:
@@ -212,8 +215,8 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[Path_, tuple[int, int]]]
 
 def _yaml_value(
     node: Any,
-    path: Path_,
-    positions: dict[Path_, tuple[int, int]],
+    path: SpecPath,
+    positions: dict[SpecPath, tuple[int, int]],
     budget: list[int],
     constructor: Any,
     file: str,

@@ -25,6 +25,7 @@ __all__ = [
     "Locator",
     "Resolved",
     "check_types",
+    "is_context",
     "resolve_action",
     "resolve_call",
     "unknown",
@@ -154,7 +155,7 @@ def _inspect_function(job: Compilation, index: int, function: Callable[..., Any]
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             continue
         annotation = hints.get(parameter.name)
-        if _is_context(annotation, parameter):
+        if is_context(annotation, parameter.annotation):
             context_param = parameter.name
             continue
         has_default = parameter.default is not inspect.Parameter.empty
@@ -211,11 +212,15 @@ def _signature(function: Callable[..., Any]) -> tuple[inspect.Signature, dict[st
     return signature, hints
 
 
-def _is_context(annotation: Any, parameter: inspect.Parameter) -> bool:
-    for candidate in (annotation, parameter.annotation):
+def is_context(*annotations: Any) -> bool:
+    """Whether any of the annotations (resolved or as written) names the `NodeContext`.
+
+    Matched by name, so definitions do not depend on the runtime package that defines it.
+    """
+    for candidate in annotations:
         name = candidate if isinstance(candidate, str) else getattr(candidate, "__name__", None)
-        if name == _CONTEXT_ANNOTATION or (
-            isinstance(name, str) and name.endswith(f".{_CONTEXT_ANNOTATION}")
+        if isinstance(name, str) and (
+            name == _CONTEXT_ANNOTATION or name.endswith(f".{_CONTEXT_ANNOTATION}")
         ):
             return True
     return False

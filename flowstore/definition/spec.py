@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from flowstore.definition.expressions import parse_expression
 from flowstore.errors import DefinitionError, Problem
 
 __all__ = [
@@ -146,8 +147,6 @@ class Breaker(_Spec):
 
 
 def _canonical_expression(source: str) -> str:
-    from flowstore.definition.expressions import parse_expression
-
     try:
         return parse_expression(source).source
     except DefinitionError as error:
