@@ -93,3 +93,18 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def clock() -> FakeClock:
     """A hand-moved clock for stores opened by the test."""
     return FakeClock()
+
+
+@pytest.fixture
+async def migrated_url(database_url: str) -> str:
+    """An empty database on each backend, at the current schema revision."""
+    from flowstore.store import StoreSettings
+    from flowstore.store.engine import create_engine
+    from flowstore.store.migrate import upgrade
+
+    engine = create_engine(StoreSettings(url=database_url))
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
+    return database_url

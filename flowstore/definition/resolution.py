@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ Locator = Callable[[tuple[str | int, ...]], tuple[int, int] | None]
 """Maps a path inside the spec, such as ("nodes", 2, "when"), to a (line, column) in a file."""
 
 _CONTEXT_ANNOTATION = "NodeContext"
+_UNIONS = (typing.Union, types.UnionType)
 
 
 def resolve_call(path: str, functions: Mapping[str, Callable[..., Any]] | None = None) -> Any:
@@ -323,6 +325,10 @@ def check_types(
 def _compatible(produced: Any, wanted: Any) -> bool:
     if produced is None or wanted is None or Any in (produced, wanted) or wanted is object:
         return True
+    if typing.get_origin(produced) in _UNIONS:  # every value it may produce must fit
+        return all(_compatible(member, wanted) for member in typing.get_args(produced))
+    if typing.get_origin(wanted) in _UNIONS:
+        return any(_compatible(produced, member) for member in typing.get_args(wanted))
     produced_class = typing.get_origin(produced) or produced
     wanted_class = typing.get_origin(wanted) or wanted
     if not isinstance(produced_class, type) or not isinstance(wanted_class, type):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -193,3 +194,30 @@ def test_node_types_are_found_through_entry_points(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr("flowstore.definition.node_types.entry_points", fake_entry_points)
     found = find_node_type("test-plugin")
     assert found is not None and found.__name__ == "Plugin"
+
+
+def test_optional_and_union_parameters_accept_what_they_name() -> None:
+    flow = Workflow("unions")
+
+    @flow.node
+    async def text(ticket: str) -> str:
+        return ticket
+
+    @flow.node
+    async def number(ticket: str) -> int | None:
+        return None
+
+    @flow.node
+    async def takes(text: str | None, number: int | str | None) -> None:
+        return None
+
+    flow.compile()
+    wrong = Workflow("wrong")
+    wrong.node(text)
+
+    @wrong.node
+    async def strict(text: int | bytes) -> None:
+        return None
+
+    with pytest.raises(DefinitionError, match=re.escape("expects int | bytes but node 'text'")):
+        wrong.compile()

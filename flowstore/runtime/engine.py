@@ -1,0 +1,231 @@
+"""`Engine`: the entry point that runs workflows durably against a store.
+
+```python
+async with Engine("sqlite+aiosqlite:///flowstore.db", workflows=[flow]) as engine:
+    run = await engine.run(flow, {"ticket": "disk full"})
+```
+
+An engine is one worker: it registers itself, heartbeats (renewing the leases of the runs it
+executes), and executes runs it creates (`run`) or takes over (`resume`). A run whose owner
+process on this host no longer exists is taken over at once; elsewhere, once its lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Self
+
+from flowstore.definition.builder import Workflow
+from flowstore.definition.graph import Graph
+from flowstore.definition.validation import validate_inputs
+from flowstore.errors import ExecutionError
+from flowstore.runtime.executor import execute_run
+from flowstore.runtime.models import Run
+from flowstore.store.records import (
+    Claim,
+    NewRun,
+    RunId,
+    RunQuery,
+    RunStatus,
+    WorkerId,
+    WorkerInfo,
+)
+
+__all__ = ["Engine"]
+
+
+class Engine:
+    """Runs workflows durably; use it as an async context manager.
+
+    Args:
+        url: The database URL; else `FLOWSTORE_DATABASE_URL`, else
+            `sqlite+aiosqlite:///flowstore.db`.
+        workflows: The workflows this engine can run and resume, by name.
+        lease_seconds: How long a run stays owned without a heartbeat; heartbeats come three
+            times per lease.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        workflows: Sequence[Workflow] = (),
+        lease_seconds: float = 30.0,
+    ) -> None:
+        from flowstore.store.engine import DEFAULT_URL
+
+        self.url = url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
+        self.lease_seconds = lease_seconds
+        self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+        self._workflows: dict[str, Workflow] = {}
+        for workflow in workflows:
+            self.register(workflow)
+        self._store: Any = None
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def register(self, workflow: Workflow) -> None:
+        """Make a workflow runnable and resumable by this engine (compiling it now)."""
+        workflow.compile()
+        self._workflows[workflow.name] = workflow
+
+    async def __aenter__(self) -> Self:
+        from flowstore.store.sql import open_store
+
+        self._store = await open_store(self.url)
+        now = datetime.now(UTC)
+        await self._store.register_worker(
+            WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now)
+        )
+        self._heartbeat = asyncio.create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        if self._store is not None:
+            await self._store.remove_worker(self.worker_id)
+            await self._store.close()
+            self._store = None
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            await self.store.heartbeat(self.worker_id, lease_seconds=self.lease_seconds)
+
+    @property
+    def store(self) -> Any:
+        """The engine's store (open inside `async with`)."""
+        if self._store is None:
+            raise ExecutionError("the engine is not open: use `async with Engine(...) as engine`")
+        return self._store
+
+    # ------------------------------------------------------------------ running
+
+    async def run(
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+    ) -> Run:
+        """Execute a run of `workflow` here, durably, and return it once it has ended.
+
+        Raises:
+            InvalidValue: The inputs do not match the workflow's declared inputs.
+            LeaseLost: Another worker took the run over (this one was stalled past its lease).
+        """
+        if workflow.name not in self._workflows:
+            self.register(workflow)
+        graph = workflow.compile()
+        checked = validate_inputs(graph, inputs or {})
+        record = await self.store.create_run(
+            NewRun(
+                workflow=graph.name,
+                version=graph.spec.version,
+                graph_hash=graph.hash,
+                inputs=checked,
+                spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                id=RunId(run_id) if run_id else None,
+                owner=self.worker_id,
+                lease_seconds=self.lease_seconds,
+            )
+        )
+        assert record.lease_expires_at is not None
+        claim = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
+        await execute_run(self.store, claim, graph, checked)
+        return await self.get_run(record.id)
+
+    async def resume(self, run_id: str, *, allow_changed_definition: bool = False) -> Run:
+        """Continue an interrupted run from its last committed state, here.
+
+        Nodes that succeeded are not run again. A run whose owner is alive and holds its lease
+        is refused; so is a run whose workflow changed since it started, unless
+        `allow_changed_definition` says to run the new definition over the committed results.
+        """
+        record = await self.store.get_run(RunId(run_id))
+        if record.status.is_terminal:
+            raise ExecutionError(f"run {run_id} has already ended ({record.status.value})")
+        graph = self._graph_for(record.workflow)
+        if graph.hash != record.graph_hash and not allow_changed_definition:
+            raise ExecutionError(
+                f"run {run_id} started under another definition of workflow "
+                f"{record.workflow!r} (graph {record.graph_hash[:12]}, now {graph.hash[:12]}): "
+                "resume it with allow_changed_definition=True to run the new definition over "
+                "its committed results, or deploy the definition it started with"
+            )
+        claim = await self.store.claim_run(
+            self.worker_id,
+            lease_seconds=self.lease_seconds,
+            run_id=RunId(run_id),
+            steal_from=await self._dead_local_workers(),
+        )
+        if claim is None:
+            raise ExecutionError(
+                f"run {run_id} is owned by live worker {record.lease_owner} until "
+                f"{record.lease_expires_at}: it is running there"
+            )
+        await execute_run(self.store, claim, graph, validate_inputs(graph, record.inputs))
+        return await self.get_run(run_id)
+
+    def _graph_for(self, workflow: str) -> Graph:
+        if workflow not in self._workflows:
+            known = ", ".join(sorted(self._workflows)) or "none"
+            raise ExecutionError(
+                f"workflow {workflow!r} is not registered with this engine (registered: {known})"
+            )
+        return self._workflows[workflow].compile()
+
+    async def _dead_local_workers(self) -> list[WorkerId]:
+        """Workers on this host whose process no longer exists."""
+        host = socket.gethostname()
+        dead = []
+        for worker in await self.store.list_workers():
+            if worker.hostname == host and worker.id != self.worker_id and not _alive(worker.pid):
+                dead.append(worker.id)
+        return dead
+
+    # ------------------------------------------------------------------ reading runs
+
+    async def get_run(self, run_id: str) -> Run:
+        """One run. Raises `RunNotFound`."""
+        return Run.from_record(await self.store.get_run(RunId(run_id)))
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        status: RunStatus | Sequence[RunStatus] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 100,
+    ) -> list[Run]:
+        """Runs, newest first, filtered by workflow, status and creation time."""
+        statuses = None
+        if status is not None:
+            statuses = frozenset([status] if isinstance(status, RunStatus) else status)
+        query = RunQuery(
+            workflow=workflow,
+            statuses=statuses,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+        )
+        return [Run.from_record(record) for record in await self.store.list_runs(query)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

@@ -1,0 +1,331 @@
+"""The executor: runs one claimed run of a compiled graph, durably, to its end.
+
+A ready-set scheduler. A node is decided once every node upstream of it has ended: it runs, or
+it is skipped (its condition is false, a router chose another route, or its join policy is not
+met). Every decision and every result goes through the store before anything depends on it
+(durability `sync`): when nodes finish, their results and the start of the nodes they make
+ready are committed together in one transaction, and transitions that arrive while a commit is
+in flight share the next one (group commit).
+
+On resume, the committed state is read back: nodes that succeeded are never run again, nodes
+that were running when the previous owner died are recorded as `recovered` and run again (at
+least once), and the scheduler carries on from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.definition.validation import validate_arguments, validate_output
+from flowstore.errors import ExecutionError
+from flowstore.runtime.context import NodeContext, RunContext
+from flowstore.store.protocol import Store
+from flowstore.store.records import (
+    Change,
+    Claim,
+    NodeChange,
+    NodeStatus,
+    RunChange,
+    RunStatus,
+)
+
+__all__ = ["execute_run"]
+
+_ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
+
+
+class _Committer:
+    """Commits a run's changes in order; changes that arrive during a commit share the next."""
+
+    def __init__(self, store: Store, claim: Claim) -> None:
+        self._store = store
+        self._claim = claim
+        self._pending: list[Change] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def commit(self, changes: Sequence[Change]) -> None:
+        if not changes:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.extend(changes)
+        self._waiters.append(waiter)
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
+        await waiter
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, waiters = self._pending, self._waiters
+                self._pending, self._waiters = [], []
+                try:
+                    await self._store.record_transitions(
+                        self._claim.run.id, self._claim.fencing, batch
+                    )
+                except BaseException as error:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(error)
+                    raise
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+        finally:
+            self._flushing = None
+
+
+def _error(node: str | None, error: BaseException) -> dict[str, Any]:
+    return {
+        "type": f"{type(error).__module__}.{type(error).__qualname__}",
+        "message": str(error),
+        "node": node,
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+class _RunState:
+    """What is known about each node of one run."""
+
+    def __init__(self, graph: Graph, inputs: Mapping[str, Any]) -> None:
+        self.graph = graph
+        self.inputs = dict(inputs)
+        self.status: dict[str, NodeStatus] = {}
+        self.outputs: dict[str, Any] = {}
+
+    def values(self) -> dict[str, Any]:
+        return {**self.inputs, **self.outputs}
+
+    def decide(self, node: CompiledNode) -> bool | None:
+        """True to run the node, False to skip it, None while something upstream runs."""
+        upstream = [self.status.get(name) for name in node.upstream]
+        if any(status not in _ENDED for status in upstream):
+            return None
+        if node.routed_by is not None:
+            if self.status[node.routed_by] is not NodeStatus.SUCCEEDED:
+                return False
+            chosen = self.outputs[node.routed_by]
+            names = [chosen] if isinstance(chosen, str) else list(chosen or [])
+            if node.name not in names:
+                return False
+        succeeded = [status is NodeStatus.SUCCEEDED for status in upstream]
+        join = node.spec.join
+        if join == "all" and not all(succeeded):
+            return False
+        if join == "any" and upstream and not any(succeeded):
+            return False
+        if node.when is not None:
+            return bool(node.when.evaluate(self.values()))
+        return True
+
+    def arguments(self, node: CompiledNode) -> dict[str, Any]:
+        values = self.values()
+        return {
+            param.name: values.get(param.source)
+            for param in node.params
+            if param.source is not None and (param.source in values or not param.has_default)
+        }
+
+    def output(self) -> Any:
+        if self.graph.output is not None:
+            return self.outputs.get(self.graph.output)
+        ends = [name for name in self.graph.order if not self.graph.nodes[name].downstream]
+        return {name: self.outputs.get(name) for name in ends}
+
+
+async def execute_run(
+    store: Store,
+    claim: Claim,
+    graph: Graph,
+    inputs: Mapping[str, Any],
+    *,
+    logger: logging.Logger | None = None,
+) -> RunStatus:
+    """Run a claimed run to its end (or until its lease is lost); return how it ended.
+
+    Raises:
+        LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
+    """
+    for name, node in graph.nodes.items():
+        if node.spec.loop is not None or node.spec.workflow is not None:  # next increment
+            raise ExecutionError(
+                f"node {name!r} of workflow {graph.name!r}: loops and subworkflow nodes are "
+                "not executed by this version of flowstore yet"
+            )
+    state = _RunState(graph, inputs)
+    committer = _Committer(store, claim)
+    run_context = RunContext(claim.run.id, graph.name, state.inputs)
+    log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
+    recovered = await _restore(store, claim, state)
+    limit = graph.spec.config.max_concurrency
+    if graph.spec.config.strategy == "sequential":
+        limit = 1
+    running: dict[asyncio.Task[Any], CompiledNode] = {}
+    attempts: dict[str, int] = {}
+    changes: list[Change] = [NodeChange(name, NodeStatus.RECOVERED) for name in recovered]
+    try:
+        while True:
+            failure = None
+            done_now = [task for task in running if task.done()]
+            for task in done_now:
+                node = running.pop(task)
+                error = task.exception()
+                if error is None:
+                    state.status[node.name] = NodeStatus.SUCCEEDED
+                    state.outputs[node.name] = task.result()
+                    changes.append(
+                        NodeChange(node.name, NodeStatus.SUCCEEDED, output=task.result())
+                    )
+                else:
+                    state.status[node.name] = NodeStatus.FAILED
+                    changes.append(
+                        NodeChange(node.name, NodeStatus.FAILED, error=_error(node.name, error))
+                    )
+                    failure = failure or (node.name, error)
+            if failure is not None:
+                await _fail(committer, running, changes, failure)
+                return RunStatus.FAILED
+            starting = _ready(graph, state, running, limit, changes, attempts)
+            if not running and not starting:
+                changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
+                await committer.commit(changes)
+                return RunStatus.SUCCEEDED
+            await committer.commit(changes)
+            changes = []
+            for node, arguments in starting:
+                context = NodeContext(
+                    run_context, node.name, "", attempts[node.name], log.getChild(node.name)
+                )
+                items = state.values().get(node.spec.map.over) if node.spec.map else None
+                task = asyncio.create_task(_call(graph, node, arguments, items, context))
+                running[task] = node
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        raise
+
+
+async def _restore(store: Store, claim: Claim, state: _RunState) -> list[str]:
+    """Load what the run committed before; return the nodes that were running (recovered)."""
+    if claim.run.last_seq <= 1:
+        return []
+    recovered = []
+    for execution in await store.read_node_executions(claim.run.id):
+        if execution.key or execution.node not in state.graph.nodes:
+            continue
+        if execution.status is NodeStatus.SUCCEEDED:
+            state.status[execution.node] = NodeStatus.SUCCEEDED
+            state.outputs[execution.node] = execution.output
+        elif execution.status is NodeStatus.SKIPPED:
+            state.status[execution.node] = NodeStatus.SKIPPED
+        elif execution.status in (NodeStatus.RUNNING, NodeStatus.RECOVERED):
+            recovered.append(execution.node)
+    return recovered
+
+
+def _ready(
+    graph: Graph,
+    state: _RunState,
+    running: Mapping[asyncio.Task[Any], CompiledNode],
+    limit: int | None,
+    changes: list[Change],
+    attempts: dict[str, int],
+) -> list[tuple[CompiledNode, dict[str, Any]]]:
+    """Decide every node that can be decided; return those to start (within the limit)."""
+    starting: list[tuple[CompiledNode, dict[str, Any]]] = []
+    busy = {node.name for node in running.values()}
+    progress = True
+    while progress:
+        progress = False
+        for name in graph.order:
+            if name in state.status or name in busy:
+                continue
+            node = graph.nodes[name]
+            decision = state.decide(node)
+            if decision is None:
+                continue
+            if decision is False:
+                state.status[name] = NodeStatus.SKIPPED
+                changes.append(NodeChange(name, NodeStatus.SKIPPED))
+                progress = True
+                continue
+            if limit is not None and len(busy) >= limit:
+                continue
+            arguments = state.arguments(node)
+            attempts[name] = attempts.get(name, 0) + 1
+            changes.append(
+                NodeChange(name, NodeStatus.RUNNING, attempt=attempts[name], input=arguments)
+            )
+            busy.add(name)
+            starting.append((node, arguments))
+    return starting
+
+
+async def _call(
+    graph: Graph,
+    node: CompiledNode,
+    arguments: dict[str, Any],
+    items: Any,
+    context: NodeContext,
+) -> Any:
+    checked = validate_arguments(graph, node, arguments)
+    if node.context_param is not None:
+        checked[node.context_param] = context
+    if node.spec.map is None:
+        return validate_output(graph, node, await _invoke(node, checked))
+    if not isinstance(items, list | tuple):
+        raise ExecutionError(
+            f"node {node.name!r} maps over {node.spec.map.over!r}, which is a "
+            f"{type(items).__name__}, not a list"
+        )
+    item_name = node.spec.map.item
+    limit = asyncio.Semaphore(node.spec.map.concurrency or len(items) or 1)
+
+    async def one(item: Any) -> Any:
+        async with limit:
+            single = validate_arguments(graph, node, {item_name: item})
+            result = await _invoke(node, {**checked, **single})
+            return validate_output(graph, node, result)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+async def _invoke(node: CompiledNode, arguments: dict[str, Any]) -> Any:
+    """Call the node's function the way its style needs; never block the event loop."""
+    function = node.function
+    assert function is not None
+    if node.style == "async":
+        return await function(**arguments)
+    if node.style == "async_generator":
+        return _joined([item async for item in function(**arguments)])
+    if node.style == "sync_generator":
+        return _joined(await asyncio.to_thread(lambda: list(function(**arguments))))
+    return await asyncio.to_thread(function, **arguments)
+
+
+def _joined(items: list[Any]) -> Any:
+    """A streamed output: its text when every piece is text, else the list of pieces."""
+    return "".join(items) if items and all(isinstance(item, str) for item in items) else items
+
+
+async def _fail(
+    committer: _Committer,
+    running: dict[asyncio.Task[Any], CompiledNode],
+    changes: list[Change],
+    failure: tuple[str, BaseException],
+) -> None:
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    changes.extend(NodeChange(node.name, NodeStatus.CANCELLED) for node in running.values())
+    running.clear()
+    node, error = failure
+    changes.append(RunChange(RunStatus.FAILED, error=_error(node, error)))
+    await committer.commit(changes)

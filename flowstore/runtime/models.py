@@ -1,0 +1,67 @@
+"""`Run`: what users get back from the engine about one execution of a workflow."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from flowstore.store.records import RunId, RunRecord, RunStatus
+
+__all__ = ["Run", "RunStatus"]
+
+
+class Run(BaseModel):
+    """One execution of a workflow, as stored.
+
+    Attributes:
+        id: The run's id.
+        workflow: The workflow's name.
+        version: The workflow's declared version.
+        graph_hash: The hash of the graph the run executes.
+        status: Where the run is; it ends `succeeded`, `failed` or `cancelled`.
+        inputs: The validated workflow inputs, as stored (JSON).
+        output: The output node's output, once the run succeeded.
+        error: What failed, once the run failed: `type`, `message` and `node`.
+        parent_run_id: The run that started this one as a subworkflow.
+        created_at: When the run was created.
+        started_at: When a worker first started it.
+        finished_at: When it ended.
+        updated_at: When it last changed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    id: RunId
+    workflow: str
+    version: str
+    graph_hash: str
+    status: RunStatus
+    inputs: Any
+    output: Any = None
+    error: Any = None
+    parent_run_id: RunId | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+
+    @classmethod
+    def from_record(cls, record: RunRecord) -> Run:
+        """The public view of a stored run."""
+        return cls(
+            id=record.id,
+            workflow=record.workflow,
+            version=record.version,
+            graph_hash=record.graph_hash,
+            status=record.status,
+            inputs=record.inputs,
+            output=record.output,
+            error=record.error,
+            parent_run_id=record.parent_run_id,
+            created_at=record.created_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            updated_at=record.updated_at,
+        )

@@ -1,0 +1,211 @@
+"""The engine and executor against a real store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from flowstore import Workflow
+from flowstore.errors import ExecutionError, InvalidValue
+from flowstore.runtime.context import NodeContext
+from flowstore.runtime.engine import Engine
+from flowstore.store import NodeStatus, RunStatus, TransitionKind
+
+
+def triage() -> Workflow:
+    flow = Workflow("triage")
+
+    @flow.node
+    async def classify(ticket: str) -> str:
+        return "urgent" if "down" in ticket else "normal"
+
+    @flow.node
+    def draft(classify: str, ticket: str) -> str:  # sync: runs in a worker thread
+        return f"[{classify}] {ticket}"
+
+    @flow.node(when="classify == 'urgent'")
+    async def page(draft: str) -> str:
+        return f"paged: {draft}"
+
+    @flow.node(join="all_done")
+    async def report(draft: str, page: str | None = None) -> dict[str, Any]:
+        return {"draft": draft, "paged": page is not None}
+
+    return flow
+
+
+async def test_a_run_executes_and_records_every_transition(migrated_url: str) -> None:
+    async with Engine(migrated_url, workflows=[triage()]) as engine:
+        urgent = await engine.run(triage(), {"ticket": "site down"})
+        calm = await engine.run(triage(), {"ticket": "typo"})
+
+        assert urgent.status is RunStatus.SUCCEEDED
+        assert urgent.output == {"draft": "[urgent] site down", "paged": True}
+        assert calm.output == {"draft": "[normal] typo", "paged": False}
+
+        nodes = {n.node: n for n in await engine.store.read_node_executions(calm.id)}
+        assert nodes["page"].status is NodeStatus.SKIPPED
+        assert nodes["draft"].input == {"classify": "normal", "ticket": "typo"}
+        assert nodes["draft"].output == "[normal] typo"
+        log = await engine.store.read_transitions(calm.id)
+        assert [t.seq for t in log] == list(range(1, len(log) + 1))
+        for name, execution in nodes.items():
+            last = [t for t in log if t.node == name][-1]
+            assert (last.seq, last.status) == (execution.updated_seq, execution.status.value)
+        assert log[-1].kind is TransitionKind.RUN and log[-1].status == "succeeded"
+
+        listed = await engine.list_runs(workflow="triage", status=RunStatus.SUCCEEDED)
+        assert [run.id for run in listed] == [calm.id, urgent.id]
+
+
+async def test_routers_maps_streams_and_the_context(migrated_url: str) -> None:
+    flow = Workflow("shapes", output="lines")
+    keys: list[str] = []
+
+    @flow.node(routes=["shout", "whisper"])
+    async def route(text: str) -> str:
+        return "shout" if text.endswith("!") else "whisper"
+
+    @flow.node
+    async def shout(text: str) -> list[str]:
+        return text.upper().split()
+
+    @flow.node
+    async def whisper(text: str) -> list[str]:
+        return text.lower().split()
+
+    @flow.node(map={"over": "shout", "concurrency": 2})
+    async def letters(item: str, ctx: NodeContext) -> int:
+        keys.append(ctx.idempotency_key)
+        return len(item)
+
+    @flow.node
+    async def stream(letters: list[int]) -> AsyncIterator[str]:
+        for count in letters:
+            yield str(count)
+
+    @flow.node
+    def lines(stream: str) -> Iterator[str]:
+        yield stream
+        yield "."
+
+    async with Engine(migrated_url) as engine:
+        run = await engine.run(flow, {"text": "go now!"})
+        assert run.status is RunStatus.SUCCEEDED, run.error
+        assert run.output == "24."
+        nodes = {n.node: n.status for n in await engine.store.read_node_executions(run.id)}
+        assert nodes["whisper"] is NodeStatus.SKIPPED
+        assert nodes["letters"] is NodeStatus.SUCCEEDED
+        assert keys == [f"{run.id}/letters", f"{run.id}/letters"]
+
+
+async def test_a_failing_node_fails_the_run_and_cancels_the_others(migrated_url: str) -> None:
+    flow = Workflow("failing")
+    cancelled = asyncio.Event()
+
+    @flow.node
+    async def slow(ticket: str) -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return ticket
+
+    @flow.node
+    async def broken(ticket: str) -> str:
+        await asyncio.sleep(0.05)
+        raise KeyError("missing")
+
+    async with Engine(migrated_url) as engine:
+        run = await engine.run(flow, {"ticket": "x"})
+        assert run.status is RunStatus.FAILED
+        assert run.error["node"] == "broken"
+        assert run.error["type"] == "builtins.KeyError"
+        assert "Traceback" in run.error["traceback"]
+        assert cancelled.is_set()
+        nodes = {n.node: n.status for n in await engine.store.read_node_executions(run.id)}
+        assert nodes == {"slow": NodeStatus.CANCELLED, "broken": NodeStatus.FAILED}
+
+
+async def test_invalid_inputs_are_refused_before_a_run_exists(migrated_url: str) -> None:
+    async with Engine(migrated_url) as engine:
+        with pytest.raises(InvalidValue, match="ticket: Input should be a valid string"):
+            await engine.run(triage(), {"ticket": 5})
+        assert await engine.list_runs() == []
+
+
+async def test_an_interrupted_run_resumes_without_rerunning_what_succeeded(
+    migrated_url: str,
+) -> None:
+    calls: dict[str, int] = {"first": 0, "second": 0}
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    def define() -> Workflow:
+        flow = Workflow("resumable")
+
+        @flow.node
+        async def first(ticket: str) -> str:
+            calls["first"] += 1
+            return ticket.upper()
+
+        @flow.node
+        async def second(first: str) -> str:
+            calls["second"] += 1
+            started.set()
+            await release.wait()
+            return first + "!"
+
+        return flow
+
+    async with Engine(migrated_url, workflows=[define()]) as engine:
+        task = asyncio.create_task(engine.run(define(), {"ticket": "abc"}))
+        await started.wait()
+        task.cancel()  # the process "dies" while `second` runs
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [interrupted] = await engine.list_runs()
+        assert interrupted.status is RunStatus.RUNNING
+
+    release.set()
+    async with Engine(migrated_url, workflows=[define()]) as engine:
+        resumed = await engine.resume(interrupted.id)
+        assert resumed.status is RunStatus.SUCCEEDED
+        assert resumed.output == "ABC!"
+        assert calls == {"first": 1, "second": 2}
+        statuses = [
+            t.status for t in await engine.store.read_transitions(resumed.id) if t.node == "second"
+        ]
+        assert statuses == ["running", "recovered", "running", "succeeded"]
+        with pytest.raises(ExecutionError, match="has already ended"):
+            await engine.resume(resumed.id)
+
+
+async def test_resuming_under_a_changed_definition_is_refused(migrated_url: str) -> None:
+    started = asyncio.Event()
+
+    def define(suffix: str) -> Workflow:
+        flow = Workflow("changing")
+
+        @flow.node(name=f"step{suffix}")
+        async def step(ticket: str) -> str:
+            started.set()
+            await asyncio.sleep(30)
+            return ticket
+
+        return flow
+
+    async with Engine(migrated_url) as engine:
+        task = asyncio.create_task(engine.run(define("a"), {"ticket": "x"}))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [run] = await engine.list_runs()
+    async with Engine(migrated_url, workflows=[define("b")]) as engine:
+        with pytest.raises(ExecutionError, match="started under another definition"):
+            await engine.resume(run.id)
