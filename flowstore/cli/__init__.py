@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowstore.cli import db, definitions
+from flowstore.cli import db, definitions, runs
 from flowstore.errors import FlowstoreError
 
 __all__ = ["main"]
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     db.add_commands(commands)
     definitions.add_commands(commands)
+    runs.add_commands(commands)
     return parser
 
 

@@ -25,7 +25,7 @@ from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import Graph
 from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError
-from flowstore.runtime.executor import execute_run
+from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.models import Run
 from flowstore.store.records import (
     Claim,
@@ -115,8 +115,11 @@ class Engine:
         inputs: Mapping[str, Any] | None = None,
         *,
         run_id: str | None = None,
+        observe: Observer | None = None,
     ) -> Run:
         """Execute a run of `workflow` here, durably, and return it once it has ended.
+
+        `observe` is told of every batch of transitions once it is committed.
 
         Raises:
             InvalidValue: The inputs do not match the workflow's declared inputs.
@@ -140,10 +143,16 @@ class Engine:
         )
         assert record.lease_expires_at is not None
         claim = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
-        await execute_run(self.store, claim, graph, checked)
+        await execute_run(self.store, claim, graph, checked, observe=observe)
         return await self.get_run(record.id)
 
-    async def resume(self, run_id: str, *, allow_changed_definition: bool = False) -> Run:
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        allow_changed_definition: bool = False,
+        observe: Observer | None = None,
+    ) -> Run:
         """Continue an interrupted run from its last committed state, here.
 
         Nodes that succeeded are not run again. A run whose owner is alive and holds its lease
@@ -172,7 +181,8 @@ class Engine:
                 f"run {run_id} is owned by live worker {record.lease_owner} until "
                 f"{record.lease_expires_at}: it is running there"
             )
-        await execute_run(self.store, claim, graph, validate_inputs(graph, record.inputs))
+        inputs = validate_inputs(graph, record.inputs)
+        await execute_run(self.store, claim, graph, inputs, observe=observe)
         return await self.get_run(run_id)
 
     def _graph_for(self, workflow: str) -> Graph:

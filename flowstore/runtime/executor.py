@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
@@ -34,7 +34,7 @@ from flowstore.store.records import (
     RunStatus,
 )
 
-__all__ = ["execute_run"]
+__all__ = ["Observer", "execute_run"]
 
 _ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
 
@@ -42,9 +42,10 @@ _ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED}
 class _Committer:
     """Commits a run's changes in order; changes that arrive during a commit share the next."""
 
-    def __init__(self, store: Store, claim: Claim) -> None:
+    def __init__(self, store: Store, claim: Claim, observe: Observer | None) -> None:
         self._store = store
         self._claim = claim
+        self._observe = observe
         self._pending: list[Change] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flushing: asyncio.Task[None] | None = None
@@ -73,6 +74,8 @@ class _Committer:
                         if not waiter.done():
                             waiter.set_exception(error)
                     raise
+                if self._observe is not None:
+                    self._observe(batch)
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(None)
@@ -138,6 +141,10 @@ class _RunState:
         return {name: self.outputs.get(name) for name in ends}
 
 
+Observer = Callable[[Sequence[Change]], None]
+"""Told of every batch of changes once it is committed (progress output, tests)."""
+
+
 async def execute_run(
     store: Store,
     claim: Claim,
@@ -145,6 +152,7 @@ async def execute_run(
     inputs: Mapping[str, Any],
     *,
     logger: logging.Logger | None = None,
+    observe: Observer | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -158,7 +166,7 @@ async def execute_run(
                 "not executed by this version of flowstore yet"
             )
     state = _RunState(graph, inputs)
-    committer = _Committer(store, claim)
+    committer = _Committer(store, claim, observe)
     run_context = RunContext(claim.run.id, graph.name, state.inputs)
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
     recovered = await _restore(store, claim, state)

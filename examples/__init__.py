@@ -1,0 +1,1 @@
+"""Example workflows, runnable with `flowstore run examples.<module>:flow`."""

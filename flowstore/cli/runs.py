@@ -1,0 +1,169 @@
+"""`flowstore run`, `flowstore runs list|show` and `flowstore resume`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from flowstore.cli.db import database_url
+from flowstore.cli.definitions import load_workflow
+
+__all__ = ["add_commands"]
+
+
+def add_commands(commands: Any) -> None:
+    """Register `run`, `runs` and `resume`."""
+    url_help = "database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
+    source_help = "the workflow: module:attribute, or a YAML or JSON file"
+
+    run = commands.add_parser("run", help="run a workflow here and print its output")
+    run.add_argument("source", help=source_help)
+    run.add_argument("--input", default="{}", help="the inputs as a JSON object")
+    run.add_argument("--url", help=url_help)
+    run.set_defaults(handler=_run)
+
+    resume = commands.add_parser("resume", help="continue an interrupted run here")
+    resume.add_argument("run_id", help="the run's id")
+    resume.add_argument("source", help=source_help)
+    resume.add_argument("--url", help=url_help)
+    resume.set_defaults(handler=_resume)
+
+    runs = commands.add_parser("runs", help="list and inspect runs")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
+    listing = runs_commands.add_parser("list", help="recent runs, newest first")
+    listing.add_argument("--workflow", help="only runs of this workflow")
+    listing.add_argument("--status", help="only runs in this status")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--url", help=url_help)
+    listing.set_defaults(handler=_list)
+    show = runs_commands.add_parser("show", help="a run's nodes, statuses, timings and outputs")
+    show.add_argument("run_id", help="the run's id")
+    show.add_argument("--url", help=url_help)
+    show.set_defaults(handler=_show)
+
+
+class _Progress:
+    """Prints a line per node as it starts and ends, with its time."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+
+    def __call__(self, changes: Sequence[Any]) -> None:
+        from flowstore.store.records import NodeChange, NodeStatus
+
+        now = time.monotonic()
+        for change in changes:
+            if not isinstance(change, NodeChange):
+                continue
+            if change.status is NodeStatus.RUNNING:
+                self._started[change.node] = now
+                continue
+            took = ""
+            if change.node in self._started:
+                took = f" ({(now - self._started[change.node]) * 1000:.0f} ms)"
+            print(f"  {change.status.value:<9} {change.node}{took}", file=sys.stderr, flush=True)
+
+
+def _open(url: str | None) -> Any:
+    from flowstore.runtime.engine import Engine
+
+    return Engine(database_url(url))
+
+
+def _finish(run: Any) -> int:
+    if run.status.value == "succeeded":
+        print(json.dumps(run.output, indent=2, default=str))
+        return 0
+    error = run.error or {}
+    print(
+        f"flowstore: run {run.id} {run.status.value}: node {error.get('node')!r} raised "
+        f"{error.get('type')}: {error.get('message')}",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flowstore.errors import InvalidValue
+
+    workflow = load_workflow(args.source)
+    try:
+        inputs = json.loads(args.input)
+    except json.JSONDecodeError as error:
+        raise InvalidValue(f"--input is not JSON: {error}") from None
+    if not isinstance(inputs, dict):
+        raise InvalidValue("--input must be a JSON object of workflow inputs")
+
+    async def run() -> Any:
+        async with _open(args.url) as engine:
+            run_id = str(uuid.uuid4())
+            started = f"run {run_id} of {workflow.name!r} in {engine.url}"
+            print(started, file=sys.stderr, flush=True)
+            return await engine.run(workflow, inputs, run_id=run_id, observe=_Progress())
+
+    return _finish(asyncio.run(run()))
+
+
+def _resume(args: argparse.Namespace) -> int:
+    workflow = load_workflow(args.source)
+
+    async def resume() -> Any:
+        async with _open(args.url) as engine:
+            engine.register(workflow)
+            return await engine.resume(args.run_id, observe=_Progress())
+
+    return _finish(asyncio.run(resume()))
+
+
+def _list(args: argparse.Namespace) -> int:
+    from flowstore.store.records import RunStatus
+
+    status = RunStatus(args.status) if args.status else None
+
+    async def listing() -> Any:
+        async with _open(args.url) as engine:
+            return await engine.list_runs(workflow=args.workflow, status=status, limit=args.limit)
+
+    runs = asyncio.run(listing())
+    print(f"{'run':<38}{'workflow':<20}{'status':<11}{'created':<21}took")
+    for run in runs:
+        took = ""
+        if run.finished_at and run.started_at:
+            took = f"{(run.finished_at - run.started_at).total_seconds() * 1000:.0f} ms"
+        created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{run.id:<38}{run.workflow:<20}{run.status.value:<11}{created:<21}{took}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def details() -> Any:
+        async with _open(args.url) as engine:
+            run = await engine.get_run(args.run_id)
+            return run, await engine.store.read_node_executions(run.id)
+
+    run, executions = asyncio.run(details())
+    print(f"run {run.id}: workflow {run.workflow!r} version {run.version!r}, {run.status.value}")
+    print(f"inputs: {json.dumps(run.inputs, default=str)}")
+    print(f"{'node':<24}{'status':<11}{'attempt':<9}{'took':<10}output")
+    for execution in executions:
+        took = ""
+        if execution.finished_at and execution.started_at:
+            seconds = (execution.finished_at - execution.started_at).total_seconds()
+            took = f"{seconds * 1000:.0f} ms"
+        shown = json.dumps(execution.output if execution.error is None else execution.error)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        name = execution.node + (f"[{execution.key}]" if execution.key else "")
+        line = f"{name:<24}{execution.status.value:<11}{execution.attempt:<9}{took:<10}{shown}"
+        print(line)
+    if run.status.value == "succeeded":
+        print(f"output: {json.dumps(run.output, default=str)}")
+    elif run.error:
+        error = run.error
+        print(f"error: {error.get('type')}: {error.get('message')} (node {error.get('node')!r})")
+    return 0

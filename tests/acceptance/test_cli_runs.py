@@ -1,0 +1,104 @@
+"""`flowstore run`, `runs list`, `runs show` and `resume`, as a user types them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def flowstore(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flowstore", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+def test_the_example_runs_and_is_listed_and_shown(tmp_path: Path) -> None:
+    env = {"FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    done = flowstore(
+        "run", "examples.triage:flow", "--input", '{"ticket": "checkout page is down"}', env=env
+    )
+    assert done.returncode == 0, done.stderr
+    output = json.loads(done.stdout)
+    assert (output["priority"], output["paged"]) == ("urgent", True)
+    assert output["reply"].startswith("We are on it: our on-call engineers are looking at checkout")
+    progress = done.stderr.splitlines()
+    run_id = progress[0].split()[1]
+    assert progress[0] == f"run {run_id} of 'triage' in {env['FLOWSTORE_DATABASE_URL']}"
+    assert sorted(line.split()[1] for line in progress[1:]) == sorted(
+        ["classify", "extract", "draft", "page_oncall", "summary"]
+    )
+
+    calm = flowstore("run", "examples.triage:flow", "--input", '{"ticket": "typo"}', env=env)
+    assert "  skipped   page_oncall" in calm.stderr
+    listed = flowstore("runs", "list", "--workflow", "triage", env=env)
+    assert listed.returncode == 0
+    assert [line.split()[2] for line in listed.stdout.splitlines()[1:]] == ["succeeded"] * 2
+    assert run_id in listed.stdout
+    shown = flowstore("runs", "show", run_id, env=env)
+    assert shown.returncode == 0
+    assert f"run {run_id}: workflow 'triage' version '1', succeeded" in shown.stdout
+    assert "page_oncall             succeeded  1" in shown.stdout
+
+
+def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
+    env = {"FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    done = flowstore("run", "examples.triage:flow", "--input", '{"ticket": 3}', env=env)
+    assert done.returncode == 1
+    assert "ticket: Input should be a valid string" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert flowstore("run", "examples.triage:flow", "--input", "[", env=env).returncode == 1
+
+
+def test_a_killed_run_is_resumed_from_the_command_line(tmp_path: Path) -> None:
+    side_effects = tmp_path / "effects.log"
+    env = {
+        "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects),
+        "FLOWSTORE_TEST_SLOW_SECONDS": "30",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "flowstore",
+            "run",
+            "tests.support.slow_flow:flow",
+            "--input",
+            '{"word": "hi"}',
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while "slow" not in (side_effects.read_text() if side_effects.exists() else ""):
+        assert time.monotonic() < deadline, "the run never reached its slow node"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    run_id = stderr.splitlines()[0].split()[1]
+
+    resumed = flowstore(
+        "resume",
+        run_id,
+        "tests.support.slow_flow:flow",
+        env={**env, "FLOWSTORE_TEST_SLOW_SECONDS": "0"},
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == "HI!"
+    assert side_effects.read_text().splitlines() == ["fast", "slow", "slow"]
+    assert "  recovered slow" in resumed.stderr
