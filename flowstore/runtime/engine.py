@@ -27,6 +27,7 @@ from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.models import Run
+from flowstore.runtime.worker import ClaimLoop
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -46,9 +47,13 @@ class Engine:
     Args:
         url: The database URL; else `FLOWSTORE_DATABASE_URL`, else
             `sqlite+aiosqlite:///flowstore.db`.
-        workflows: The workflows this engine can run and resume, by name.
+        workflows: The workflows this engine can run and resume, by name; its workers claim
+            submitted runs of these, and recover their runs whose owner died.
         lease_seconds: How long a run stays owned without a heartbeat; heartbeats come three
             times per lease.
+        workers: Worker tasks claiming submitted runs (0: this engine only runs what it is
+            asked to run directly).
+        poll_seconds: The longest a worker sleeps between looks for work.
     """
 
     def __init__(
@@ -57,6 +62,8 @@ class Engine:
         *,
         workflows: Sequence[Workflow] = (),
         lease_seconds: float = 30.0,
+        workers: int = 1,
+        poll_seconds: float = 1.0,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -68,6 +75,11 @@ class Engine:
             self.register(workflow)
         self._store: Any = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._worker_count = workers
+        self._poll_seconds = poll_seconds
+        self._loops: list[ClaimLoop] = []
+        self._loop_tasks: list[asyncio.Task[None]] = []
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
 
     def register(self, workflow: Workflow) -> None:
         """Make a workflow runnable and resumable by this engine (compiling it now)."""
@@ -83,13 +95,28 @@ class Engine:
             WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now)
         )
         self._heartbeat = asyncio.create_task(self._beat())
+        for _ in range(self._worker_count):
+            loop = ClaimLoop(
+                self._store,
+                self.worker_id,
+                self._workflows,
+                self.lease_seconds,
+                dead_workers=self._dead_local_workers,
+                finished=self._run_ended,
+                poll_seconds=self._poll_seconds,
+            )
+            self._loops.append(loop)
+            self._loop_tasks.append(asyncio.create_task(loop.run_forever()))
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for task in [*self._loop_tasks, *([self._heartbeat] if self._heartbeat else [])]:
+            task.cancel()
+        for task in [*self._loop_tasks, *([self._heartbeat] if self._heartbeat else [])]:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+                await task
+        self._loops.clear()
+        self._loop_tasks.clear()
         if self._store is not None:
             await self._store.remove_worker(self.worker_id)
             await self._store.close()
@@ -184,6 +211,50 @@ class Engine:
         inputs = validate_inputs(graph, record.inputs)
         await execute_run(self.store, claim, graph, inputs, observe=observe)
         return await self.get_run(run_id)
+
+    async def submit(
+        self, workflow: Workflow, inputs: Mapping[str, Any] | None = None, *, priority: int = 0
+    ) -> str:
+        """Queue a run durably and return its id; a worker of any engine that knows the
+        workflow executes it (this engine's own workers are woken at once)."""
+        if workflow.name not in self._workflows:
+            self.register(workflow)
+        graph = workflow.compile()
+        checked = validate_inputs(graph, inputs or {})
+        record = await self.store.create_run(
+            NewRun(
+                workflow=graph.name,
+                version=graph.spec.version,
+                graph_hash=graph.hash,
+                inputs=checked,
+                spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                priority=priority,
+            )
+        )
+        for loop in self._loops:
+            loop.wake()
+        return str(record.id)
+
+    async def wait(self, run_id: str) -> Run:
+        """Wait until a run has ended, wherever it runs, and return it.
+
+        Bound the wait with `asyncio.timeout(...)` around the call.
+        """
+        delay = 0.01
+        while True:
+            run = await self.get_run(run_id)
+            if run.status.is_terminal:
+                return run
+            ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(run_id, []).append(ended)
+            with contextlib.suppress(TimeoutError):  # ended here, or poll: it may run elsewhere
+                await asyncio.wait_for(asyncio.shield(ended), timeout=delay)
+            delay = min(delay * 2, self._poll_seconds)
+
+    def _run_ended(self, run_id: RunId) -> None:
+        for waiter in self._waiters.pop(str(run_id), []):
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _graph_for(self, workflow: str) -> Graph:
         if workflow not in self._workflows:

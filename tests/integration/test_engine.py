@@ -172,7 +172,7 @@ async def test_an_interrupted_run_resumes_without_rerunning_what_succeeded(
         assert interrupted.status is RunStatus.RUNNING
 
     release.set()
-    async with Engine(migrated_url, workflows=[define()]) as engine:
+    async with Engine(migrated_url, workflows=[define()], workers=0) as engine:
         resumed = await engine.resume(interrupted.id)
         assert resumed.status is RunStatus.SUCCEEDED
         assert resumed.output == "ABC!"
@@ -206,6 +206,52 @@ async def test_resuming_under_a_changed_definition_is_refused(migrated_url: str)
         with pytest.raises(asyncio.CancelledError):
             await task
         [run] = await engine.list_runs()
-    async with Engine(migrated_url, workflows=[define("b")]) as engine:
+    async with Engine(migrated_url, workflows=[define("b")], workers=0) as engine:
         with pytest.raises(ExecutionError, match="started under another definition"):
             await engine.resume(run.id)
+
+
+async def test_submitted_runs_are_executed_by_workers_and_waited_for(migrated_url: str) -> None:
+    async with Engine(migrated_url, workflows=[triage()], workers=2) as engine:
+        ids = [await engine.submit(triage(), {"ticket": f"t{i} down"}) for i in range(6)]
+        async with asyncio.timeout(60):
+            runs = [await engine.wait(run_id) for run_id in ids]
+    assert [run.status for run in runs] == [RunStatus.SUCCEEDED] * 6
+    assert runs[3].output == {"draft": "[urgent] t3 down", "paged": True}
+
+
+async def test_an_engine_that_starts_recovers_the_runs_it_knows(migrated_url: str) -> None:
+    started = asyncio.Event()
+    calls = {"first": 0, "second": 0}
+
+    def define(block: bool) -> Workflow:
+        flow = Workflow("recoverable")
+
+        @flow.node
+        async def first(ticket: str) -> str:
+            calls["first"] += 1
+            return ticket
+
+        @flow.node
+        async def second(first: str) -> str:
+            calls["second"] += 1
+            if block:
+                started.set()
+                await asyncio.sleep(60)
+            return first * 2
+
+        return flow
+
+    async with Engine(migrated_url, workflows=[define(True)], workers=0) as engine:
+        task = asyncio.create_task(engine.run(define(True), {"ticket": "ab"}))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [run] = await engine.list_runs()
+
+    async with Engine(migrated_url, workflows=[define(False)], poll_seconds=0.1) as engine:
+        async with asyncio.timeout(30):
+            recovered = await engine.wait(run.id)
+    assert (recovered.status, recovered.output) == (RunStatus.SUCCEEDED, "abab")
+    assert calls == {"first": 1, "second": 2}

@@ -1,0 +1,120 @@
+"""The claim loop: a worker takes queued runs, and runs whose owner died, and executes them.
+
+Each of an engine's worker tasks loops: claim the next claimable run of a workflow it knows
+(queued; or running with an expired lease; or owned by a process on this host that no longer
+exists), execute it, repeat; with nothing to claim, it sleeps, waking early when this engine
+submits a run. The same loop runs in `flowstore worker` processes, and recovers the runs of a
+crashed process as soon as it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from flowstore.definition.builder import Workflow
+from flowstore.definition.validation import validate_inputs
+from flowstore.errors import ExecutionError, InvalidValue, LeaseLost, StoreUnavailable
+from flowstore.runtime.executor import execute_run
+from flowstore.store.protocol import Store
+from flowstore.store.records import Claim, RunId, RunStatus, WorkerId
+
+__all__ = ["ClaimLoop"]
+
+log = logging.getLogger("flowstore.worker")
+
+
+class ClaimLoop:
+    """Claims and executes runs until cancelled.
+
+    Args:
+        store: The store.
+        worker_id: The owner the claims are made for.
+        workflows: The workflows it can execute, by name.
+        lease_seconds: The lease of every claim (the engine heartbeat renews it).
+        dead_workers: Returns the workers on this host whose process is gone.
+        finished: Told of every run this loop ended.
+        poll_seconds: The longest sleep when there is nothing to claim.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        worker_id: WorkerId,
+        workflows: Mapping[str, Workflow],
+        lease_seconds: float,
+        *,
+        dead_workers: Callable[[], Awaitable[list[WorkerId]]],
+        finished: Callable[[RunId], None],
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._worker_id = worker_id
+        self._workflows = workflows
+        self._lease_seconds = lease_seconds
+        self._dead_workers = dead_workers
+        self._finished = finished
+        self._poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._refused: set[RunId] = set()
+
+    def wake(self) -> None:
+        """Look for work now (a run was just submitted)."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        idle = 0.01
+        while True:
+            try:
+                worked = await self._claim_and_execute()
+            except StoreUnavailable as error:  # the database is away: keep trying, slowly
+                log.warning("worker %s: %s", self._worker_id, error)
+                worked = False
+            if worked:
+                idle = 0.01
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=idle)
+            except TimeoutError:
+                idle = min(idle * 2, self._poll_seconds)
+
+    async def _claim_and_execute(self) -> bool:
+        names = [name for name in self._workflows]
+        if not names:
+            return False
+        claim = await self._store.claim_run(
+            self._worker_id,
+            lease_seconds=self._lease_seconds,
+            workflows=names,
+            steal_from=await self._dead_workers(),
+        )
+        if claim is None:
+            return False
+        if claim.run.id in self._refused:
+            await self._store.release_lease(claim.run.id, self._worker_id, claim.fencing)
+            return False
+        try:
+            await self._execute(claim)
+        except LeaseLost as error:
+            log.warning("worker %s gave up run %s: %s", self._worker_id, claim.run.id, error)
+        except (ExecutionError, InvalidValue) as error:
+            # Refused here (a changed definition, unusable inputs): leave it to another worker.
+            log.error("worker %s cannot run %s: %s", self._worker_id, claim.run.id, error)
+            self._refused.add(claim.run.id)
+            await self._store.release_lease(claim.run.id, self._worker_id, claim.fencing)
+        return True
+
+    async def _execute(self, claim: Claim) -> None:
+        workflow = self._workflows[claim.run.workflow]
+        graph = workflow.compile()
+        if graph.hash != claim.run.graph_hash:
+            raise ExecutionError(
+                f"run {claim.run.id} started under another definition of workflow "
+                f"{graph.name!r} (graph {claim.run.graph_hash[:12]}, here {graph.hash[:12]})"
+            )
+        inputs = validate_inputs(graph, claim.run.inputs)
+        status = await execute_run(self._store, claim, graph, inputs)
+        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+            self._finished(claim.run.id)

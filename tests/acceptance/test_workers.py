@@ -1,0 +1,78 @@
+"""Two `flowstore worker` processes drain 200 submitted runs: each runs exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from flowstore.runtime.engine import Engine
+from flowstore.store import RunStatus
+from tests.support.drain_flow import flow
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = 200
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_two_worker_processes_drain_200_runs_each_once(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    side_effects = tmp_path / "effects.log"
+    env = {**os.environ, "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects)}
+    async with Engine(migrated_url, workers=0) as engine:
+        ids = [await engine.submit(flow, {"n": i}) for i in range(RUNS)]
+        workers = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "flowstore",
+                "worker",
+                "--workflows",
+                "tests.support.drain_flow:flow",
+                "--url",
+                migrated_url,
+                "--concurrency",
+                "4",
+                "--poll",
+                "0.2",
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            for _ in range(2)
+        ]
+        try:
+            async with asyncio.timeout(300):
+                runs = [await engine.wait(run_id) for run_id in ids]
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)
+            outputs = [await worker.communicate() for worker in workers]
+        for worker, (_, stderr) in zip(workers, outputs, strict=True):
+            assert worker.returncode == 0, stderr.decode()
+            assert stderr.decode().splitlines()[-1] == "worker stopped"
+
+        assert [run.status for run in runs] == [RunStatus.SUCCEEDED] * RUNS
+        assert [run.output for run in runs] == [2 * i + 1 for i in range(RUNS)]
+        counts = Counter(side_effects.read_text().splitlines())
+        assert len(counts) == 2 * RUNS
+        assert set(counts.values()) == {1}
+        owners = Counter()
+        for run_id in ids:
+            claims = [
+                t.payload["owner"]
+                for t in await engine.store.read_transitions(run_id)
+                if t.kind.value == "run" and t.status == "running"
+            ]
+            assert len(claims) == 1
+            owners[claims[0]] += 1
+        print(f"runs per worker: {sorted(owners.values())}")
+        assert len(owners) == 2, "both workers took runs"
