@@ -73,7 +73,8 @@ class _Progress:
 def _open(url: str | None) -> Any:
     from flowstore.runtime.engine import Engine
 
-    return Engine(database_url(url))
+    # No claim loops: this command runs what it is told to, not other queued runs.
+    return Engine(database_url(url), workers=0)
 
 
 def _finish(run: Any) -> int:

@@ -204,6 +204,9 @@ class Engine:
             steal_from=await self._dead_local_workers(),
         )
         if claim is None:
+            record = await self.store.get_run(RunId(run_id))
+            if record.lease_owner == self.worker_id:
+                return await self.wait(run_id)  # this engine's own worker took it over already
             raise ExecutionError(
                 f"run {run_id} is owned by live worker {record.lease_owner} until "
                 f"{record.lease_expires_at}: it is running there"

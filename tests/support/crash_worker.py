@@ -42,11 +42,14 @@ def chain(nodes: int) -> Workflow:
 
 async def main(url: str, mode: str, nodes: int, run_id: str) -> None:
     flow = chain(nodes)
-    async with Engine(url, workflows=[flow], lease_seconds=60) as engine:
+    # A new process recovers the run by itself: its claim loop takes over the runs of dead
+    # processes on this host at once.
+    workers = 0 if mode == "start" else 1
+    async with Engine(url, workflows=[flow], lease_seconds=60, workers=workers) as engine:
         if mode == "start":
             run = await engine.run(flow, {"n": 0}, run_id=run_id)
         else:
-            run = await engine.resume(run_id)
+            run = await engine.wait(run_id)
     print(json.dumps({"status": run.status.value, "output": run.output}), flush=True)
 
 
