@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 
 async def step(previous: int) -> int:
     return previous + 1
@@ -13,3 +15,12 @@ async def merge(left: int, right: int) -> int:
 
 async def start(n: int) -> int:
     return n
+
+
+async def nap(n: int) -> int:
+    await asyncio.sleep(0.01)
+    return n
+
+
+async def gather(**values: int) -> int:
+    return len(values)

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -22,8 +22,13 @@ from flowstore.definition.compiler import INPUT_TYPES, Locator, compile_spec
 from flowstore.definition.graph import Graph
 from flowstore.definition.resolution import is_context
 from flowstore.definition.spec import (
+    Breaker,
+    Cache,
     ExecutionConfig,
+    Fallback,
+    Loop,
     MapOver,
+    Retry,
     WorkflowSpec,
     validate_spec,
 )
@@ -32,6 +37,7 @@ from flowstore.errors import DefinitionError, Problem
 __all__ = ["Workflow"]
 
 Join = Literal["all", "any", "all_done"]
+F = TypeVar("F", bound=Callable[..., Any])
 _TYPE_NAMES = {value: name for name, value in INPUT_TYPES.items() if value is not Any}
 
 
@@ -101,6 +107,29 @@ class Workflow:
         return loaded
 
     # ------------------------------------------------------------------ defining nodes
+
+    @overload
+    def node(self, function: F, /) -> F: ...
+
+    @overload
+    def node(
+        self,
+        function: None = None,
+        /,
+        *,
+        name: str | None = None,
+        after: Sequence[str] = (),
+        when: str | None = None,
+        routes: Sequence[str] | None = None,
+        join: Join = "all",
+        loop: Loop | Mapping[str, Any] | None = None,
+        map: MapOver | Mapping[str, Any] | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        cache: Cache | None = None,
+        fallback: Fallback | None = None,
+        breaker: Breaker | None = None,
+    ) -> Callable[[F], F]: ...
 
     def node(self, function: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         """Add a function as a node; use bare (`@flow.node`) or with options.

@@ -175,14 +175,18 @@ def _inspect_function(job: Compilation, index: int, function: Callable[..., Any]
             )
         params.append(Param(parameter.name, source, annotation, has_default))
     known = {param.name for param in params}
-    for param_name in node.inputs:
-        if param_name not in known and not takes_any:
-            job.report(
-                f"{_described(node)} has no parameter {param_name!r}",
-                (*path, "inputs", param_name),
-                node=node.name,
-                field=f"inputs.{param_name}",
-            )
+    for param_name, source in node.inputs.items():
+        if param_name in known:
+            continue
+        if takes_any:  # passed through **kwargs
+            params.append(Param(param_name, source, None, False))
+            continue
+        job.report(
+            f"{_described(node)} has no parameter {param_name!r}",
+            (*path, "inputs", param_name),
+            node=node.name,
+            field=f"inputs.{param_name}",
+        )
     if item is not None and item not in known:
         job.report(
             f"map item parameter {item!r} is not a parameter of {_described(node)}",

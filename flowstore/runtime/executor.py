@@ -100,6 +100,14 @@ class _RunState:
         self.inputs = dict(inputs)
         self.status: dict[str, NodeStatus] = {}
         self.outputs: dict[str, Any] = {}
+        # Nodes that may have become decidable: all at first, then the children of each node
+        # that ends. Keeps each scheduling step proportional to what changed, not to the graph.
+        self.frontier: set[str] = set(graph.order)
+        self.position = {name: place for place, name in enumerate(graph.order)}
+
+    def ended(self, name: str, status: NodeStatus) -> None:
+        self.status[name] = status
+        self.frontier.update(self.graph.nodes[name].downstream)
 
     def values(self) -> dict[str, Any]:
         return {**self.inputs, **self.outputs}
@@ -176,6 +184,9 @@ async def execute_run(
     running: dict[asyncio.Task[Any], CompiledNode] = {}
     attempts: dict[str, int] = {}
     changes: list[Change] = [NodeChange(name, NodeStatus.RECOVERED) for name in recovered]
+    # `batched`: dependents start before their inputs are committed; commits stay in order.
+    batched = graph.spec.config.durability == "batched"
+    in_flight: list[asyncio.Task[None]] = []
     try:
         while True:
             failure = None
@@ -184,26 +195,34 @@ async def execute_run(
                 node = running.pop(task)
                 error = task.exception()
                 if error is None:
-                    state.status[node.name] = NodeStatus.SUCCEEDED
                     state.outputs[node.name] = task.result()
+                    state.ended(node.name, NodeStatus.SUCCEEDED)
                     changes.append(
                         NodeChange(node.name, NodeStatus.SUCCEEDED, output=task.result())
                     )
                 else:
-                    state.status[node.name] = NodeStatus.FAILED
+                    state.ended(node.name, NodeStatus.FAILED)
                     changes.append(
                         NodeChange(node.name, NodeStatus.FAILED, error=_error(node.name, error))
                     )
                     failure = failure or (node.name, error)
             if failure is not None:
+                await asyncio.gather(*in_flight)
                 await _fail(committer, running, changes, failure)
                 return RunStatus.FAILED
             starting = _ready(graph, state, running, limit, changes, attempts)
             if not running and not starting:
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
+                await asyncio.gather(*in_flight)
                 await committer.commit(changes)
                 return RunStatus.SUCCEEDED
-            await committer.commit(changes)
+            if batched:
+                for task in [task for task in in_flight if task.done()]:
+                    task.result()  # a commit that failed (a lost lease) stops the run here
+                    in_flight.remove(task)
+                in_flight.append(asyncio.create_task(committer.commit(changes)))
+            else:
+                await committer.commit(changes)
             changes = []
             for node, arguments in starting:
                 context = NodeContext(
@@ -216,7 +235,7 @@ async def execute_run(
     except BaseException:
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*running, *in_flight, return_exceptions=True)
         raise
 
 
@@ -252,20 +271,24 @@ def _ready(
     progress = True
     while progress:
         progress = False
-        for name in graph.order:
+        for name in sorted(state.frontier, key=state.position.__getitem__):
             if name in state.status or name in busy:
+                state.frontier.discard(name)
                 continue
             node = graph.nodes[name]
             decision = state.decide(node)
             if decision is None:
+                state.frontier.discard(name)  # back when something upstream ends
                 continue
             if decision is False:
-                state.status[name] = NodeStatus.SKIPPED
+                state.frontier.discard(name)
+                state.ended(name, NodeStatus.SKIPPED)
                 changes.append(NodeChange(name, NodeStatus.SKIPPED))
                 progress = True
                 continue
             if limit is not None and len(busy) >= limit:
-                continue
+                continue  # stays in the frontier for the next step
+            state.frontier.discard(name)
             arguments = state.arguments(node)
             attempts[name] = attempts.get(name, 0) + 1
             changes.append(

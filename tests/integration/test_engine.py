@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
-from flowstore import Workflow
+from flowstore import ExecutionConfig, Workflow
 from flowstore.errors import ExecutionError, InvalidValue
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
 from flowstore.store import NodeStatus, RunStatus, TransitionKind
 
 
-def triage() -> Workflow:
-    flow = Workflow("triage")
+def triage(durability: Literal["sync", "batched"] = "sync") -> Workflow:
+    flow = Workflow("triage", config=ExecutionConfig(durability=durability))
 
     @flow.node
     async def classify(ticket: str) -> str:
@@ -37,10 +37,13 @@ def triage() -> Workflow:
     return flow
 
 
-async def test_a_run_executes_and_records_every_transition(migrated_url: str) -> None:
-    async with Engine(migrated_url, workflows=[triage()]) as engine:
-        urgent = await engine.run(triage(), {"ticket": "site down"})
-        calm = await engine.run(triage(), {"ticket": "typo"})
+@pytest.mark.parametrize("durability", ["sync", "batched"])
+async def test_a_run_executes_and_records_every_transition(
+    migrated_url: str, durability: Literal["sync", "batched"]
+) -> None:
+    async with Engine(migrated_url, workflows=[triage(durability)]) as engine:
+        urgent = await engine.run(triage(durability), {"ticket": "site down"})
+        calm = await engine.run(triage(durability), {"ticket": "typo"})
 
         assert urgent.status is RunStatus.SUCCEEDED
         assert urgent.output == {"draft": "[urgent] site down", "paged": True}

@@ -221,3 +221,15 @@ def test_optional_and_union_parameters_accept_what_they_name() -> None:
 
     with pytest.raises(DefinitionError, match=re.escape("expects int | bytes but node 'text'")):
         wrong.compile()
+
+
+def test_inputs_beyond_named_parameters_go_to_keyword_arguments() -> None:
+    loaded = Workflow.load(
+        {
+            "name": "kwargs",
+            "inputs": {"a": "int", "b": "int"},
+            "nodes": [{"name": "gather", "call": "benchmarks.steps:gather", "inputs": ["a", "b"]}],
+        }
+    )
+    params = loaded.compile().nodes["gather"].params
+    assert [(param.name, param.source) for param in params] == [("a", "a"), ("b", "b")]
