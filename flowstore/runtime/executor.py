@@ -24,9 +24,11 @@ from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import validate_arguments, validate_output
 from flowstore.errors import ExecutionError
 from flowstore.runtime.context import NodeContext, RunContext
+from flowstore.runtime.loops import Loops
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     Change,
+    CheckpointChange,
     Claim,
     NodeChange,
     NodeStatus,
@@ -109,6 +111,12 @@ class _RunState:
         self.status[name] = status
         self.frontier.update(self.graph.nodes[name].downstream)
 
+    def restart(self, body: frozenset[str]) -> None:
+        """Make a loop body undecided again, for its next iteration."""
+        for name in body:
+            self.status.pop(name, None)
+        self.frontier.update(body)
+
     def values(self) -> dict[str, Any]:
         return {**self.inputs, **self.outputs}
 
@@ -168,22 +176,25 @@ async def execute_run(
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
     """
     for name, node in graph.nodes.items():
-        if node.spec.loop is not None or node.spec.workflow is not None:  # next increment
+        if node.spec.workflow is not None:  # next increment
             raise ExecutionError(
-                f"node {name!r} of workflow {graph.name!r}: loops and subworkflow nodes are "
-                "not executed by this version of flowstore yet"
+                f"node {name!r} of workflow {graph.name!r}: subworkflow nodes are not executed "
+                "by this version of flowstore yet"
             )
     state = _RunState(graph, inputs)
+    loops = Loops(graph)
     committer = _Committer(store, claim, observe)
     run_context = RunContext(claim.run.id, graph.name, state.inputs)
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
-    recovered = await _restore(store, claim, state)
+    recovered = await _restore(store, claim, state, loops)
     limit = graph.spec.config.max_concurrency
     if graph.spec.config.strategy == "sequential":
         limit = 1
     running: dict[asyncio.Task[Any], CompiledNode] = {}
-    attempts: dict[str, int] = {}
-    changes: list[Change] = [NodeChange(name, NodeStatus.RECOVERED) for name in recovered]
+    attempts: dict[tuple[str, str], int] = {}
+    changes: list[Change] = [
+        NodeChange(name, NodeStatus.RECOVERED, key=loops.key(name)) for name in recovered
+    ]
     # `batched`: dependents start before their inputs are committed; commits stay in order.
     batched = graph.spec.config.durability == "batched"
     in_flight: list[asyncio.Task[None]] = []
@@ -194,23 +205,29 @@ async def execute_run(
             for task in done_now:
                 node = running.pop(task)
                 error = task.exception()
+                key = loops.key(node.name)
                 if error is None:
                     state.outputs[node.name] = task.result()
                     state.ended(node.name, NodeStatus.SUCCEEDED)
                     changes.append(
-                        NodeChange(node.name, NodeStatus.SUCCEEDED, output=task.result())
+                        NodeChange(node.name, NodeStatus.SUCCEEDED, key=key, output=task.result())
                     )
+                    again = loops.next_iteration(node, state.values())
+                    if again:
+                        state.restart(again)
+                        changes.append(CheckpointChange(loops.checkpoint()))
                 else:
                     state.ended(node.name, NodeStatus.FAILED)
+                    error_value = _error(node.name, error)
                     changes.append(
-                        NodeChange(node.name, NodeStatus.FAILED, error=_error(node.name, error))
+                        NodeChange(node.name, NodeStatus.FAILED, key=key, error=error_value)
                     )
                     failure = failure or (node.name, error)
             if failure is not None:
                 await asyncio.gather(*in_flight)
-                await _fail(committer, running, changes, failure)
+                await _fail(committer, running, changes, failure, loops)
                 return RunStatus.FAILED
-            starting = _ready(graph, state, running, limit, changes, attempts)
+            starting = _ready(graph, state, running, limit, changes, attempts, loops)
             if not running and not starting:
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
                 await asyncio.gather(*in_flight)
@@ -226,7 +243,11 @@ async def execute_run(
             changes = []
             for node, arguments in starting:
                 context = NodeContext(
-                    run_context, node.name, "", attempts[node.name], log.getChild(node.name)
+                    run_context,
+                    node.name,
+                    loops.key(node.name),
+                    attempts[(node.name, loops.key(node.name))],
+                    log.getChild(node.name),
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
                 task = asyncio.create_task(_call(graph, node, arguments, items, context))
@@ -239,14 +260,16 @@ async def execute_run(
         raise
 
 
-async def _restore(store: Store, claim: Claim, state: _RunState) -> list[str]:
+async def _restore(store: Store, claim: Claim, state: _RunState, loops: Loops) -> list[str]:
     """Load what the run committed before; return the nodes that were running (recovered)."""
     if claim.run.last_seq <= 1:
         return []
+    checkpoint = await store.read_checkpoint(claim.run.id)
+    loops.restore(checkpoint.state if checkpoint is not None else None)
     recovered = []
     for execution in await store.read_node_executions(claim.run.id):
-        if execution.key or execution.node not in state.graph.nodes:
-            continue
+        if execution.node not in state.graph.nodes or execution.key != loops.key(execution.node):
+            continue  # another iteration's execution
         if execution.status is NodeStatus.SUCCEEDED:
             state.status[execution.node] = NodeStatus.SUCCEEDED
             state.outputs[execution.node] = execution.output
@@ -263,7 +286,8 @@ def _ready(
     running: Mapping[asyncio.Task[Any], CompiledNode],
     limit: int | None,
     changes: list[Change],
-    attempts: dict[str, int],
+    attempts: dict[tuple[str, str], int],
+    loops: Loops,
 ) -> list[tuple[CompiledNode, dict[str, Any]]]:
     """Decide every node that can be decided; return those to start (within the limit)."""
     starting: list[tuple[CompiledNode, dict[str, Any]]] = []
@@ -283,16 +307,17 @@ def _ready(
             if decision is False:
                 state.frontier.discard(name)
                 state.ended(name, NodeStatus.SKIPPED)
-                changes.append(NodeChange(name, NodeStatus.SKIPPED))
+                changes.append(NodeChange(name, NodeStatus.SKIPPED, key=loops.key(name)))
                 progress = True
                 continue
             if limit is not None and len(busy) >= limit:
                 continue  # stays in the frontier for the next step
             state.frontier.discard(name)
             arguments = state.arguments(node)
-            attempts[name] = attempts.get(name, 0) + 1
+            key = loops.key(name)
+            attempt = attempts[(name, key)] = attempts.get((name, key), 0) + 1
             changes.append(
-                NodeChange(name, NodeStatus.RUNNING, attempt=attempts[name], input=arguments)
+                NodeChange(name, NodeStatus.RUNNING, key=key, attempt=attempt, input=arguments)
             )
             busy.add(name)
             starting.append((node, arguments))
@@ -351,11 +376,15 @@ async def _fail(
     running: dict[asyncio.Task[Any], CompiledNode],
     changes: list[Change],
     failure: tuple[str, BaseException],
+    loops: Loops,
 ) -> None:
     for task in running:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)
-    changes.extend(NodeChange(node.name, NodeStatus.CANCELLED) for node in running.values())
+    changes.extend(
+        NodeChange(node.name, NodeStatus.CANCELLED, key=loops.key(node.name))
+        for node in running.values()
+    )
     running.clear()
     node, error = failure
     changes.append(RunChange(RunStatus.FAILED, error=_error(node, error)))

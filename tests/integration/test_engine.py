@@ -258,3 +258,56 @@ async def test_an_engine_that_starts_recovers_the_runs_it_knows(migrated_url: st
             recovered = await engine.wait(run.id)
     assert (recovered.status, recovered.output) == (RunStatus.SUCCEEDED, "abab")
     assert calls == {"first": 1, "second": 2}
+
+
+async def test_a_loop_repeats_its_body_until_its_condition_fails(migrated_url: str) -> None:
+    flow = Workflow("polling")
+    polls: list[str] = []
+
+    @flow.node
+    async def prepare(job: str) -> str:
+        return job
+
+    @flow.node
+    async def poll(prepare: str, ctx: NodeContext) -> int:
+        polls.append(ctx.key)
+        return len(polls)
+
+    @flow.node(loop={"back_to": "poll", "while": "check < 3", "max_iterations": 10})
+    async def check(poll: int) -> int:
+        return poll
+
+    @flow.node
+    async def report(check: int) -> str:
+        return f"ready after {check} polls"
+
+    async with Engine(migrated_url) as engine:
+        run = await engine.run(flow, {"job": "export"})
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, "ready after 3 polls")
+        assert polls == ["", "i1", "i2"]
+        executions = await engine.store.read_node_executions(run.id)
+        assert sorted((e.node, e.key) for e in executions if e.node == "check") == [
+            ("check", ""),
+            ("check", "i1"),
+            ("check", "i2"),
+        ]
+        checkpoint = await engine.store.read_checkpoint(run.id)
+        assert checkpoint is not None and checkpoint.state == {"loops": {"check": 2}}
+
+
+async def test_a_loop_stops_at_its_bound(migrated_url: str) -> None:
+    flow = Workflow("bounded")
+
+    @flow.node
+    async def step(n: int) -> int:
+        return n
+
+    @flow.node(loop={"back_to": "step", "while": "True or again", "max_iterations": 4})
+    async def again(step: int) -> int:
+        return step
+
+    async with Engine(migrated_url) as engine:
+        run = await engine.run(flow, {"n": 1})
+        assert run.status is RunStatus.SUCCEEDED
+        keys = {e.key for e in await engine.store.read_node_executions(run.id)}
+        assert keys == {"", "i1", "i2", "i3"}
