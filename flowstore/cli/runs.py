@@ -34,6 +34,11 @@ def add_commands(commands: Any) -> None:
     resume.add_argument("--url", help=url_help)
     resume.set_defaults(handler=_resume)
 
+    cancel = commands.add_parser("cancel", help="cancel a run, wherever it runs")
+    cancel.add_argument("run_id", help="the run's id")
+    cancel.add_argument("--url", help=url_help)
+    cancel.set_defaults(handler=_cancel)
+
     runs = commands.add_parser("runs", help="list and inspect runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="COMMAND")
     listing = runs_commands.add_parser("list", help="recent runs, newest first")
@@ -120,6 +125,21 @@ def _resume(args: argparse.Namespace) -> int:
             return await engine.resume(args.run_id, observe=_Progress())
 
     return _finish(asyncio.run(resume()))
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    async def cancel() -> Any:
+        async with _open(args.url) as engine:
+            return await engine.cancel(args.run_id)
+
+    run = asyncio.run(cancel())
+    if run.status.value == "cancelled":
+        print(f"run {run.id} cancelled")
+    elif run.status.is_terminal:
+        print(f"run {run.id} had already ended: {run.status.value}")
+    else:
+        print(f"run {run.id}: cancellation requested; its worker stops it shortly")
+    return 0
 
 
 def _list(args: argparse.Namespace) -> int:

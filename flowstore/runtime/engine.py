@@ -80,6 +80,8 @@ class Engine:
         self._loops: list[ClaimLoop] = []
         self._loop_tasks: list[asyncio.Task[None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        # Runs executing in this engine, and the event that cancels each one.
+        self._executing: dict[RunId, asyncio.Event] = {}
 
     def register(self, workflow: Workflow) -> None:
         """Make a workflow runnable and resumable by this engine (compiling it now)."""
@@ -104,6 +106,7 @@ class Engine:
                 dead_workers=self._dead_local_workers,
                 finished=self._run_ended,
                 poll_seconds=self._poll_seconds,
+                executing=self._executing,
             )
             self._loops.append(loop)
             self._loop_tasks.append(asyncio.create_task(loop.run_forever()))
@@ -123,9 +126,17 @@ class Engine:
             self._store = None
 
     async def _beat(self) -> None:
+        """Heartbeat three times per lease; look for cancel requests twice a second."""
+        next_beat = asyncio.get_running_loop().time() + self.lease_seconds / 3
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
-            await self.store.heartbeat(self.worker_id, lease_seconds=self.lease_seconds)
+            await asyncio.sleep(min(0.5, self.lease_seconds / 3))
+            if asyncio.get_running_loop().time() >= next_beat:
+                await self.store.heartbeat(self.worker_id, lease_seconds=self.lease_seconds)
+                next_beat += self.lease_seconds / 3
+            if self._executing:
+                for run_id in await self.store.cancel_requests(self.worker_id):
+                    if run_id in self._executing:
+                        self._executing[run_id].set()
 
     @property
     def store(self) -> Any:
@@ -170,8 +181,31 @@ class Engine:
         )
         assert record.lease_expires_at is not None
         claim = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
-        await execute_run(self.store, claim, graph, checked, observe=observe)
+        await self._execute(claim, graph, checked, observe)
         return await self.get_run(record.id)
+
+    async def _execute(
+        self, claim: Claim, graph: Graph, inputs: Mapping[str, Any], observe: Observer | None
+    ) -> None:
+        cancelled = self._executing[claim.run.id] = asyncio.Event()
+        try:
+            await execute_run(
+                self.store, claim, graph, inputs, observe=observe, cancelled=cancelled
+            )
+        finally:
+            self._executing.pop(claim.run.id, None)
+            self._run_ended(claim.run.id)
+
+    async def cancel(self, run_id: str) -> Run:
+        """Cancel a run: at once when it is queued; when it runs, its owner (this engine or
+        another process) cancels its running nodes and ends it `cancelled` within a second
+        or so. Returns the run as it is now; `wait` for it to end."""
+        record = await self.store.request_cancel(RunId(run_id))
+        if record.id in self._executing:
+            self._executing[record.id].set()
+        if record.status.is_terminal:
+            self._run_ended(record.id)
+        return Run.from_record(record)
 
     async def resume(
         self,
@@ -212,7 +246,7 @@ class Engine:
                 f"{record.lease_expires_at}: it is running there"
             )
         inputs = validate_inputs(graph, record.inputs)
-        await execute_run(self.store, claim, graph, inputs, observe=observe)
+        await self._execute(claim, graph, inputs, observe)
         return await self.get_run(run_id)
 
     async def submit(

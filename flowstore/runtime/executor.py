@@ -169,8 +169,12 @@ async def execute_run(
     *,
     logger: logging.Logger | None = None,
     observe: Observer | None = None,
+    cancelled: asyncio.Event | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
+
+    When `cancelled` is set (or the run was asked to cancel before this worker took it), the
+    running nodes are cancelled and the run ends `cancelled`.
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -198,8 +202,16 @@ async def execute_run(
     # `batched`: dependents start before their inputs are committed; commits stay in order.
     batched = graph.spec.config.durability == "batched"
     in_flight: list[asyncio.Task[None]] = []
+    cancelled = cancelled or asyncio.Event()
+    if claim.run.cancel_requested_at is not None:
+        cancelled.set()
+    cancel_wait = asyncio.ensure_future(cancelled.wait())
     try:
         while True:
+            if cancelled.is_set():
+                await asyncio.gather(*in_flight)
+                await _stop(committer, running, changes, loops, RunChange(RunStatus.CANCELLED))
+                return RunStatus.CANCELLED
             failure = None
             done_now = [task for task in running if task.done()]
             for task in done_now:
@@ -225,7 +237,9 @@ async def execute_run(
                     failure = failure or (node.name, error)
             if failure is not None:
                 await asyncio.gather(*in_flight)
-                await _fail(committer, running, changes, failure, loops)
+                node_name, error = failure
+                ending = RunChange(RunStatus.FAILED, error=_error(node_name, error))
+                await _stop(committer, running, changes, loops, ending)
                 return RunStatus.FAILED
             starting = _ready(graph, state, running, limit, changes, attempts, loops)
             if not running and not starting:
@@ -252,12 +266,14 @@ async def execute_run(
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
                 task = asyncio.create_task(_call(graph, node, arguments, items, context))
                 running[task] = node
-            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*running, cancel_wait], return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, *in_flight, return_exceptions=True)
         raise
+    finally:
+        cancel_wait.cancel()
 
 
 async def _restore(store: Store, claim: Claim, state: _RunState, loops: Loops) -> list[str]:
@@ -371,13 +387,14 @@ def _joined(items: list[Any]) -> Any:
     return "".join(items) if items and all(isinstance(item, str) for item in items) else items
 
 
-async def _fail(
+async def _stop(
     committer: _Committer,
     running: dict[asyncio.Task[Any], CompiledNode],
     changes: list[Change],
-    failure: tuple[str, BaseException],
     loops: Loops,
+    ending: RunChange,
 ) -> None:
+    """Cancel every running node, then end the run (failed or cancelled) in one commit."""
     for task in running:
         task.cancel()
     await asyncio.gather(*running, return_exceptions=True)
@@ -386,6 +403,5 @@ async def _fail(
         for node in running.values()
     )
     running.clear()
-    node, error = failure
-    changes.append(RunChange(RunStatus.FAILED, error=_error(node, error)))
+    changes.append(ending)
     await committer.commit(changes)

@@ -18,7 +18,7 @@ from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError, InvalidValue, LeaseLost, StoreUnavailable
 from flowstore.runtime.executor import execute_run
 from flowstore.store.protocol import Store
-from flowstore.store.records import Claim, RunId, RunStatus, WorkerId
+from flowstore.store.records import Claim, RunId, WorkerId
 
 __all__ = ["ClaimLoop"]
 
@@ -36,6 +36,7 @@ class ClaimLoop:
         dead_workers: Returns the workers on this host whose process is gone.
         finished: Told of every run this loop ended.
         poll_seconds: The longest sleep when there is nothing to claim.
+        executing: Where the loop registers the cancel event of each run it executes.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class ClaimLoop:
         dead_workers: Callable[[], Awaitable[list[WorkerId]]],
         finished: Callable[[RunId], None],
         poll_seconds: float = 1.0,
+        executing: dict[RunId, asyncio.Event] | None = None,
     ) -> None:
         self._store = store
         self._worker_id = worker_id
@@ -58,6 +60,7 @@ class ClaimLoop:
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._refused: set[RunId] = set()
+        self._executing = executing if executing is not None else {}
 
     def wake(self) -> None:
         """Look for work now (a run was just submitted)."""
@@ -115,6 +118,9 @@ class ClaimLoop:
                 f"{graph.name!r} (graph {claim.run.graph_hash[:12]}, here {graph.hash[:12]})"
             )
         inputs = validate_inputs(graph, claim.run.inputs)
-        status = await execute_run(self._store, claim, graph, inputs)
-        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-            self._finished(claim.run.id)
+        cancelled = self._executing[claim.run.id] = asyncio.Event()
+        try:
+            await execute_run(self._store, claim, graph, inputs, cancelled=cancelled)
+        finally:
+            self._executing.pop(claim.run.id, None)
+        self._finished(claim.run.id)

@@ -91,6 +91,15 @@ class Store(Protocol):
         """Give up a lease so any worker may claim the run now; False if it was already lost."""
         ...
 
+    async def request_cancel(self, run_id: RunId) -> RunRecord:
+        """Cancel a queued run now, or flag a running one for its owner to cancel. Raises
+        `RunNotFound`."""
+        ...
+
+    async def cancel_requests(self, owner: WorkerId) -> frozenset[RunId]:
+        """The runs `owner` executes that someone asked to cancel."""
+        ...
+
     # ---------------------------------------------------------------- the transition log
 
     async def record_transitions(

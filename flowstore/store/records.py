@@ -177,6 +177,7 @@ class RunRecord:
         lease_owner: The worker that holds the lease, if any.
         lease_expires_at: When that lease expires.
         fencing: Grows on every claim; writes carry it and are refused when it is stale.
+        cancel_requested_at: When cancellation was asked for, while the run was running.
     """
 
     id: RunId
@@ -197,6 +198,7 @@ class RunRecord:
     lease_owner: WorkerId | None
     lease_expires_at: datetime | None
     fencing: int
+    cancel_requested_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:

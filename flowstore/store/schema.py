@@ -111,6 +111,8 @@ runs = Table(
     Column("lease_owner", NAME),
     Column("lease_expires_at", UTCDateTime),
     Column("fencing", Integer, nullable=False),
+    # Set by `request_cancel` from any process; the owner sees it and cancels cooperatively.
+    Column("cancel_requested_at", UTCDateTime),
     CheckConstraint(_one_of("status", [s.value for s in RunStatus]), name="status"),
     Index(None, "status", "priority", "created_at"),
     Index(None, "workflow", "created_at"),

@@ -195,6 +195,14 @@ class SQLStore(Store):
             f"releasing the lease of run {run_id}", runs.release_lease, run_id, owner, fencing
         )
 
+    async def request_cancel(self, run_id: RunId) -> RunRecord:
+        return await self._write(
+            f"cancelling run {run_id}", runs.request_cancel, run_id, now=self._now()
+        )
+
+    async def cancel_requests(self, owner: WorkerId) -> frozenset[RunId]:
+        return await self._read(f"reading cancel requests of {owner}", runs.cancel_requests, owner)
+
     # ---------------------------------------------------------------- the transition log
 
     async def record_transitions(

@@ -76,3 +76,64 @@ async def test_two_worker_processes_drain_200_runs_each_once(
             owners[claims[0]] += 1
         print(f"runs per worker: {sorted(owners.values())}")
         assert len(owners) == 2, "both workers took runs"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+async def test_a_run_in_another_process_is_cancelled_from_the_command_line(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    from tests.support.zombie_flow import flow as slow_flow
+
+    marker = tmp_path / "started-by"
+    env = {
+        **os.environ,
+        "FLOWSTORE_TEST_MARKER": str(marker),
+        "FLOWSTORE_TEST_SLOW_SECONDS": "120",
+        "FLOWSTORE_DATABASE_URL": migrated_url,
+    }
+    async with Engine(migrated_url, workers=0) as engine:
+        run_id = await engine.submit(slow_flow, {"job": "report"})
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "flowstore",
+            "worker",
+            "--workflows",
+            "tests.support.zombie_flow:flow",
+            "--poll",
+            "0.1",
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            async with asyncio.timeout(60):
+                while not marker.exists():  # noqa: ASYNC110 - the worker process writes it
+                    await asyncio.sleep(0.05)
+            cancel = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "flowstore",
+                "cancel",
+                run_id,
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            stdout, stderr = await cancel.communicate()
+            assert cancel.returncode == 0, stderr.decode()
+            assert "cancellation requested" in stdout.decode()
+            async with asyncio.timeout(20):
+                run = await engine.wait(run_id)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            await worker.communicate()
+        assert run.status is RunStatus.CANCELLED
+        log = await engine.store.read_transitions(run_id)
+        assert [(t.node, t.status) for t in log[-2:]] == [
+            ("work", "cancelled"),
+            (None, "cancelled"),
+        ]

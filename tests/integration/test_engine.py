@@ -311,3 +311,42 @@ async def test_a_loop_stops_at_its_bound(migrated_url: str) -> None:
         assert run.status is RunStatus.SUCCEEDED
         keys = {e.key for e in await engine.store.read_node_executions(run.id)}
         assert keys == {"", "i1", "i2", "i3"}
+
+
+async def test_cancel_reaches_a_running_node_and_ends_the_run(migrated_url: str) -> None:
+    flow = Workflow("cancellable")
+    started = asyncio.Event()
+    interrupted = asyncio.Event()
+
+    @flow.node
+    async def long(job: str) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            interrupted.set()
+            raise
+        return job
+
+    @flow.node
+    async def after(long: str) -> str:
+        return long
+
+    async with Engine(migrated_url, workers=0) as engine:
+        task = asyncio.create_task(engine.run(flow, {"job": "x"}))
+        await started.wait()
+        [running] = await engine.list_runs()
+        assert (await engine.cancel(running.id)).status is RunStatus.RUNNING
+        async with asyncio.timeout(10):
+            run = await task
+        assert run.status is RunStatus.CANCELLED
+        assert interrupted.is_set()
+        nodes = {n.node: n.status for n in await engine.store.read_node_executions(run.id)}
+        assert nodes == {"long": NodeStatus.CANCELLED}
+        with pytest.raises(ExecutionError, match="has already ended"):
+            await engine.resume(run.id)
+
+        queued = await engine.submit(flow, {"job": "y"})
+        assert (await engine.cancel(queued)).status is RunStatus.CANCELLED
+        async with asyncio.timeout(5):
+            assert (await engine.wait(queued)).status is RunStatus.CANCELLED

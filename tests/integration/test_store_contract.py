@@ -721,3 +721,35 @@ async def test_breaker_state_is_saved_with_compare_and_set(
         expected_version=1,
     )
     assert stale is None
+
+
+# ------------------------------------------------------------------------ cancellation
+
+
+async def test_a_queued_run_is_cancelled_at_once_and_a_running_one_is_flagged(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    queued = await store.create_run(new_run())
+    cancelled = await store.request_cancel(queued.id)
+    assert cancelled.status is RunStatus.CANCELLED
+    assert cancelled.finished_at == clock.now
+    assert (await store.read_transitions(queued.id))[-1].status == "cancelled"
+    assert await store.claim_run(A, lease_seconds=10) is None
+
+    running = await store.create_run(new_run(owner=A))
+    assert await store.cancel_requests(A) == frozenset()
+    flagged = await store.request_cancel(running.id)
+    assert flagged.status is RunStatus.RUNNING
+    assert flagged.cancel_requested_at == clock.now
+    assert await store.cancel_requests(A) == {running.id}
+    assert await store.cancel_requests(B) == frozenset()
+    clock.advance(1)
+    again = await store.request_cancel(running.id)
+    assert again.cancel_requested_at == flagged.cancel_requested_at  # the first request stands
+
+    await store.record_transitions(running.id, 1, [RunChange(RunStatus.CANCELLED)])
+    assert await store.cancel_requests(A) == frozenset()
+    ended = await store.request_cancel(running.id)
+    assert ended.status is RunStatus.CANCELLED
+    with pytest.raises(RunNotFound):
+        await store.request_cancel(RunId("nope"))

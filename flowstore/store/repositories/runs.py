@@ -26,6 +26,7 @@ from flowstore.store.repositories._common import Encoder, upsert
 from flowstore.store.schema import graphs, runs, transitions, workers
 
 __all__ = [
+    "cancel_requests",
     "claim_run",
     "create_run",
     "get_run",
@@ -37,6 +38,7 @@ __all__ = [
     "release_lease",
     "remove_worker",
     "renew_lease",
+    "request_cancel",
 ]
 
 _CLAIMABLE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -292,3 +294,64 @@ def remove_worker(conn: Connection, worker_id: WorkerId) -> bool:
     )
     result = conn.execute(delete(workers).where(workers.c.id == worker_id))
     return bool(result.rowcount == 1)
+
+
+def request_cancel(conn: Connection, run_id: RunId, *, now: datetime) -> RunRecord:
+    """Cancel a queued run at once; ask the owner of a running run to cancel it.
+
+    Needs no lease: a queued run has no owner, and a running run is only flagged (its owner
+    records the cancellation, with its fencing number, when it stops). An ended run is left
+    as it is.
+    """
+    cancelled = (
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
+            .values(
+                status=RunStatus.CANCELLED.value,
+                finished_at=now,
+                updated_at=now,
+                cancel_requested_at=now,
+                last_seq=runs.c.last_seq + 1,
+            )
+            .returning(*runs.c)
+        )
+        .mappings()
+        .first()
+    )
+    if cancelled is not None:
+        record = RunRecord.from_row(cancelled)
+        conn.execute(
+            transitions.insert().values(
+                run_id=run_id,
+                seq=record.last_seq,
+                kind=TransitionKind.RUN.value,
+                exec_key="",
+                status=RunStatus.CANCELLED.value,
+                payload={"requested": True},
+                created_at=now,
+            )
+        )
+        return record
+    conn.execute(
+        update(runs)
+        .where(
+            runs.c.id == run_id,
+            runs.c.status == RunStatus.RUNNING.value,
+            runs.c.cancel_requested_at.is_(None),
+        )
+        .values(cancel_requested_at=now, updated_at=now)
+    )
+    return get_run(conn, run_id)
+
+
+def cancel_requests(conn: Connection, owner: WorkerId) -> frozenset[RunId]:
+    """The running runs owned by `owner` that someone asked to cancel."""
+    rows = conn.execute(
+        select(runs.c.id).where(
+            runs.c.lease_owner == owner,
+            runs.c.status == RunStatus.RUNNING.value,
+            runs.c.cancel_requested_at.is_not(None),
+        )
+    )
+    return frozenset(RunId(run_id) for run_id in rows.scalars())
