@@ -106,6 +106,11 @@ class Workflow:
         loaded._loaded, loaded._locate, loaded._file = spec, locate, file
         return loaded
 
+    @property
+    def subworkflows(self) -> list[Workflow]:
+        """The workflows this one runs as child runs (those added with `subworkflow`)."""
+        return [child for definition in self._definitions for child in definition.children]
+
     # ------------------------------------------------------------------ defining nodes
 
     @overload

@@ -22,9 +22,10 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from flowstore.definition.builder import Workflow
-from flowstore.definition.graph import Graph
+from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import validate_inputs
-from flowstore.errors import ExecutionError
+from flowstore.errors import ExecutionError, RunNotFound
+from flowstore.runtime.context import NodeContext
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.models import Run
 from flowstore.runtime.worker import ClaimLoop
@@ -84,8 +85,11 @@ class Engine:
         self._executing: dict[RunId, asyncio.Event] = {}
 
     def register(self, workflow: Workflow) -> None:
-        """Make a workflow runnable and resumable by this engine (compiling it now)."""
-        workflow.compile()
+        """Make a workflow runnable and resumable by this engine (compiling it now), with the
+        workflows it runs as subworkflows. Register a DSL workflow's children before it."""
+        for child in workflow.subworkflows:
+            self.register(child)
+        workflow.compile(workflows={name: known.spec for name, known in self._workflows.items()})
         self._workflows[workflow.name] = workflow
 
     async def __aenter__(self) -> Self:
@@ -190,11 +194,70 @@ class Engine:
         cancelled = self._executing[claim.run.id] = asyncio.Event()
         try:
             await execute_run(
-                self.store, claim, graph, inputs, observe=observe, cancelled=cancelled
+                self.store,
+                claim,
+                graph,
+                inputs,
+                observe=observe,
+                cancelled=cancelled,
+                run_child=self._run_child,
             )
         finally:
             self._executing.pop(claim.run.id, None)
             self._run_ended(claim.run.id)
+
+    async def _run_child(
+        self, node: CompiledNode, arguments: dict[str, Any], ctx: NodeContext
+    ) -> Any:
+        """Run a subworkflow node's child run to its end, here; return its output.
+
+        The child's id is derived from the parent run and the node execution, so a parent
+        that runs the node again after a crash takes up the same child run instead of
+        starting a second one.
+        """
+        assert node.spec.workflow is not None
+        graph = self._graph_for(node.spec.workflow)
+        child_id = RunId(str(uuid.uuid5(uuid.UUID(ctx.run_id), ctx.idempotency_key)))
+        try:
+            record = await self.store.get_run(child_id)
+        except RunNotFound:
+            inputs = validate_inputs(graph, arguments)
+            record = await self.store.create_run(
+                NewRun(
+                    workflow=graph.name,
+                    version=graph.spec.version,
+                    graph_hash=graph.hash,
+                    inputs=inputs,
+                    spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+                    id=child_id,
+                    parent_run_id=ctx.run_id,
+                    owner=self.worker_id,
+                    lease_seconds=self.lease_seconds,
+                )
+            )
+            assert record.lease_expires_at is not None
+            claim: Claim | None = Claim(
+                record, self.worker_id, record.fencing, record.lease_expires_at
+            )
+        else:
+            claim = None
+            if not record.status.is_terminal:
+                claim = await self.store.claim_run(
+                    self.worker_id,
+                    lease_seconds=self.lease_seconds,
+                    run_id=child_id,
+                    steal_from=await self._dead_local_workers(),
+                )
+        if claim is not None:
+            await self._execute(claim, graph, validate_inputs(graph, claim.run.inputs), None)
+        child = await self.wait(child_id)
+        if child.status is not RunStatus.SUCCEEDED:
+            error = child.error or {}
+            raise ExecutionError(
+                f"child run {child_id} of workflow {graph.name!r} {child.status.value}"
+                + (f": {error.get('type')}: {error.get('message')}" if error else "")
+            )
+        return child.output
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run: at once when it is queued; when it runs, its owner (this engine or

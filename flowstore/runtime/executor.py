@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
@@ -36,7 +36,7 @@ from flowstore.store.records import (
     RunStatus,
 )
 
-__all__ = ["Observer", "execute_run"]
+__all__ = ["ChildRunner", "Observer", "execute_run"]
 
 _ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
 
@@ -160,6 +160,9 @@ class _RunState:
 Observer = Callable[[Sequence[Change]], None]
 """Told of every batch of changes once it is committed (progress output, tests)."""
 
+ChildRunner = Callable[[CompiledNode, dict[str, Any], NodeContext], Awaitable[Any]]
+"""Runs a subworkflow node's child run to its end and returns its output (the engine's)."""
+
 
 async def execute_run(
     store: Store,
@@ -170,6 +173,7 @@ async def execute_run(
     logger: logging.Logger | None = None,
     observe: Observer | None = None,
     cancelled: asyncio.Event | None = None,
+    run_child: ChildRunner | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -179,12 +183,10 @@ async def execute_run(
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
     """
-    for name, node in graph.nodes.items():
-        if node.spec.workflow is not None:  # next increment
-            raise ExecutionError(
-                f"node {name!r} of workflow {graph.name!r}: subworkflow nodes are not executed "
-                "by this version of flowstore yet"
-            )
+    if run_child is None and any(node.spec.workflow for node in graph.nodes.values()):
+        raise ExecutionError(
+            f"workflow {graph.name!r} has subworkflow nodes: run it with an Engine"
+        )
     state = _RunState(graph, inputs)
     loops = Loops(graph)
     committer = _Committer(store, claim, observe)
@@ -264,7 +266,7 @@ async def execute_run(
                     log.getChild(node.name),
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
-                task = asyncio.create_task(_call(graph, node, arguments, items, context))
+                task = asyncio.create_task(_call(graph, node, arguments, items, context, run_child))
                 running[task] = node
             await asyncio.wait([*running, cancel_wait], return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
@@ -346,7 +348,11 @@ async def _call(
     arguments: dict[str, Any],
     items: Any,
     context: NodeContext,
+    run_child: ChildRunner | None,
 ) -> Any:
+    if node.spec.workflow is not None:
+        assert run_child is not None
+        return await run_child(node, arguments, context)
     checked = validate_arguments(graph, node, arguments)
     if node.context_param is not None:
         checked[node.context_param] = context

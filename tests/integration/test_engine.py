@@ -350,3 +350,53 @@ async def test_cancel_reaches_a_running_node_and_ends_the_run(migrated_url: str)
         assert (await engine.cancel(queued)).status is RunStatus.CANCELLED
         async with asyncio.timeout(5):
             assert (await engine.wait(queued)).status is RunStatus.CANCELLED
+
+
+async def test_a_subworkflow_runs_as_a_child_run_and_resumes_once(migrated_url: str) -> None:
+    calls = {"prepare": 0, "slow": 0}
+    started = asyncio.Event()
+    block = {"on": True}
+
+    def child() -> Workflow:
+        flow = Workflow("child")
+
+        @flow.node
+        async def prepare(ticket: str) -> str:
+            calls["prepare"] += 1
+            return ticket.upper()
+
+        @flow.node
+        async def slow(prepare: str) -> str:
+            calls["slow"] += 1
+            if block["on"]:
+                started.set()
+                await asyncio.sleep(60)
+            return prepare + "!"
+
+        return flow
+
+    def parent() -> Workflow:
+        flow = Workflow("parent")
+        flow.subworkflow("delegate", child(), inputs=["ticket"])
+
+        @flow.node
+        async def wrap(delegate: str) -> str:
+            return f"<{delegate}>"
+
+        return flow
+
+    async with Engine(migrated_url, workflows=[parent()], workers=0) as engine:
+        task = asyncio.create_task(engine.run(parent(), {"ticket": "ab"}))
+        await started.wait()
+        task.cancel()  # the parent's process "dies" inside the child run
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    block["on"] = False
+    async with Engine(migrated_url, workflows=[parent()], workers=0) as engine:
+        [parent_run] = await engine.list_runs(workflow="parent")
+        resumed = await engine.resume(parent_run.id)
+        assert (resumed.status, resumed.output) == (RunStatus.SUCCEEDED, "<AB!>")
+        [child_run] = await engine.list_runs(workflow="child")
+        assert child_run.parent_run_id == parent_run.id
+        assert (child_run.status, child_run.output) == (RunStatus.SUCCEEDED, "AB!")
+        assert calls == {"prepare": 1, "slow": 2}
