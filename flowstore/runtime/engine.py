@@ -277,14 +277,15 @@ class Engine:
         allow_changed_definition: bool = False,
         observe: Observer | None = None,
     ) -> Run:
-        """Continue an interrupted run from its last committed state, here.
+        """Continue an interrupted or failed run from its last committed state, here.
 
-        Nodes that succeeded are not run again. A run whose owner is alive and holds its lease
-        is refused; so is a run whose workflow changed since it started, unless
-        `allow_changed_definition` says to run the new definition over the committed results.
+        Nodes that succeeded are not run again; the node that failed runs again. A run whose
+        owner is alive and holds its lease is refused; so is a run whose workflow changed
+        since it started, unless `allow_changed_definition` says to run the new definition
+        over the committed results.
         """
         record = await self.store.get_run(RunId(run_id))
-        if record.status.is_terminal:
+        if record.status.is_terminal and record.status is not RunStatus.FAILED:
             raise ExecutionError(f"run {run_id} has already ended ({record.status.value})")
         graph = self._graph_for(record.workflow)
         if graph.hash != record.graph_hash and not allow_changed_definition:
@@ -294,12 +295,17 @@ class Engine:
                 "resume it with allow_changed_definition=True to run the new definition over "
                 "its committed results, or deploy the definition it started with"
             )
-        claim = await self.store.claim_run(
-            self.worker_id,
-            lease_seconds=self.lease_seconds,
-            run_id=RunId(run_id),
-            steal_from=await self._dead_local_workers(),
-        )
+        if record.status is RunStatus.FAILED:  # its failed nodes run again, the rest stays
+            claim = await self.store.reopen_run(
+                RunId(run_id), self.worker_id, lease_seconds=self.lease_seconds
+            )
+        else:
+            claim = await self.store.claim_run(
+                self.worker_id,
+                lease_seconds=self.lease_seconds,
+                run_id=RunId(run_id),
+                steal_from=await self._dead_local_workers(),
+            )
         if claim is None:
             record = await self.store.get_run(RunId(run_id))
             if record.lease_owner == self.worker_id:

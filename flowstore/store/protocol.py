@@ -91,6 +91,12 @@ class Store(Protocol):
         """Give up a lease so any worker may claim the run now; False if it was already lost."""
         ...
 
+    async def reopen_run(
+        self, run_id: RunId, owner: WorkerId, *, lease_seconds: float
+    ) -> Claim | None:
+        """Take a failed run back to running, owned by `owner`; None if it is not failed."""
+        ...
+
     async def request_cancel(self, run_id: RunId) -> RunRecord:
         """Cancel a queued run now, or flag a running one for its owner to cancel. Raises
         `RunNotFound`."""

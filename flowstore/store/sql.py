@@ -195,6 +195,18 @@ class SQLStore(Store):
             f"releasing the lease of run {run_id}", runs.release_lease, run_id, owner, fencing
         )
 
+    async def reopen_run(
+        self, run_id: RunId, owner: WorkerId, *, lease_seconds: float
+    ) -> Claim | None:
+        return await self._write(
+            f"reopening run {run_id}",
+            runs.reopen_run,
+            run_id,
+            owner,
+            now=self._now(),
+            lease_seconds=lease_seconds,
+        )
+
     async def request_cancel(self, run_id: RunId) -> RunRecord:
         return await self._write(
             f"cancelling run {run_id}", runs.request_cancel, run_id, now=self._now()

@@ -400,3 +400,38 @@ async def test_a_subworkflow_runs_as_a_child_run_and_resumes_once(migrated_url: 
         assert child_run.parent_run_id == parent_run.id
         assert (child_run.status, child_run.output) == (RunStatus.SUCCEEDED, "AB!")
         assert calls == {"prepare": 1, "slow": 2}
+
+
+async def test_a_failed_run_resumes_and_reruns_only_what_failed(migrated_url: str) -> None:
+    calls = {"first": 0, "flaky": 0}
+    broken = {"on": True}
+
+    def define() -> Workflow:
+        flow = Workflow("flaky")
+
+        @flow.node
+        async def first(ticket: str) -> str:
+            calls["first"] += 1
+            return ticket
+
+        @flow.node
+        async def flaky(first: str) -> str:
+            calls["flaky"] += 1
+            if broken["on"]:
+                raise ConnectionError("upstream down")
+            return first + " ok"
+
+        return flow
+
+    async with Engine(migrated_url, workflows=[define()], workers=0) as engine:
+        failed = await engine.run(define(), {"ticket": "t"})
+        assert failed.status is RunStatus.FAILED
+        assert failed.error["message"] == "upstream down"
+        broken["on"] = False
+        resumed = await engine.resume(failed.id)
+        assert (resumed.status, resumed.output, resumed.error) == (
+            RunStatus.SUCCEEDED,
+            "t ok",
+            None,
+        )
+        assert calls == {"first": 1, "flaky": 2}

@@ -753,3 +753,30 @@ async def test_a_queued_run_is_cancelled_at_once_and_a_running_one_is_flagged(
     assert ended.status is RunStatus.CANCELLED
     with pytest.raises(RunNotFound):
         await store.request_cancel(RunId("nope"))
+
+
+async def test_a_failed_run_is_reopened_with_a_new_fencing_number(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A))
+    await store.record_transitions(
+        run.id,
+        1,
+        [
+            NodeChange("a", NodeStatus.SUCCEEDED, output=1),
+            RunChange(RunStatus.FAILED, error={"m": 1}),
+        ],
+    )
+    claim = await store.reopen_run(run.id, B, lease_seconds=10)
+    assert claim is not None
+    assert (claim.run.status, claim.fencing, claim.owner, claim.run.error) == (
+        RunStatus.RUNNING,
+        2,
+        B,
+        None,
+    )
+    assert (await store.read_transitions(run.id))[-1].payload == {
+        "owner": B,
+        "fencing": 2,
+        "reopened": True,
+    }
+    assert await store.read_outputs(run.id) == {("a", ""): 1}
+    assert await store.reopen_run(run.id, B, lease_seconds=10) is None  # running, not failed

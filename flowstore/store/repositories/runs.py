@@ -38,6 +38,7 @@ __all__ = [
     "release_lease",
     "remove_worker",
     "renew_lease",
+    "reopen_run",
     "request_cancel",
 ]
 
@@ -355,3 +356,46 @@ def cancel_requests(conn: Connection, owner: WorkerId) -> frozenset[RunId]:
         )
     )
     return frozenset(RunId(run_id) for run_id in rows.scalars())
+
+
+def reopen_run(
+    conn: Connection, run_id: RunId, owner: WorkerId, *, now: datetime, lease_seconds: float
+) -> Claim | None:
+    """Take a failed run back to `running`, owned by `owner`, to resume it; None if it is not
+    failed. Its log and node executions stay: what succeeded is not run again."""
+    expires = now + timedelta(seconds=lease_seconds)
+    row = (
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == RunStatus.FAILED.value)
+            .values(
+                status=RunStatus.RUNNING.value,
+                output=None,
+                error=None,
+                finished_at=None,
+                lease_owner=owner,
+                lease_expires_at=expires,
+                fencing=runs.c.fencing + 1,
+                last_seq=runs.c.last_seq + 1,
+                updated_at=now,
+            )
+            .returning(*runs.c)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    run = RunRecord.from_row(row)
+    conn.execute(
+        transitions.insert().values(
+            run_id=run.id,
+            seq=run.last_seq,
+            kind=TransitionKind.RUN.value,
+            exec_key="",
+            status=RunStatus.RUNNING.value,
+            payload={**_claim_payload(owner, run.fencing), "reopened": True},
+            created_at=now,
+        )
+    )
+    return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
