@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
+from collections import ChainMap
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
@@ -117,8 +118,9 @@ class _RunState:
             self.status.pop(name, None)
         self.frontier.update(body)
 
-    def values(self) -> dict[str, Any]:
-        return {**self.inputs, **self.outputs}
+    def values(self) -> ChainMap[str, Any]:
+        """Node outputs and workflow inputs by name, without copying either."""
+        return ChainMap(self.outputs, self.inputs)
 
     def decide(self, node: CompiledNode) -> bool | None:
         """True to run the node, False to skip it, None while something upstream runs."""
