@@ -12,7 +12,9 @@ __all__ = ["add_commands", "load_workflow"]
 
 def add_commands(commands: Any) -> None:
     """Register `validate` and `graph`."""
-    source_help = "a YAML or JSON file, or a Python workflow as module:attribute"
+    source_help = (
+        "a YAML or JSON file, or a Python workflow as module:attribute or file.py:attribute"
+    )
     with_help = "another workflow this one runs as a subworkflow (repeatable)"
 
     validate = commands.add_parser("validate", help="check a workflow definition")
@@ -39,6 +41,13 @@ def load_workflow(source: str) -> Any:
     if ":" not in source:
         raise DefinitionError([Problem("no such file", file=source)])
     sys.path.insert(0, str(Path.cwd()))
+    location, _, attribute = source.rpartition(":")
+    if location.endswith(".py"):  # path/to/module.py:flow, imported as `module` from its folder
+        file = Path(location)
+        if not file.is_file():
+            raise DefinitionError([Problem("no such file", file=location)])
+        sys.path.insert(0, str(file.resolve().parent))
+        source = f"{file.stem}:{attribute}"
     try:
         found = resolve_call(source)
     except LookupError as error:

@@ -20,7 +20,7 @@ __all__ = ["add_commands"]
 def add_commands(commands: Any) -> None:
     """Register `run`, `runs` and `resume`."""
     url_help = "database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
-    source_help = "the workflow: module:attribute, or a YAML or JSON file"
+    source_help = "the workflow: module:attribute, file.py:attribute, or a YAML or JSON file"
 
     run = commands.add_parser("run", help="run a workflow here and print its output")
     run.add_argument("source", help=source_help)

@@ -102,3 +102,13 @@ def test_a_killed_run_is_resumed_from_the_command_line(tmp_path: Path) -> None:
     assert json.loads(resumed.stdout) == "HI!"
     assert side_effects.read_text().splitlines() == ["fast", "slow", "slow"]
     assert "  recovered slow" in resumed.stderr
+
+
+def test_a_workflow_is_named_by_its_file_too(tmp_path: Path) -> None:
+    env = {"FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    done = flowstore("run", "examples/triage.py:flow", "--input", '{"ticket": "typo"}', env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["priority"] == "normal"
+    missing = flowstore("run", "examples/nope.py:flow", env=env)
+    assert missing.returncode == 1
+    assert "examples/nope.py: no such file" in missing.stderr
