@@ -251,7 +251,9 @@ async def execute_run(
                 await asyncio.gather(*in_flight)
                 await committer.commit(changes)
                 return RunStatus.SUCCEEDED
-            if batched:
+            # Outputs are committed before anything that reads them starts (`sync`); a batch
+            # with no outputs (only starts) is committed while the nodes run, in order.
+            if batched or not _has_outputs(changes):
                 for task in [task for task in in_flight if task.done()]:
                     task.result()  # a commit that failed (a lost lease) stops the run here
                     in_flight.remove(task)
@@ -278,6 +280,13 @@ async def execute_run(
         raise
     finally:
         cancel_wait.cancel()
+
+
+def _has_outputs(changes: Sequence[Change]) -> bool:
+    return any(
+        isinstance(change, NodeChange) and change.status is NodeStatus.SUCCEEDED
+        for change in changes
+    )
 
 
 async def _restore(store: Store, claim: Claim, state: _RunState, loops: Loops) -> list[str]:
