@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import uuid
@@ -24,7 +25,7 @@ from typing import Any, Self
 from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import validate_inputs
-from flowstore.errors import ExecutionError, RunNotFound
+from flowstore.errors import ExecutionError, RunNotFound, StoreUnavailable
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.models import Run
@@ -40,6 +41,8 @@ from flowstore.store.records import (
 )
 
 __all__ = ["Engine"]
+
+_log = logging.getLogger("flowstore.engine")
 
 
 class Engine:
@@ -134,13 +137,16 @@ class Engine:
         next_beat = asyncio.get_running_loop().time() + self.lease_seconds / 3
         while True:
             await asyncio.sleep(min(0.5, self.lease_seconds / 3))
-            if asyncio.get_running_loop().time() >= next_beat:
-                await self.store.heartbeat(self.worker_id, lease_seconds=self.lease_seconds)
-                next_beat += self.lease_seconds / 3
-            if self._executing:
-                for run_id in await self.store.cancel_requests(self.worker_id):
-                    if run_id in self._executing:
-                        self._executing[run_id].set()
+            try:
+                if asyncio.get_running_loop().time() >= next_beat:
+                    await self.store.heartbeat(self.worker_id, lease_seconds=self.lease_seconds)
+                    next_beat += self.lease_seconds / 3
+                if self._executing:
+                    for run_id in await self.store.cancel_requests(self.worker_id):
+                        if run_id in self._executing:
+                            self._executing[run_id].set()
+            except StoreUnavailable as error:  # keep beating: fencing guards what was lost
+                _log.warning("engine %s: heartbeat failed: %s", self.worker_id, error)
 
     @property
     def store(self) -> Any:

@@ -223,10 +223,11 @@ async def execute_run(
                 error = task.exception()
                 key = loops.key(node.name)
                 if error is None:
-                    state.outputs[node.name] = task.result()
+                    output, encoded = task.result()
+                    state.outputs[node.name] = output
                     state.ended(node.name, NodeStatus.SUCCEEDED)
                     changes.append(
-                        NodeChange(node.name, NodeStatus.SUCCEEDED, key=key, output=task.result())
+                        NodeChange(node.name, NodeStatus.SUCCEEDED, key=key, output=encoded)
                     )
                     again = loops.next_iteration(node, state.values())
                     if again:
@@ -270,7 +271,8 @@ async def execute_run(
                     log.getChild(node.name),
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
-                task = asyncio.create_task(_call(graph, node, arguments, items, context, run_child))
+                call = _call(graph, node, arguments, items, context, run_child)
+                task = asyncio.create_task(_stored(store, node, call))
                 running[task] = node
             await asyncio.wait([*running, cancel_wait], return_when=asyncio.FIRST_COMPLETED)
     except BaseException:
@@ -280,6 +282,13 @@ async def execute_run(
         raise
     finally:
         cancel_wait.cancel()
+
+
+async def _stored(store: Store, node: CompiledNode, call: Awaitable[Any]) -> tuple[Any, Any]:
+    """Run the node and check its output can be stored: one that cannot fails the node, here,
+    instead of failing the commit of every transition batched with it."""
+    output = await call
+    return output, store.encode(output, what=f"output of node {node.name!r}")
 
 
 def _has_outputs(changes: Sequence[Change]) -> bool:

@@ -74,6 +74,9 @@ class ClaimLoop:
             except StoreUnavailable as error:  # the database is away: keep trying, slowly
                 log.warning("worker %s: %s", self._worker_id, error)
                 worked = False
+            except Exception:  # never let one bad run stop the worker; its lease will expire
+                log.exception("worker %s: executing a run failed", self._worker_id)
+                worked = False
             if worked:
                 idle = 0.01
                 continue
@@ -84,7 +87,7 @@ class ClaimLoop:
                 idle = min(idle * 2, self._poll_seconds)
 
     async def _claim_and_execute(self) -> bool:
-        names = [name for name in self._workflows]
+        names = list(self._workflows)
         if not names:
             return False
         claim = await self._store.claim_run(

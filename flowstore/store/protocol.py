@@ -44,6 +44,15 @@ class Store(Protocol):
         """Release every connection."""
         ...
 
+    def encode(self, value: Any, *, what: str) -> Any:
+        """Check that a value can be stored (JSON, within the size limits) and return it
+        encoded, to pass in a later write instead of the value.
+
+        Raises:
+            UnserializableValue, ValueTooLarge: Naming `what` and the problem.
+        """
+        ...
+
     # ---------------------------------------------------------------- runs and leases
 
     async def create_run(self, new: NewRun) -> RunRecord:

@@ -71,6 +71,8 @@ def encode(value: Any, *, what: str, limits: ValueLimits = DEFAULT_LIMITS) -> En
             type and where it is inside the value.
         ValueTooLarge: The JSON is larger than `limits.max_bytes`.
     """
+    if isinstance(value, Encoded):  # checked and encoded already (`Store.encode`)
+        return value
     try:
         raw = _ANY.dump_json(value)
     except pydantic_core.PydanticSerializationError as exc:

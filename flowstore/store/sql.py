@@ -114,6 +114,9 @@ class SQLStore(Store):
         """The backend's name: `sqlite` or `postgresql`."""
         return str(self.engine.dialect.name)
 
+    def encode(self, value: Any, *, what: str) -> Any:
+        return self._encode(value, what=what)
+
     async def __aenter__(self) -> Self:
         return self
 

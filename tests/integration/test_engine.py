@@ -435,3 +435,28 @@ async def test_a_failed_run_resumes_and_reruns_only_what_failed(migrated_url: st
             None,
         )
         assert calls == {"first": 1, "flaky": 2}
+
+
+async def test_an_output_that_cannot_be_stored_fails_its_node_clearly(migrated_url: str) -> None:
+    flow = Workflow("unstorable")
+
+    class Handle:
+        pass
+
+    @flow.node
+    async def opens(path: str) -> Any:
+        return {"handle": Handle()}
+
+    @flow.node
+    async def fine(path: str) -> str:
+        return path
+
+    async with Engine(migrated_url) as engine:
+        run = await engine.run(flow, {"path": "/tmp/x"})
+        assert run.status is RunStatus.FAILED
+        assert run.error["node"] == "opens"
+        assert run.error["type"] == "flowstore.errors.UnserializableValue"
+        assert "output of node 'opens' cannot be stored as JSON" in run.error["message"]
+        assert "Handle at ['handle']" in run.error["message"]
+        nodes = {n.node: n.status for n in await engine.store.read_node_executions(run.id)}
+        assert nodes["opens"] is NodeStatus.FAILED
