@@ -178,21 +178,36 @@ class Engine:
         graph = workflow.compile()
         checked = validate_inputs(graph, inputs or {})
         record = await self.store.create_run(
-            NewRun(
-                workflow=graph.name,
-                version=graph.spec.version,
-                graph_hash=graph.hash,
-                inputs=checked,
-                spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-                id=RunId(run_id) if run_id else None,
-                owner=self.worker_id,
-                lease_seconds=self.lease_seconds,
-            )
+            self._new_run(graph, checked, id=RunId(run_id) if run_id else None, owned=True)
         )
         assert record.lease_expires_at is not None
         claim = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
         await self._execute(claim, graph, checked, observe)
         return await self.get_run(record.id)
+
+    def _new_run(
+        self,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        *,
+        owned: bool = False,
+        id: RunId | None = None,
+        parent_run_id: RunId | None = None,
+        priority: int = 0,
+    ) -> NewRun:
+        """A run of `graph`, queued, or owned by this engine from the start."""
+        return NewRun(
+            workflow=graph.name,
+            version=graph.spec.version,
+            graph_hash=graph.hash,
+            inputs=inputs,
+            spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            id=id,
+            parent_run_id=parent_run_id,
+            priority=priority,
+            owner=self.worker_id if owned else None,
+            lease_seconds=self.lease_seconds,
+        )
 
     async def _execute(
         self, claim: Claim, graph: Graph, inputs: Mapping[str, Any], observe: Observer | None
@@ -229,17 +244,7 @@ class Engine:
         except RunNotFound:
             inputs = validate_inputs(graph, arguments)
             record = await self.store.create_run(
-                NewRun(
-                    workflow=graph.name,
-                    version=graph.spec.version,
-                    graph_hash=graph.hash,
-                    inputs=inputs,
-                    spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-                    id=child_id,
-                    parent_run_id=ctx.run_id,
-                    owner=self.worker_id,
-                    lease_seconds=self.lease_seconds,
-                )
+                self._new_run(graph, inputs, id=child_id, parent_run_id=ctx.run_id, owned=True)
             )
             assert record.lease_expires_at is not None
             claim: Claim | None = Claim(
@@ -333,16 +338,7 @@ class Engine:
             self.register(workflow)
         graph = workflow.compile()
         checked = validate_inputs(graph, inputs or {})
-        record = await self.store.create_run(
-            NewRun(
-                workflow=graph.name,
-                version=graph.spec.version,
-                graph_hash=graph.hash,
-                inputs=checked,
-                spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-                priority=priority,
-            )
-        )
+        record = await self.store.create_run(self._new_run(graph, checked, priority=priority))
         for loop in self._loops:
             loop.wake()
         return str(record.id)

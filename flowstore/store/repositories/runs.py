@@ -81,22 +81,35 @@ def create_run(conn: Connection, new: NewRun, *, now: datetime, encode: Encoder)
         "fencing": 1 if owned else 0,
     }
     inserted = conn.execute(runs.insert().values(row).returning(*runs.c))
-    conn.execute(
-        transitions.insert().values(
-            run_id=run_id,
-            seq=1,
-            kind=TransitionKind.RUN.value,
-            exec_key="",
-            status=status.value,
-            payload=_claim_payload(new.owner, 1) if owned else None,
-            created_at=now,
-        )
-    )
+    payload = _claim_payload(new.owner, 1) if owned else None
+    _log_run_status(conn, run_id, 1, status, payload, now)
     return RunRecord.from_row(inserted.mappings().one())
 
 
 def _claim_payload(owner: str | None, fencing: int) -> dict[str, Any]:
     return {"owner": owner, "fencing": fencing}
+
+
+def _log_run_status(
+    conn: Connection,
+    run_id: RunId,
+    seq: int,
+    status: RunStatus,
+    payload: dict[str, Any] | None,
+    now: datetime,
+) -> None:
+    """Append a run-status row to the log, at the sequence number the caller reserved."""
+    conn.execute(
+        transitions.insert().values(
+            run_id=run_id,
+            seq=seq,
+            kind=TransitionKind.RUN.value,
+            exec_key="",
+            status=status.value,
+            payload=payload,
+            created_at=now,
+        )
+    )
 
 
 def get_run(conn: Connection, run_id: RunId) -> RunRecord:
@@ -173,17 +186,8 @@ def claim_run(
     if row is None:
         return None
     run = RunRecord.from_row(row)
-    conn.execute(
-        transitions.insert().values(
-            run_id=run.id,
-            seq=run.last_seq,
-            kind=TransitionKind.RUN.value,
-            exec_key="",
-            status=RunStatus.RUNNING.value,
-            payload=_claim_payload(owner, run.fencing),
-            created_at=now,
-        )
-    )
+    payload = _claim_payload(owner, run.fencing)
+    _log_run_status(conn, run.id, run.last_seq, RunStatus.RUNNING, payload, now)
     return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
 
 
@@ -322,17 +326,8 @@ def request_cancel(conn: Connection, run_id: RunId, *, now: datetime) -> RunReco
     )
     if cancelled is not None:
         record = RunRecord.from_row(cancelled)
-        conn.execute(
-            transitions.insert().values(
-                run_id=run_id,
-                seq=record.last_seq,
-                kind=TransitionKind.RUN.value,
-                exec_key="",
-                status=RunStatus.CANCELLED.value,
-                payload={"requested": True},
-                created_at=now,
-            )
-        )
+        payload = {"requested": True}
+        _log_run_status(conn, run_id, record.last_seq, RunStatus.CANCELLED, payload, now)
         return record
     conn.execute(
         update(runs)
@@ -387,15 +382,6 @@ def reopen_run(
     if row is None:
         return None
     run = RunRecord.from_row(row)
-    conn.execute(
-        transitions.insert().values(
-            run_id=run.id,
-            seq=run.last_seq,
-            kind=TransitionKind.RUN.value,
-            exec_key="",
-            status=RunStatus.RUNNING.value,
-            payload={**_claim_payload(owner, run.fencing), "reopened": True},
-            created_at=now,
-        )
-    )
+    payload = {**_claim_payload(owner, run.fencing), "reopened": True}
+    _log_run_status(conn, run.id, run.last_seq, RunStatus.RUNNING, payload, now)
     return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
