@@ -252,9 +252,8 @@ async def execute_run(
                 await asyncio.gather(*in_flight)
                 await committer.commit(changes)
                 return RunStatus.SUCCEEDED
-            # Outputs are committed before anything that reads them starts (`sync`); a batch
-            # with no outputs (only starts) is committed while the nodes run, in order.
-            if batched or not _has_outputs(changes):
+            # `sync`: a node starts only once its start, and every output it reads, is committed.
+            if batched:
                 for task in [task for task in in_flight if task.done()]:
                     task.result()  # a commit that failed (a lost lease) stops the run here
                     in_flight.remove(task)
@@ -289,13 +288,6 @@ async def _stored(store: Store, node: CompiledNode, call: Awaitable[Any]) -> tup
     instead of failing the commit of every transition batched with it."""
     output = await call
     return output, store.encode(output, what=f"output of node {node.name!r}")
-
-
-def _has_outputs(changes: Sequence[Change]) -> bool:
-    return any(
-        isinstance(change, NodeChange) and change.status is NodeStatus.SUCCEEDED
-        for change in changes
-    )
 
 
 async def _restore(store: Store, claim: Claim, state: _RunState, loops: Loops) -> list[str]:
