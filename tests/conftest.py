@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import signal
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -108,3 +111,15 @@ async def migrated_url(database_url: str) -> str:
     finally:
         await engine.dispose()
     return database_url
+
+
+@pytest.fixture
+def reaper() -> Iterator[list[Any]]:
+    """Processes a test starts; any still running when it ends (pass or fail) are killed."""
+    processes: list[Any] = []
+    yield processes
+    for process in processes:
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGCONT)  # a stopped process cannot die otherwise
+                process.kill()

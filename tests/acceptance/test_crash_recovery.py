@@ -16,6 +16,7 @@ import sys
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ def _label_to_execution(label: str) -> tuple[str, str]:
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("shape_name", ["chain", "fanout", "map", "loop"])
 async def test_a_run_killed_again_and_again_completes_with_each_node_once(
-    migrated_url: str, tmp_path: Path, shape_name: str
+    migrated_url: str, tmp_path: Path, shape_name: str, reaper: list[Any]
 ) -> None:
     seed = SEED + ["chain", "fanout", "map", "loop"].index(shape_name)
     print(f"crash seed: {SEED} ({shape_name}: {seed})")
@@ -69,6 +70,7 @@ async def test_a_run_killed_again_and_again_completes_with_each_node_once(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
+        reaper.append(process)
         mode = "recover"
         # Kill only once this process has done some work, at a random moment after that.
         # The other process writes the file: there is no event to wait on, so poll it.

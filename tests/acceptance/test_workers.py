@@ -8,6 +8,7 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ RUNS = 200
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 async def test_two_worker_processes_drain_200_runs_each_once(
-    migrated_url: str, tmp_path: Path
+    migrated_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
     side_effects = tmp_path / "effects.log"
     env = {**os.environ, "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects)}
@@ -49,6 +50,7 @@ async def test_two_worker_processes_drain_200_runs_each_once(
             )
             for _ in range(2)
         ]
+        reaper.extend(workers)
         try:
             async with asyncio.timeout(300):
                 runs = [await engine.wait(run_id) for run_id in ids]
@@ -81,7 +83,7 @@ async def test_two_worker_processes_drain_200_runs_each_once(
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_a_run_in_another_process_is_cancelled_from_the_command_line(
-    migrated_url: str, tmp_path: Path
+    migrated_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
     from tests.support.zombie_flow import flow as slow_flow
 

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,18 +58,20 @@ async def _until(condition: object, seconds: float) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_a_stalled_worker_past_its_lease_writes_nothing(
-    migrated_url: str, tmp_path: Path
+    migrated_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
     marker = tmp_path / "started-by"
     async with Engine(migrated_url, workers=0) as engine:
         run_id = await engine.submit(flow, {"job": "invoice"})
         stale = await _worker(migrated_url, marker, slow=4 * LEASE)
+        reaper.append(stale)
         await _until(marker.exists, 60)
         assert marker.read_text() == str(stale.pid)
         stale.send_signal(signal.SIGSTOP)
         try:
             await asyncio.sleep(LEASE * 2)  # its lease runs out while it cannot heartbeat
             live = await _worker(migrated_url, marker, slow=0)
+            reaper.append(live)
             async with asyncio.timeout(60):
                 run = await engine.wait(run_id)
             log_before = await engine.store.read_transitions(RunId(run_id))
