@@ -43,7 +43,12 @@ _ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED}
 
 
 class _Committer:
-    """Commits a run's changes in order; changes that arrive during a commit share the next."""
+    """Commits a run's changes in order; changes that arrive during a commit share the next.
+
+    With no commit in flight the caller commits its changes itself, without a task or an
+    extra turn of the event loop: the common case of a chain of nodes. Changes that arrive
+    meanwhile are committed together by a flush task once the running commit ends.
+    """
 
     def __init__(self, store: Store, claim: Claim, observe: Observer | None) -> None:
         self._store = store
@@ -51,39 +56,54 @@ class _Committer:
         self._observe = observe
         self._pending: list[Change] = []
         self._waiters: list[asyncio.Future[None]] = []
+        self._busy = False
         self._flushing: asyncio.Task[None] | None = None
 
     async def commit(self, changes: Sequence[Change]) -> None:
         if not changes:
             return
+        if not self._busy:
+            self._busy = True
+            try:
+                await self._record(changes)
+            finally:
+                self._hand_over()
+            return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.extend(changes)
         self._waiters.append(waiter)
-        if self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush())
         await waiter
 
+    async def _record(self, batch: Sequence[Change]) -> None:
+        await self._store.record_transitions(self._claim.run.id, self._claim.fencing, batch)
+        if self._observe is not None:
+            self._observe(batch)
+
+    def _hand_over(self) -> None:
+        """After a commit: start the next one if changes are waiting, else become idle."""
+        if self._pending:
+            self._flushing = asyncio.create_task(self._flush())
+        else:
+            self._busy = False
+
     async def _flush(self) -> None:
+        batch, waiters = self._pending, self._waiters
+        self._pending, self._waiters = [], []
         try:
-            while self._pending:
-                batch, waiters = self._pending, self._waiters
-                self._pending, self._waiters = [], []
-                try:
-                    await self._store.record_transitions(
-                        self._claim.run.id, self._claim.fencing, batch
-                    )
-                except BaseException as error:
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_exception(error)
-                    raise
-                if self._observe is not None:
-                    self._observe(batch)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
+            await self._record(batch)
+        except BaseException as error:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
         finally:
             self._flushing = None
+            self._hand_over()
 
 
 def _error(node: str | None, error: BaseException) -> dict[str, Any]:
@@ -209,7 +229,17 @@ async def execute_run(
     cancelled = cancelled or asyncio.Event()
     if claim.run.cancel_requested_at is not None:
         cancelled.set()
+    # Node tasks and the cancel request wake the scheduler through done callbacks: waiting on
+    # every running task at each step would cost time in proportion to the width of the graph.
+    wake = asyncio.Event()
+    finished: list[asyncio.Task[Any]] = []
+
+    def on_finished(task: asyncio.Task[Any]) -> None:
+        finished.append(task)
+        wake.set()
+
     cancel_wait = asyncio.ensure_future(cancelled.wait())
+    cancel_wait.add_done_callback(lambda _: wake.set())
     try:
         while True:
             if cancelled.is_set():
@@ -217,7 +247,7 @@ async def execute_run(
                 await _stop(committer, running, changes, loops, RunChange(RunStatus.CANCELLED))
                 return RunStatus.CANCELLED
             failure = None
-            done_now = [task for task in running if task.done()]
+            done_now, finished[:] = finished[:], []
             for task in done_now:
                 node = running.pop(task)
                 error = task.exception()
@@ -272,8 +302,11 @@ async def execute_run(
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
                 call = _call(graph, node, arguments, items, context, run_child)
                 task = asyncio.create_task(_stored(store, node, call))
+                task.add_done_callback(on_finished)
                 running[task] = node
-            await asyncio.wait([*running, cancel_wait], return_when=asyncio.FIRST_COMPLETED)
+            if not finished:
+                await wake.wait()
+            wake.clear()
     except BaseException:
         for task in running:
             task.cancel()

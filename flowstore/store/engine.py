@@ -26,7 +26,7 @@ __all__ = [
     "DEFAULT_URL",
     "WRITE_OPTION",
     "StoreSettings",
-    "begin_immediately",
+    "begin_transaction",
     "create_engine",
     "install_sqlite_hooks",
     "normalize_url",
@@ -118,7 +118,7 @@ def create_engine(settings: StoreSettings) -> AsyncEngine:
 def install_sqlite_hooks(engine: Engine, settings: StoreSettings, *, begin: bool = True) -> None:
     """Set up every connection of a SQLite engine, and begin writes with BEGIN IMMEDIATE.
 
-    With `begin=False` the caller issues BEGIN itself (`begin_immediately`): an engine with no
+    With `begin=False` the caller issues BEGIN itself (`begin_transaction`): an engine with no
     connection events skips SQLAlchemy's event dispatch on every statement.
     """
     pragmas = (
@@ -145,15 +145,11 @@ def install_sqlite_hooks(engine: Engine, settings: StoreSettings, *, begin: bool
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         write = connection.get_execution_options().get(WRITE_OPTION, False)
-        _begin(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
+        begin_transaction(connection, "BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def begin_immediately(connection: Connection) -> None:
-    """Start a SQLite write transaction that holds the write lock from its first statement."""
-    _begin(connection, "BEGIN IMMEDIATE")
-
-
-def _begin(connection: Connection, statement: str) -> None:
+def begin_transaction(connection: Connection, statement: str) -> None:
+    """Send SQLite's `BEGIN` or `BEGIN IMMEDIATE` (a write that holds the lock from the start)."""
     # Straight to the driver, like the PRAGMAs: transaction control, not a query.
     cursor = connection.connection.cursor()
     try:

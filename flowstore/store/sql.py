@@ -3,11 +3,13 @@
 It owns the engines and decides transactions; the SQL itself lives in `repositories/`, written
 once as synchronous SQLAlchemy Core functions of a `Connection`, and run two ways:
 
-- On PostgreSQL, and for every read on SQLite, through the async engine (asyncpg, aiosqlite)
-  with `AsyncConnection.run_sync`, so the event loop never blocks.
-- Writes on SQLite run whole on one writer thread (`sqlite_writer.SQLiteWriter`). Every write
-  transaction starts with `BEGIN IMMEDIATE`, so writers in other processes queue on SQLite's
-  lock instead of losing updates.
+- On PostgreSQL, through the async engine (asyncpg) with `AsyncConnection.run_sync`, so the
+  event loop never blocks.
+- On SQLite, each transaction runs whole on a thread that owns a connection
+  (`sqlite_threads.SQLiteThreads`): writes on one writer thread, each starting with
+  `BEGIN IMMEDIATE` so writers in other processes queue on SQLite's lock instead of losing
+  updates; reads on a few reader threads. The async engine (aiosqlite) checks and upgrades
+  the schema.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowstore.store import migrate, serde
@@ -54,13 +56,17 @@ from flowstore.store.repositories import (
     telemetry,
     transitions,
 )
-from flowstore.store.sqlite_writer import SQLiteWriter
+from flowstore.store.sqlite_threads import SQLiteThreads, sqlite_sync_engine
 
 __all__ = ["SQLStore", "open_store"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 Work = Callable[Concatenate[Connection, P], T]
+
+
+# Reads are short; two threads keep one slow listing from holding up a run's reads.
+_SQLITE_READERS = 2
 
 
 def _utcnow() -> datetime:
@@ -107,7 +113,19 @@ class SQLStore(Store):
         self.settings = settings
         self._now = clock or _utcnow
         self._encode = partial(serde.encode, limits=settings.value_limits)
-        self._writer = SQLiteWriter(engine, settings) if engine.dialect.name == "sqlite" else None
+        self._writer: SQLiteThreads | None = None
+        self._readers: SQLiteThreads | None = None
+        self._sync_engine: Engine | None = None
+        if engine.dialect.name == "sqlite":
+            sync = self._sync_engine = sqlite_sync_engine(
+                engine, settings, connections=1 + _SQLITE_READERS
+            )
+            self._writer = SQLiteThreads(
+                sync, threads=1, begin="BEGIN IMMEDIATE", name="flowstore-writer"
+            )
+            self._readers = SQLiteThreads(
+                sync, threads=_SQLITE_READERS, begin="BEGIN", name="flowstore-reader"
+            )
 
     @property
     def dialect(self) -> str:
@@ -124,8 +142,11 @@ class SQLStore(Store):
         await self.close()
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.close()
+        for threads in (self._writer, self._readers):
+            if threads is not None:
+                await threads.close()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
         await self.engine.dispose()
 
     # ---------------------------------------------------------------- transactions
@@ -140,8 +161,11 @@ class SQLStore(Store):
 
     async def _read(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one read transaction (a consistent snapshot; no write lock)."""
-        async with translate_errors(action), self.engine.connect() as conn:
-            return await conn.run_sync(work, *args, **kwargs)
+        async with translate_errors(action):
+            if self._readers is not None:
+                return await self._readers.run(lambda conn: work(conn, *args, **kwargs))
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(work, *args, **kwargs)
 
     # ---------------------------------------------------------------- runs and leases
 

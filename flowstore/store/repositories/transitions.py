@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Executable, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from flowstore.store import prepared
 from flowstore.store.records import (
     UNSET,
     Change,
@@ -89,10 +90,14 @@ def record_transitions(
                 run_values["error"] = encode(change.error, what=f"error of run {run_id}")
             if change.status.is_terminal:
                 run_values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
-    reserve = _RESERVE if not run_values else _RESERVE.values(run_values)
-    last_seq = conn.execute(
-        reserve, {"r_run_id": run_id, "r_fencing": fencing, "r_count": len(changes), "r_now": now}
-    ).scalar()
+    reserving = {"r_run_id": run_id, "r_fencing": fencing, "r_count": len(changes), "r_now": now}
+    reserving.update({f"r_{name}": value for name, value in run_values.items()})
+    reserve = _reserve(tuple(sorted(run_values)))
+    if prepared.fast_path(conn):
+        reserved = prepared.execute(conn, reserve, reserving)
+        last_seq = reserved[0][0] if reserved else None
+    else:
+        last_seq = conn.execute(reserve, reserving).scalar()
     if last_seq is None:
         raise lease_lost(conn, run_id, fencing)
     first_seq = last_seq - len(changes) + 1
@@ -146,7 +151,9 @@ def record_transitions(
         _upsert_nodes(conn, run_id, list(node_rows.values()), now)
     if log_rows:
         _execute_rows(conn, _append_log, transitions, log_rows)
-    if checkpoint_rows:
+    if checkpoint_rows and prepared.fast_path(conn):
+        prepared.execute_many(conn, _APPEND_CHECKPOINT, checkpoint_rows)
+    elif checkpoint_rows:
         conn.execute(_APPEND_CHECKPOINT, checkpoint_rows)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
 
@@ -184,12 +191,18 @@ def _fold_node(
 
 
 # Statements built once: building and cache-keying a statement costs more than running it.
-_RESERVE = (
-    update(runs)
-    .where(runs.c.id == bindparam("r_run_id"), runs.c.fencing == bindparam("r_fencing"))
-    .values(last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now"))
-    .returning(runs.c.last_seq)
-)
+@cache
+def _reserve(columns: tuple[str, ...]) -> Executable:
+    """Check the fencing number, reserve sequence numbers, and set `columns` of the run."""
+    return (
+        update(runs)
+        .where(runs.c.id == bindparam("r_run_id"), runs.c.fencing == bindparam("r_fencing"))
+        .values(last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now"))
+        .values({name: bindparam(f"r_{name}", type_=runs.c[name].type) for name in columns})
+        .returning(runs.c.last_seq)
+    )
+
+
 _APPEND_CHECKPOINT = checkpoints.insert()
 
 
@@ -205,8 +218,15 @@ def _execute_rows(
     rows: list[dict[str, Any]],
 ) -> None:
     dialect = conn.dialect.name
+    fast = prepared.fast_path(conn)
     if dialect == "sqlite" and len(rows) >= _JSON_BATCH_MIN:
-        conn.execute(statement(dialect, True), {"rows": json_rows(rows, table)})
+        batch, parameters = statement(dialect, True), {"rows": json_rows(rows, table)}
+        if fast:
+            prepared.execute(conn, batch, parameters)
+        else:
+            conn.execute(batch, parameters)
+    elif fast:
+        prepared.execute_many(conn, statement(dialect, False), rows)
     else:
         conn.execute(statement(dialect, False), rows)
 
