@@ -36,14 +36,19 @@ class NodeContext:
         node: The node's name.
         key: Tells executions of the same node apart (a map item, a loop iteration); "" else.
         attempt: 1 for the first call, 2 for the first retry, and so on.
-        logger: A logger named after the workflow and node.
+        run_logger: The run's logger; `logger` is its child named after the node.
     """
 
     run: RunContext
     node: str
     key: str
     attempt: int
-    logger: logging.Logger
+    run_logger: logging.Logger
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger named after the workflow and node (made when first asked for)."""
+        return self.run_logger.getChild(self.node)
 
     @property
     def run_id(self) -> RunId:

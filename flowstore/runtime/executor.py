@@ -45,9 +45,11 @@ _ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED}
 class _Committer:
     """Commits a run's changes in order; changes that arrive during a commit share the next.
 
-    With no commit in flight the caller commits its changes itself, without a task or an
-    extra turn of the event loop: the common case of a chain of nodes. Changes that arrive
-    meanwhile are committed together by a flush task once the running commit ends.
+    `commit` waits until its changes are durable. With no commit in flight the caller commits
+    itself, without a task or an extra turn of the event loop (a chain of nodes). `submit`
+    (durability `batched`) queues changes and returns at once. Changes queued during a commit
+    are committed together by a flush task once it ends. After a failed commit (a lost lease)
+    nothing more is written, and every later call raises that failure.
     """
 
     def __init__(self, store: Store, claim: Claim, observe: Observer | None) -> None:
@@ -58,14 +60,20 @@ class _Committer:
         self._waiters: list[asyncio.Future[None]] = []
         self._busy = False
         self._flushing: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
 
     async def commit(self, changes: Sequence[Change]) -> None:
-        if not changes:
-            return
+        """Commit `changes` after everything queued before them; return once durable."""
+        self._raise_failure()
         if not self._busy:
+            if not changes:
+                return
             self._busy = True
             try:
                 await self._record(changes)
+            except BaseException as error:
+                self._failure = error
+                raise
             finally:
                 self._hand_over()
             return
@@ -74,6 +82,29 @@ class _Committer:
         self._waiters.append(waiter)
         await waiter
 
+    def submit(self, changes: Sequence[Change]) -> None:
+        """Queue `changes` for the next commit and return without waiting for it."""
+        self._raise_failure()
+        if not changes:
+            return
+        self._pending.extend(changes)
+        if not self._busy:
+            self._busy = True
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def settle(self) -> None:
+        """Wait until queued commits have ended, however they ended (the run is stopping)."""
+        while self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait until everything queued is committed."""
+        await self.commit([])
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
     async def _record(self, batch: Sequence[Change]) -> None:
         await self._store.record_transitions(self._claim.run.id, self._claim.fencing, batch)
         if self._observe is not None:
@@ -81,7 +112,12 @@ class _Committer:
 
     def _hand_over(self) -> None:
         """After a commit: start the next one if changes are waiting, else become idle."""
-        if self._pending:
+        if self._failure is not None:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_exception(self._failure)
+            self._pending, self._waiters = [], []
+        if self._pending or self._waiters:
             self._flushing = asyncio.create_task(self._flush())
         else:
             self._busy = False
@@ -90,8 +126,10 @@ class _Committer:
         batch, waiters = self._pending, self._waiters
         self._pending, self._waiters = [], []
         try:
-            await self._record(batch)
+            if batch:
+                await self._record(batch)
         except BaseException as error:
+            self._failure = error
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_exception(error)
@@ -165,12 +203,18 @@ class _RunState:
         return True
 
     def arguments(self, node: CompiledNode) -> dict[str, Any]:
-        values = self.values()
-        return {
-            param.name: values.get(param.source)
-            for param in node.params
-            if param.source is not None and (param.source in values or not param.has_default)
-        }
+        arguments = {}
+        for param in node.params:
+            source = param.source
+            if source is None:
+                continue
+            if source in self.outputs:
+                arguments[param.name] = self.outputs[source]
+            elif source in self.inputs:
+                arguments[param.name] = self.inputs[source]
+            elif not param.has_default:
+                arguments[param.name] = None
+        return arguments
 
     def output(self) -> Any:
         if self.graph.output is not None:
@@ -225,7 +269,6 @@ async def execute_run(
     ]
     # `batched`: dependents start before their inputs are committed; commits stay in order.
     batched = graph.spec.config.durability == "batched"
-    in_flight: list[asyncio.Task[None]] = []
     cancelled = cancelled or asyncio.Event()
     if claim.run.cancel_requested_at is not None:
         cancelled.set()
@@ -243,7 +286,7 @@ async def execute_run(
     try:
         while True:
             if cancelled.is_set():
-                await asyncio.gather(*in_flight)
+                await committer.drain()
                 await _stop(committer, running, changes, loops, RunChange(RunStatus.CANCELLED))
                 return RunStatus.CANCELLED
             failure = None
@@ -271,7 +314,7 @@ async def execute_run(
                     )
                     failure = failure or (node.name, error)
             if failure is not None:
-                await asyncio.gather(*in_flight)
+                await committer.drain()
                 node_name, error = failure
                 ending = RunChange(RunStatus.FAILED, error=_error(node_name, error))
                 await _stop(committer, running, changes, loops, ending)
@@ -279,15 +322,11 @@ async def execute_run(
             starting = _ready(graph, state, running, limit, changes, attempts, loops)
             if not running and not starting:
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
-                await asyncio.gather(*in_flight)
                 await committer.commit(changes)
                 return RunStatus.SUCCEEDED
             # `sync`: a node starts only once its start, and every output it reads, is committed.
             if batched:
-                for task in [task for task in in_flight if task.done()]:
-                    task.result()  # a commit that failed (a lost lease) stops the run here
-                    in_flight.remove(task)
-                in_flight.append(asyncio.create_task(committer.commit(changes)))
+                committer.submit(changes)  # a commit that failed (a lost lease) raises here
             else:
                 await committer.commit(changes)
             changes = []
@@ -297,7 +336,7 @@ async def execute_run(
                     node.name,
                     loops.key(node.name),
                     attempts[(node.name, loops.key(node.name))],
-                    log.getChild(node.name),
+                    log,
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
                 call = _call(graph, node, arguments, items, context, run_child)
@@ -310,7 +349,8 @@ async def execute_run(
     except BaseException:
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, *in_flight, return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
+        await committer.settle()
         raise
     finally:
         cancel_wait.cancel()

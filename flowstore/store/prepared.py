@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Executable, exc
@@ -25,33 +26,25 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 __all__ = ["execute", "execute_many", "fast_path"]
 
-_Processor = Callable[[Any], Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    """One positional parameter: its bind name, type processor, and a value fixed in the SQL."""
-
-    name: str
-    process: _Processor
-    fixed: bool
-    value: Any
-
 
 @dataclass(frozen=True, slots=True)
 class _Prepared:
-    sql: str
-    slots: tuple[_Slot, ...]
+    """A compiled statement and how to turn a parameter mapping into its positional values."""
 
-    def bind(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
-        values = []
-        for slot in self.slots:
-            if slot.fixed:
-                values.append(slot.value)
-                continue
-            value = parameters[slot.name]
-            values.append(value if slot.process is None else slot.process(value))
-        return tuple(values)
+    sql: str
+    values_of: Callable[[Mapping[str, Any]], list[Any]]  # the caller's values, in order
+    fixed: tuple[tuple[int, Any], ...]  # (position, value) of literals written into the construct
+    # (position, type processor, whether None goes through it; else None binds NULL)
+    processors: tuple[tuple[int, Callable[[Any], Any], bool], ...]
+
+    def bind(self, parameters: Mapping[str, Any]) -> list[Any]:
+        values = self.values_of(parameters)
+        for position, value in self.fixed:  # in order of position
+            values.insert(position, value)
+        for position, process, with_none in self.processors:
+            if with_none or values[position] is not None:
+                values[position] = process(values[position])
+        return values
 
 
 def fast_path(conn: Connection) -> bool:
@@ -65,14 +58,10 @@ def execute(
     """Run `statement` once; return its rows (RETURNING), unprocessed."""
     prepared = _prepare(statement, conn.dialect)
     values = prepared.bind(parameters)
-    cursor = _cursor(conn)
     try:
-        cursor.execute(prepared.sql, values)
-        return cursor.fetchall()
+        return _driver(conn).execute(prepared.sql, values).fetchall()
     except sqlite3.Error as error:
         raise _wrapped(prepared.sql, values, error) from error
-    finally:
-        cursor.close()
 
 
 def execute_many(
@@ -81,19 +70,16 @@ def execute_many(
     """Run `statement` once per parameter row."""
     prepared = _prepare(statement, conn.dialect)
     values = [prepared.bind(row) for row in rows]
-    cursor = _cursor(conn)
     try:
-        cursor.executemany(prepared.sql, values)
+        _driver(conn).executemany(prepared.sql, values)
     except sqlite3.Error as error:
         raise _wrapped(prepared.sql, values, error) from error
-    finally:
-        cursor.close()
 
 
-def _cursor(conn: Connection) -> sqlite3.Cursor:
+def _driver(conn: Connection) -> sqlite3.Connection:
     driver = conn.connection.driver_connection
     assert isinstance(driver, sqlite3.Connection)
-    return driver.cursor()
+    return driver
 
 
 def _wrapped(sql: str, values: Any, error: sqlite3.Error) -> exc.StatementError:
@@ -106,14 +92,25 @@ def _prepare(statement: Executable, dialect: Dialect) -> _Prepared:
     assert isinstance(compiled, SQLCompiler)
     if compiled.positiontup is None:
         raise TypeError(f"dialect {dialect.name!r} does not bind parameters by position")
-    slots = []
-    for name in compiled.positiontup:
+    fixed, processors, required = [], [], []
+    for position, name in enumerate(compiled.positiontup):
         bind = compiled.binds[name]
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        # A literal written into the construct (`status == "succeeded"`) is fixed here.
-        fixed = not bind.required
-        value = bind.effective_value if fixed else None
-        if fixed and process is not None:
-            value = process(value)
-        slots.append(_Slot(name, process, fixed, value))
-    return _Prepared(compiled.string, tuple(slots))
+        if not bind.required:  # a literal written into the construct (`status == "succeeded"`)
+            value = bind.effective_value
+            fixed.append((position, value if process is None or value is None else process(value)))
+            continue
+        required.append(name)
+        if process is not None:
+            processors.append((position, process, process(None) is not None))
+    return _Prepared(compiled.string, _values_of(required), tuple(fixed), tuple(processors))
+
+
+def _values_of(names: list[str]) -> Callable[[Mapping[str, Any]], list[Any]]:
+    """A function that lists a mapping's values of `names` in order (a missing one raises)."""
+    if not names:
+        return lambda _: []
+    if len(names) == 1:
+        return lambda parameters: [parameters[names[0]]]
+    get = itemgetter(*names)
+    return lambda parameters: list(get(parameters))

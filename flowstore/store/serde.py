@@ -58,12 +58,13 @@ class Encoded(str):
         return f"Encoded({str(self)[:60]!r})"
 
 
-def encode(value: Any, *, what: str, limits: ValueLimits = DEFAULT_LIMITS) -> Encoded:
+def encode(value: Any, *, what: object, limits: ValueLimits = DEFAULT_LIMITS) -> Encoded:
     """Encode `value` to JSON for storage.
 
     Args:
         value: Plain data, a Pydantic model, a dataclass, or anything Pydantic serializes.
-        what: Names the value in errors, such as "output of node 'draft' in run 1b2c…".
+        what: Names the value in errors, such as "output of node 'draft' in run 1b2c…" (any
+            object: it is formatted only when an error or warning is raised).
         limits: The size limits to apply.
 
     Raises:

@@ -9,10 +9,10 @@ from typing import Any, Literal
 import pytest
 
 from flowstore import ExecutionConfig, Workflow
-from flowstore.errors import ExecutionError, InvalidValue
+from flowstore.errors import ExecutionError, InvalidValue, LeaseLost
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
-from flowstore.store import NodeStatus, RunStatus, TransitionKind
+from flowstore.store import NodeStatus, RunId, RunStatus, TransitionKind, WorkerId
 
 
 def triage(durability: Literal["sync", "batched"] = "sync") -> Workflow:
@@ -460,3 +460,53 @@ async def test_an_output_that_cannot_be_stored_fails_its_node_clearly(migrated_u
         assert "Handle at ['handle']" in run.error["message"]
         nodes = {n.node: n.status for n in await engine.store.read_node_executions(run.id)}
         assert nodes["opens"] is NodeStatus.FAILED
+
+
+@pytest.mark.parametrize("durability", ["sync", "batched"])
+async def test_a_run_taken_over_stops_and_writes_nothing_more(
+    migrated_url: str, durability: Literal["sync", "batched"]
+) -> None:
+    flow = Workflow("taken", config=ExecutionConfig(durability=durability))
+    seen: dict[str, Any] = {}
+
+    @flow.node
+    async def first(n: int) -> int:
+        return n
+
+    @flow.node
+    async def steal(first: int, ctx: NodeContext) -> int:
+        engine = seen["engine"]
+        # A commit in flight holds the run's row; PostgreSQL's claim skips locked rows.
+        for _ in range(1_000):
+            claim = await engine.store.claim_run(
+                WorkerId("thief"),
+                lease_seconds=60,
+                run_id=ctx.run_id,
+                steal_from=[engine.worker_id],
+            )
+            if claim is not None:
+                seen["seq"] = claim.run.last_seq
+                return first
+            await asyncio.sleep(0.005)
+        raise AssertionError("the run could not be taken over")
+        return first
+
+    @flow.node
+    async def later(steal: int) -> int:
+        seen["later ran"] = True
+        return steal
+
+    @flow.node
+    async def last(later: int) -> int:
+        return later
+
+    async with Engine(migrated_url, workers=0) as engine:
+        seen["engine"] = engine
+        with pytest.raises(LeaseLost):
+            await engine.run(flow, {"n": 1}, run_id="taken-over")
+        log = await engine.store.read_transitions(RunId("taken-over"))
+        run = await engine.get_run("taken-over")
+    assert log[-1].seq == seen["seq"], "the old owner wrote after losing its lease"
+    assert run.status is RunStatus.RUNNING
+    if durability == "sync":
+        assert "later ran" not in seen

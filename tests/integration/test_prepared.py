@@ -72,9 +72,11 @@ def test_returning_gives_the_rows(sync_engine: Engine) -> None:
 def test_a_constraint_failure_raises_sqlalchemys_integrity_error(sync_engine: Engine) -> None:
     with sync_engine.begin() as conn:
         prepared.execute_many(conn, transitions.insert(), [_log_row(11, None)])
-    with pytest.raises(exc.IntegrityError, match="UNIQUE constraint failed"):
-        with sync_engine.begin() as conn:
-            prepared.execute_many(conn, transitions.insert(), [_log_row(11, None)])
+    with (
+        pytest.raises(exc.IntegrityError, match="UNIQUE constraint failed"),
+        sync_engine.begin() as conn,
+    ):
+        prepared.execute_many(conn, transitions.insert(), [_log_row(11, None)])
     with sync_engine.connect() as conn:
         seqs = conn.execute(select(transitions.c.seq).where(transitions.c.seq > 10))
         assert seqs.scalars().all() == [11]

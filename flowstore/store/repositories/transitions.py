@@ -167,7 +167,6 @@ def _fold_node(
     encode: Encoder,
 ) -> Any:
     """Fold a node change into the batch's net row for that execution; return its error."""
-    where = f"node {change.node!r}" + (f" [{change.key}]" if change.key else "")
     row = rows.get((change.node, change.key))
     if row is None:
         row = rows[(change.node, change.key)] = _NodeRow(
@@ -178,16 +177,29 @@ def _fold_node(
     if change.attempt is not None:
         row.attempt = max(row.attempt, change.attempt)
     if change.input is not UNSET:
-        row.input = encode(change.input, what=f"input of {where} in run {run_id}")
+        row.input = encode(change.input, what=_Where(run_id, change, "input"))
     if change.output is not UNSET:
-        row.output = encode(change.output, what=f"output of {where} in run {run_id}")
+        row.output = encode(change.output, what=_Where(run_id, change, "output"))
     error = None
     if change.error is not UNSET:
-        error = row.error = encode(change.error, what=f"error of {where} in run {run_id}")
+        error = row.error = encode(change.error, what=_Where(run_id, change, "error"))
     if change.status is NodeStatus.RUNNING:
         row.started_at = now
     row.finished_at = now if change.status in _NODE_ENDED else None
     return error
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Names a value of a node change in errors; formatted only when an error is raised."""
+
+    run_id: RunId
+    change: NodeChange
+    field: str
+
+    def __str__(self) -> str:
+        key = f" [{self.change.key}]" if self.change.key else ""
+        return f"{self.field} of node {self.change.node!r}{key} in run {self.run_id}"
 
 
 # Statements built once: building and cache-keying a statement costs more than running it.
