@@ -24,12 +24,14 @@ from flowstore.store import serde
 
 __all__ = [
     "DEFAULT_URL",
+    "TRANSLATED",
     "WRITE_OPTION",
     "StoreSettings",
     "begin_transaction",
     "create_engine",
     "install_sqlite_hooks",
     "normalize_url",
+    "store_error",
     "translate_errors",
 ]
 
@@ -163,22 +165,29 @@ async def translate_errors(action: str) -> AsyncIterator[None]:
     """Turn driver and SQLAlchemy errors raised inside the block into flowstore errors."""
     try:
         yield
-    except exc.IntegrityError as error:
-        raise IntegrityConflict(f"{action}: {_driver_message(error)}") from error
-    except exc.OperationalError as error:
+    except TRANSLATED as error:
+        raise store_error(action, error) from error
+
+
+TRANSLATED: Final = (exc.SQLAlchemyError, OSError)
+"""What `store_error` translates: SQLAlchemy's errors (which wrap the drivers') and OSError."""
+
+
+def store_error(action: str, error: Exception) -> StoreError:
+    """The flowstore error for a driver or SQLAlchemy error raised while doing `action`."""
+    if isinstance(error, exc.IntegrityError):
+        return IntegrityConflict(f"{action}: {_driver_message(error)}")
+    if isinstance(error, exc.OperationalError | exc.InterfaceError):
         # SQLite's "database is locked", lost connections and refused logins all land here.
-        raise StoreUnavailable(f"{action}: {_driver_message(error)}") from error
-    except exc.InterfaceError as error:
-        raise StoreUnavailable(f"{action}: {_driver_message(error)}") from error
-    except exc.DBAPIError as error:
+        return StoreUnavailable(f"{action}: {_driver_message(error)}")
+    if isinstance(error, exc.DBAPIError):
         if error.connection_invalidated:
-            raise StoreUnavailable(f"{action}: {_driver_message(error)}") from error
-        raise StoreError(f"{action}: {_driver_message(error)}") from error
-    except exc.SQLAlchemyError as error:
-        raise StoreError(f"{action}: {error}") from error
-    except OSError as error:
+            return StoreUnavailable(f"{action}: {_driver_message(error)}")
+        return StoreError(f"{action}: {_driver_message(error)}")
+    if isinstance(error, OSError):
         # asyncpg raises OSError subclasses when the server cannot be reached.
-        raise StoreUnavailable(f"{action}: {error}") from error
+        return StoreUnavailable(f"{action}: {error}")
+    return StoreError(f"{action}: {error}")
 
 
 def _driver_message(error: exc.DBAPIError) -> str:

@@ -23,7 +23,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowstore.store import migrate, serde
-from flowstore.store.engine import StoreSettings, create_engine, normalize_url, translate_errors
+from flowstore.store.engine import (
+    TRANSLATED,
+    StoreSettings,
+    create_engine,
+    normalize_url,
+    store_error,
+)
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     BreakerState,
@@ -153,19 +159,23 @@ class SQLStore(Store):
 
     async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one write transaction."""
-        async with translate_errors(action):
+        try:
             if self._writer is not None:
                 return await self._writer.run(lambda conn: work(conn, *args, **kwargs))
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work, *args, **kwargs)
+        except TRANSLATED as error:
+            raise store_error(action, error) from error
 
     async def _read(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one read transaction (a consistent snapshot; no write lock)."""
-        async with translate_errors(action):
+        try:
             if self._readers is not None:
                 return await self._readers.run(lambda conn: work(conn, *args, **kwargs))
             async with self.engine.connect() as conn:
                 return await conn.run_sync(work, *args, **kwargs)
+        except TRANSLATED as error:
+            raise store_error(action, error) from error
 
     # ---------------------------------------------------------------- runs and leases
 

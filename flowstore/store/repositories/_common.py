@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -43,16 +43,16 @@ def json_rows_select(width: int) -> Select[Any]:
     return select(*columns).select_from(source).where(true())
 
 
-def json_rows(rows: Sequence[Mapping[str, Any]], table: Table) -> str:
+def json_rows(rows: Sequence[Sequence[Any]], table: Table) -> str:
     """`rows` of `table` as the JSON array of arrays `json_rows_select` reads.
 
-    Values go in the order of `table.c`. Encoded values are strings already and go in as
-    their JSON text; time columns are written in SQLite's stored form.
+    Each row lists its values in the order of `table.c`. Encoded values are strings already
+    and go in as their JSON text; time columns are written in SQLite's stored form.
     """
-    columns, times = _layout(table)
+    times = _times(table)
     ready = []
     for row in rows:
-        values = [row[column] for column in columns]
+        values = list(row)
         for index in times:
             if values[index] is not None:
                 values[index] = sqlite_timestamp(values[index])
@@ -61,7 +61,5 @@ def json_rows(rows: Sequence[Mapping[str, Any]], table: Table) -> str:
 
 
 @cache
-def _layout(table: Table) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    columns = tuple(column.name for column in table.c)
-    times = tuple(i for i, column in enumerate(table.c) if isinstance(column.type, UTCDateTime))
-    return columns, times
+def _times(table: Table) -> tuple[int, ...]:
+    return tuple(i for i, column in enumerate(table.c) if isinstance(column.type, UTCDateTime))

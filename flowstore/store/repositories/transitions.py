@@ -8,7 +8,7 @@ upserts the node rows, appends the log rows and stores the checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -43,6 +43,13 @@ __all__ = [
     "read_transitions",
     "record_transitions",
 ]
+
+_NODE, _RUN, _EVENT, _CHECKPOINT = (
+    TransitionKind.NODE.value,
+    TransitionKind.RUN.value,
+    TransitionKind.EVENT.value,
+    TransitionKind.CHECKPOINT.value,
+)
 
 _NODE_ENDED = frozenset(
     {NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
@@ -102,53 +109,57 @@ def record_transitions(
         raise lease_lost(conn, run_id, fencing)
     first_seq = last_seq - len(changes) + 1
 
-    log_rows: list[dict[str, Any]] = []
+    # Rows are lists in the order of their table's columns: a batch of hundreds is built
+    # without a dict per row (see `_execute_rows`).
+    log_rows: list[list[Any]] = []
     node_rows: dict[tuple[str, str], _NodeRow] = {}
     checkpoint_rows: list[dict[str, Any]] = []
     for seq, change in enumerate(changes, start=first_seq):
-        row: dict[str, Any] = {
-            "run_id": run_id,
-            "seq": seq,
-            "name": None,
-            "node": None,
-            "exec_key": "",
-            "status": None,
-            "attempt": None,
-            "payload": None,
-            "created_at": now,
-        }
         if isinstance(change, NodeChange):
             error = _fold_node(node_rows, change, seq, run_id, now, encode)
-            row.update(
-                kind=TransitionKind.NODE.value,
-                node=change.node,
-                exec_key=change.key,
-                status=change.status.value,
-                attempt=change.attempt,
-                payload=error,
+            log_rows.append(
+                [
+                    run_id,
+                    seq,
+                    _NODE,
+                    None,
+                    change.node,
+                    change.key,
+                    change.status.value,
+                    change.attempt,
+                    error,
+                    now,
+                ]
             )
         elif isinstance(change, RunChange):
             error = run_values.get("error") if change.error is not UNSET else None
-            row.update(kind=TransitionKind.RUN.value, status=change.status.value, payload=error)
+            status = change.status.value
+            log_rows.append([run_id, seq, _RUN, None, None, "", status, None, error, now])
         elif isinstance(change, EventChange):
             payload = encode(change.payload, what=f"payload of event {change.name!r}")
-            row.update(
-                kind=TransitionKind.EVENT.value,
-                name=change.name,
-                node=change.node,
-                exec_key=change.key,
-                payload=payload,
+            log_rows.append(
+                [
+                    run_id,
+                    seq,
+                    _EVENT,
+                    change.name,
+                    change.node,
+                    change.key,
+                    None,
+                    None,
+                    payload,
+                    now,
+                ]
             )
         else:
             state = encode(change.state, what=f"checkpoint of run {run_id}")
-            row.update(kind=TransitionKind.CHECKPOINT.value)
+            log_rows.append([run_id, seq, _CHECKPOINT, None, None, "", None, None, None, now])
             checkpoint_rows.append(
                 {"run_id": run_id, "seq": seq, "state": state, "created_at": now}
             )
-        log_rows.append(row)
 
     if node_rows:
-        _upsert_nodes(conn, run_id, list(node_rows.values()), now)
+        _upsert_nodes(conn, run_id, node_rows.values(), now)
     if log_rows:
         _execute_rows(conn, _append_log, transitions, log_rows)
     if checkpoint_rows and prepared.fast_path(conn):
@@ -227,8 +238,9 @@ def _execute_rows(
     conn: Connection,
     statement: Callable[[str, bool], Executable],
     table: Table,
-    rows: list[dict[str, Any]],
+    rows: list[list[Any]],
 ) -> None:
+    """INSERT `rows` (lists in the order of `table.c`) with `statement(dialect, from_json)`."""
     dialect = conn.dialect.name
     fast = prepared.fast_path(conn)
     if dialect == "sqlite" and len(rows) >= _JSON_BATCH_MIN:
@@ -237,10 +249,13 @@ def _execute_rows(
             prepared.execute(conn, batch, parameters)
         else:
             conn.execute(batch, parameters)
-    elif fast:
-        prepared.execute_many(conn, statement(dialect, False), rows)
+        return
+    columns = table.c.keys()
+    mappings = [dict(zip(columns, row, strict=True)) for row in rows]
+    if fast:
+        prepared.execute_many(conn, statement(dialect, False), mappings)
     else:
-        conn.execute(statement(dialect, False), rows)
+        conn.execute(statement(dialect, False), mappings)
 
 
 @cache
@@ -280,26 +295,26 @@ def _node_upsert(dialect: str, from_json: bool) -> Executable:
     return upserted
 
 
-def _upsert_nodes(conn: Connection, run_id: RunId, rows: list[_NodeRow], now: datetime) -> None:
+def _upsert_nodes(conn: Connection, run_id: RunId, rows: Iterable[_NodeRow], now: datetime) -> None:
     _execute_rows(
         conn,
         _node_upsert,
         node_executions,
         [
-            {
-                "run_id": run_id,
-                "node": row.node,
-                "exec_key": row.key,
-                "status": row.status,
-                "attempt": row.attempt,
-                "input": row.input,
-                "output": row.output,
-                "error": row.error,
-                "created_at": now,
-                "started_at": row.started_at,
-                "finished_at": row.finished_at,
-                "updated_seq": row.seq,
-            }
+            [
+                run_id,
+                row.node,
+                row.key,
+                row.status,
+                row.attempt,
+                row.input,
+                row.output,
+                row.error,
+                now,
+                row.started_at,
+                row.finished_at,
+                row.seq,
+            ]
             for row in rows
         ],
     )
