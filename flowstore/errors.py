@@ -5,7 +5,8 @@ FlowstoreError
 ├── DefinitionError               a workflow definition is invalid: every problem, with where
 ├── ExecutionError                a run could not go on
 │   ├── ExpressionError           a condition failed on a run's values
-│   └── InvalidValue              an input or output does not match its declared type
+│   ├── InvalidValue              an input or output does not match its declared type
+│   └── NodeTimeout               a node call took longer than its timeout (also a TimeoutError)
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
     ├── SchemaError               the database schema is missing or not at the expected revision
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidValue",
     "LargeValueWarning",
     "LeaseLost",
+    "NodeTimeout",
     "Problem",
     "RunNotFound",
     "SchemaError",
@@ -118,6 +120,10 @@ class ExpressionError(ExecutionError):
 
 class InvalidValue(ExecutionError):
     """A workflow input, or a node's input or output, does not match its declared type."""
+
+
+class NodeTimeout(ExecutionError, TimeoutError):
+    """A node call took longer than its timeout and was cancelled."""
 
 
 class StoreError(FlowstoreError):

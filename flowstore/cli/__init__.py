@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowstore.cli import db, definitions, runs, worker
+from flowstore.cli import db, definitions, reports, runs, worker
 from flowstore.errors import FlowstoreError
 
 __all__ = ["main"]
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_commands(commands)
     definitions.add_commands(commands)
     runs.add_commands(commands)
+    reports.add_commands(commands)
     worker.add_commands(commands)
     return parser
 

@@ -53,6 +53,9 @@ def add_commands(commands: Any) -> None:
     show.set_defaults(handler=_show)
 
 
+_TOLD = {"retried": "retrying", "fell_back": "fallback"}
+
+
 class _Progress:
     """Prints a line per node as it starts and ends, with its time."""
 
@@ -60,10 +63,18 @@ class _Progress:
         self._started: dict[str, float] = {}
 
     def __call__(self, changes: Sequence[Any]) -> None:
-        from flowstore.store.records import NodeChange, NodeStatus
+        from flowstore.store.records import ErrorChange, NodeChange, NodeStatus
 
         now = time.monotonic()
         for change in changes:
+            if isinstance(change, ErrorChange) and change.outcome in _TOLD:
+                error = f"{change.error_type.rsplit('.', 1)[-1]}: {change.message}"
+                told = _TOLD[change.outcome]
+                print(
+                    f"  {told:<9} {change.node} (attempt {change.attempt}: {error})",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if not isinstance(change, NodeChange):
                 continue
             if change.status is NodeStatus.RUNNING:

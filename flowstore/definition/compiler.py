@@ -348,6 +348,30 @@ def _compile_node(
                 node=node.name,
                 field="fallback.node",
             )
+        elif not topology.is_upstream(node.fallback.node, node.name):
+            job.report(
+                f"fallback node {node.fallback.node!r} is not upstream of {node.name!r}: its "
+                f"output would not exist when {node.name!r} fails (list it in 'after')",
+                (*path, "fallback", "node"),
+                node=node.name,
+                field="fallback.node",
+            )
+    fallback_function = None
+    if node.fallback is not None and node.fallback.call is not None:
+        try:
+            fallback_function = resolve_call(node.fallback.call, job.functions)
+        except LookupError as error:
+            job.report(
+                str(error), (*path, "fallback", "call"), node=node.name, field="fallback.call"
+            )
+        else:
+            if not callable(fallback_function):
+                job.report(
+                    f"fallback {node.fallback.call!r} is not callable",
+                    (*path, "fallback", "call"),
+                    node=node.name,
+                    field="fallback.call",
+                )
     function, style, params, context_param, returns = resolve_action(job, index, inputs)
     return CompiledNode(
         spec=node,
@@ -361,6 +385,7 @@ def _compile_node(
         when=when,
         loop_while=loop_while,
         routed_by=topology.routers.get(node.name),
+        fallback_function=fallback_function,
     )
 
 

@@ -50,6 +50,7 @@ class CompiledNode:
         when: The parsed condition.
         loop_while: The parsed loop condition.
         routed_by: The router this node is a route of.
+        fallback_function: The callable of a `fallback.call`, imported.
     """
 
     spec: NodeSpec
@@ -63,6 +64,7 @@ class CompiledNode:
     when: Expression | None
     loop_while: Expression | None
     routed_by: str | None
+    fallback_function: Callable[..., Any] | None = None
 
     @property
     def name(self) -> str:

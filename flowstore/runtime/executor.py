@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import traceback
 from collections import ChainMap
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
-from flowstore.definition.validation import validate_arguments, validate_output
 from flowstore.errors import ExecutionError
+from flowstore.runtime.calls import (
+    ChildRunner,
+    NodeJournal,
+    NodeOutcome,
+    error_change,
+    error_value,
+    execute_node,
+)
 from flowstore.runtime.context import NodeContext, RunContext
 from flowstore.runtime.loops import Loops
 from flowstore.store.protocol import Store
@@ -144,15 +150,6 @@ class _Committer:
             self._hand_over()
 
 
-def _error(node: str | None, error: BaseException) -> dict[str, Any]:
-    return {
-        "type": f"{type(error).__module__}.{type(error).__qualname__}",
-        "message": str(error),
-        "node": node,
-        "traceback": "".join(traceback.format_exception(error)),
-    }
-
-
 class _RunState:
     """What is known about each node of one run."""
 
@@ -226,9 +223,6 @@ class _RunState:
 Observer = Callable[[Sequence[Change]], None]
 """Told of every batch of changes once it is committed (progress output, tests)."""
 
-ChildRunner = Callable[[CompiledNode, dict[str, Any], NodeContext], Awaitable[Any]]
-"""Runs a subworkflow node's child run to its end and returns its output (the engine's)."""
-
 
 async def execute_run(
     store: Store,
@@ -258,12 +252,13 @@ async def execute_run(
     committer = _Committer(store, claim, observe)
     run_context = RunContext(claim.run.id, graph.name, state.inputs)
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
-    recovered = await _restore(store, claim, state, loops)
+    attempts: dict[tuple[str, str], int] = {}
+    recovered = await _restore(store, claim, state, loops, attempts)
     limit = graph.spec.config.max_concurrency
     if graph.spec.config.strategy == "sequential":
         limit = 1
     running: dict[asyncio.Task[Any], CompiledNode] = {}
-    attempts: dict[tuple[str, str], int] = {}
+    journals: dict[asyncio.Task[Any], NodeJournal] = {}
     changes: list[Change] = [
         NodeChange(name, NodeStatus.RECOVERED, key=loops.key(name)) for name in recovered
     ]
@@ -293,14 +288,16 @@ async def execute_run(
             done_now, finished[:] = finished[:], []
             for task in done_now:
                 node = running.pop(task)
+                journal = journals.pop(task)
                 error = task.exception()
                 key = loops.key(node.name)
                 if error is None:
-                    output, encoded = task.result()
-                    state.outputs[node.name] = output
+                    outcome: NodeOutcome = task.result()
+                    state.outputs[node.name] = outcome.output
                     state.ended(node.name, NodeStatus.SUCCEEDED)
+                    changes.extend(outcome.changes)
                     changes.append(
-                        NodeChange(node.name, NodeStatus.SUCCEEDED, key=key, output=encoded)
+                        NodeChange(node.name, NodeStatus.SUCCEEDED, key=key, output=outcome.encoded)
                     )
                     again = loops.next_iteration(node, state.values())
                     if again:
@@ -308,15 +305,22 @@ async def execute_run(
                         changes.append(CheckpointChange(loops.checkpoint()))
                 else:
                     state.ended(node.name, NodeStatus.FAILED)
-                    error_value = _error(node.name, error)
                     changes.append(
-                        NodeChange(node.name, NodeStatus.FAILED, key=key, error=error_value)
+                        NodeChange(
+                            node.name,
+                            NodeStatus.FAILED,
+                            key=key,
+                            error=error_value(node.name, error),
+                        )
+                    )
+                    changes.append(
+                        error_change(node.name, key, journal.attempt, error, "failed_run")
                     )
                     failure = failure or (node.name, error)
             if failure is not None:
                 await committer.drain()
                 node_name, error = failure
-                ending = RunChange(RunStatus.FAILED, error=_error(node_name, error))
+                ending = RunChange(RunStatus.FAILED, error=error_value(node_name, error))
                 await _stop(committer, running, changes, loops, ending)
                 return RunStatus.FAILED
             starting = _ready(graph, state, running, limit, changes, attempts, loops)
@@ -339,10 +343,23 @@ async def execute_run(
                     log,
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
-                call = _call(graph, node, arguments, items, context, run_child)
-                task = asyncio.create_task(_stored(store, node, call))
+                journal = NodeJournal(committer.commit, node.name, context.key, context.attempt)
+                task = asyncio.create_task(
+                    execute_node(
+                        graph,
+                        node,
+                        arguments,
+                        items,
+                        context,
+                        journal,
+                        store=store,
+                        outputs=state.outputs,
+                        run_child=run_child,
+                    )
+                )
                 task.add_done_callback(on_finished)
                 running[task] = node
+                journals[task] = journal
             if not finished:
                 await wake.wait()
             wake.clear()
@@ -356,15 +373,18 @@ async def execute_run(
         cancel_wait.cancel()
 
 
-async def _stored(store: Store, node: CompiledNode, call: Awaitable[Any]) -> tuple[Any, Any]:
-    """Run the node and check its output can be stored: one that cannot fails the node, here,
-    instead of failing the commit of every transition batched with it."""
-    output = await call
-    return output, store.encode(output, what=f"output of node {node.name!r}")
+async def _restore(
+    store: Store,
+    claim: Claim,
+    state: _RunState,
+    loops: Loops,
+    attempts: dict[tuple[str, str], int],
+) -> list[str]:
+    """Load what the run committed before; return the nodes that were running (recovered).
 
-
-async def _restore(store: Store, claim: Claim, state: _RunState, loops: Loops) -> list[str]:
-    """Load what the run committed before; return the nodes that were running (recovered)."""
+    `attempts` gets each execution's attempt count, so a recovered node's attempts (and its
+    retry policy's budget) carry on from where the crash left them.
+    """
     if claim.run.last_seq <= 1:
         return []
     checkpoint = await store.read_checkpoint(claim.run.id)
@@ -373,6 +393,7 @@ async def _restore(store: Store, claim: Claim, state: _RunState, loops: Loops) -
     for execution in await store.read_node_executions(claim.run.id):
         if execution.node not in state.graph.nodes or execution.key != loops.key(execution.node):
             continue  # another iteration's execution
+        attempts[(execution.node, execution.key)] = execution.attempt
         if execution.status is NodeStatus.SUCCEEDED:
             state.status[execution.node] = NodeStatus.SUCCEEDED
             state.outputs[execution.node] = execution.output
@@ -425,57 +446,6 @@ def _ready(
             busy.add(name)
             starting.append((node, arguments))
     return starting
-
-
-async def _call(
-    graph: Graph,
-    node: CompiledNode,
-    arguments: dict[str, Any],
-    items: Any,
-    context: NodeContext,
-    run_child: ChildRunner | None,
-) -> Any:
-    if node.spec.workflow is not None:
-        assert run_child is not None
-        return await run_child(node, arguments, context)
-    checked = validate_arguments(graph, node, arguments)
-    if node.context_param is not None:
-        checked[node.context_param] = context
-    if node.spec.map is None:
-        return validate_output(graph, node, await _invoke(node, checked))
-    if not isinstance(items, list | tuple):
-        raise ExecutionError(
-            f"node {node.name!r} maps over {node.spec.map.over!r}, which is a "
-            f"{type(items).__name__}, not a list"
-        )
-    item_name = node.spec.map.item
-    limit = asyncio.Semaphore(node.spec.map.concurrency or len(items) or 1)
-
-    async def one(item: Any) -> Any:
-        async with limit:
-            single = validate_arguments(graph, node, {item_name: item})
-            result = await _invoke(node, {**checked, **single})
-            return validate_output(graph, node, result)
-
-    return list(await asyncio.gather(*(one(item) for item in items)))
-
-
-async def _invoke(node: CompiledNode, arguments: dict[str, Any]) -> Any:
-    """Call the node's function the way its style needs; never block the event loop."""
-    function = node.function
-    assert function is not None
-    if node.style == "async":
-        return await function(**arguments)
-    if node.style == "async_generator":
-        return _joined([item async for item in function(**arguments)])
-    if node.style == "sync_generator":
-        return _joined(await asyncio.to_thread(lambda: list(function(**arguments))))
-    return await asyncio.to_thread(function, **arguments)
-
-
-def _joined(items: list[Any]) -> Any:
-    """A streamed output: its text when every piece is text, else the list of pieces."""
-    return "".join(items) if items and all(isinstance(item, str) for item in items) else items
 
 
 async def _stop(

@@ -26,6 +26,7 @@ __all__ = [
     "Entity",
     "EntityVersion",
     "ErrorReport",
+    "ErrorChange",
     "EventChange",
     "Message",
     "MetricPoint",
@@ -301,7 +302,35 @@ class CheckpointChange:
     state: Any
 
 
-Change = RunChange | NodeChange | EventChange | CheckpointChange
+@dataclass(frozen=True, slots=True)
+class ErrorChange:
+    """A failure and what happened next, reported in the same transaction as its transitions.
+
+    It writes a row of the error reports (queryable with `flowstore errors`) and an `error`
+    event in the log.
+
+    Attributes:
+        error_type: The exception's `module.QualName`.
+        message: The exception's message.
+        outcome: What happened next: `retried`, `fell_back`, `failed_run`, `cancelled`.
+        node: The node that failed; None for the run itself.
+        key: The node execution's key.
+        attempt: The attempt that failed.
+        traceback: The formatted traceback.
+        details: Anything else worth keeping (JSON).
+    """
+
+    error_type: str
+    message: str
+    outcome: str
+    node: str | None = None
+    key: str = ""
+    attempt: int | None = None
+    traceback: str | None = None
+    details: Any = None
+
+
+Change = RunChange | NodeChange | EventChange | CheckpointChange | ErrorChange
 """One entry of a transition batch; each takes one sequence number."""
 
 

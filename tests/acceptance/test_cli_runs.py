@@ -112,3 +112,29 @@ def test_a_workflow_is_named_by_its_file_too(tmp_path: Path) -> None:
     missing = flowstore("run", "examples/nope.py:flow", env=env)
     assert missing.returncode == 1
     assert "examples/nope.py: no such file" in missing.stderr
+
+
+def test_retries_are_shown_as_they_happen_and_listed_by_flowstore_errors(tmp_path: Path) -> None:
+    env = {
+        "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FLOWSTORE_TEST_SIDE_EFFECTS": str(tmp_path / "attempts.log"),
+        "FLOWSTORE_TEST_BACKOFF": "0",
+    }
+    done = flowstore("run", "tests.support.retry_flow:flow", "--input", '{"text": "a"}', env=env)
+    assert done.returncode == 0, done.stderr
+    assert "  retrying  flaky (attempt 1: ConnectionError: attempt 1 refused)" in done.stderr
+    run_id = done.stderr.splitlines()[0].split()[1]
+
+    listed = flowstore("errors", "--run", run_id, env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = listed.stdout.splitlines()
+    assert rows[0].split() == ["time", "run", "node", "attempt", "outcome", "error"]
+    assert [row.split()[3:7] for row in rows[1:]] == [
+        ["flaky", "1", "retried", "ConnectionError:"],
+        ["flaky", "2", "retried", "ConnectionError:"],
+    ]
+    assert len(flowstore("errors", "--since", "1h", env=env).stdout.splitlines()) == 3
+    assert len(flowstore("errors", "--since", "2099-01-01", env=env).stdout.splitlines()) == 1
+    bad = flowstore("errors", "--since", "yesterday", env=env)
+    assert bad.returncode == 1
+    assert "--since 'yesterday': give an ISO 8601 time" in bad.stderr

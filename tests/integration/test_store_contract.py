@@ -18,6 +18,7 @@ from flowstore.errors import (
 )
 from flowstore.store import (
     CheckpointChange,
+    ErrorChange,
     ErrorReport,
     EventChange,
     MetricPoint,
@@ -627,6 +628,44 @@ async def test_error_reports_are_stored_and_filtered(store: SQLStore, clock: Fak
     recent = await store.list_errors(since=clock.now)
     assert [e.error_type for e in recent] == ["KeyError"]
     assert len(await store.list_errors()) == 2
+
+
+async def test_an_error_change_is_reported_with_its_transitions(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=WorkerId("w1")))
+    changes = [
+        NodeChange("draft", NodeStatus.RUNNING, attempt=1),
+        ErrorChange(
+            "builtins.TimeoutError",
+            "took too long",
+            "retried",
+            node="draft",
+            attempt=1,
+            traceback="Traceback ...",
+            details={"delay": 0.5},
+        ),
+        NodeChange("draft", NodeStatus.RUNNING, attempt=2),
+    ]
+    result = await store.record_transitions(run.id, run.fencing, changes)
+
+    [report] = await store.list_errors(run_id=run.id)
+    assert (report.node, report.attempt, report.outcome) == ("draft", 1, "retried")
+    assert report.details == {"delay": 0.5} and report.traceback == "Traceback ..."
+    event = (await store.read_transitions(run.id, after_seq=result.first_seq))[0]
+    assert (event.kind, event.name, event.node, event.attempt) == (
+        TransitionKind.EVENT,
+        "error",
+        "draft",
+        1,
+    )
+    assert event.payload == {
+        "type": "builtins.TimeoutError",
+        "message": "took too long",
+        "outcome": "retried",
+    }
+
+    with pytest.raises(LeaseLost):
+        await store.record_transitions(run.id, run.fencing + 1, changes)
+    assert len(await store.list_errors(run_id=run.id)) == 1
 
 
 async def test_metrics_and_spans_are_stored(store: SQLStore, clock: FakeClock) -> None:

@@ -23,6 +23,7 @@ from flowstore.store.records import (
     Change,
     Checkpoint,
     CommitResult,
+    ErrorChange,
     EventChange,
     NodeChange,
     NodeExecution,
@@ -34,7 +35,7 @@ from flowstore.store.records import (
 )
 from flowstore.store.repositories._common import Encoder, json_rows, json_rows_select, upsert_for
 from flowstore.store.repositories.runs import lease_lost
-from flowstore.store.schema import checkpoints, node_executions, runs, transitions
+from flowstore.store.schema import checkpoints, error_reports, node_executions, runs, transitions
 
 __all__ = [
     "read_checkpoint",
@@ -114,6 +115,7 @@ def record_transitions(
     log_rows: list[list[Any]] = []
     node_rows: dict[tuple[str, str], _NodeRow] = {}
     checkpoint_rows: list[dict[str, Any]] = []
+    error_rows: list[dict[str, Any]] = []
     for seq, change in enumerate(changes, start=first_seq):
         if isinstance(change, NodeChange):
             error = _fold_node(node_rows, change, seq, run_id, now, encode)
@@ -135,6 +137,27 @@ def record_transitions(
             error = run_values.get("error") if change.error is not UNSET else None
             status = change.status.value
             log_rows.append([run_id, seq, _RUN, None, None, "", status, None, error, now])
+        elif isinstance(change, ErrorChange):
+            summary = {
+                "type": change.error_type,
+                "message": change.message,
+                "outcome": change.outcome,
+            }
+            log_rows.append(
+                [
+                    run_id,
+                    seq,
+                    _EVENT,
+                    "error",
+                    change.node,
+                    change.key,
+                    None,
+                    change.attempt,
+                    encode(summary, what=f"error of run {run_id}"),
+                    now,
+                ]
+            )
+            error_rows.append(_error_row(run_id, change, now, encode))
         elif isinstance(change, EventChange):
             payload = encode(change.payload, what=f"payload of event {change.name!r}")
             log_rows.append(
@@ -166,7 +189,29 @@ def record_transitions(
         prepared.execute_many(conn, _APPEND_CHECKPOINT, checkpoint_rows)
     elif checkpoint_rows:
         conn.execute(_APPEND_CHECKPOINT, checkpoint_rows)
+    if error_rows:
+        conn.execute(error_reports.insert(), error_rows)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
+
+
+def _error_row(
+    run_id: RunId, change: ErrorChange, now: datetime, encode: Encoder
+) -> dict[str, Any]:
+    details = change.details
+    return {
+        "run_id": run_id,
+        "node": change.node,
+        "exec_key": change.key,
+        "attempt": change.attempt,
+        "error_type": change.error_type,
+        "message": change.message,
+        "traceback": change.traceback,
+        "outcome": change.outcome,
+        "details": None
+        if details is None
+        else encode(details, what=f"details of an error in run {run_id}"),
+        "created_at": now,
+    }
 
 
 def _fold_node(

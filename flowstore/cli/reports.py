@@ -1,0 +1,79 @@
+"""`flowstore errors`: the error reports, from SQL."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flowstore.cli.db import database_url
+from flowstore.errors import FlowstoreError
+
+__all__ = ["add_commands", "parse_since"]
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def add_commands(commands: Any) -> None:
+    """Register `errors`."""
+    errors = commands.add_parser(
+        "errors", help="failures and what happened next (retried, fell back, failed the run)"
+    )
+    errors.add_argument("--run", help="only this run's errors")
+    errors.add_argument(
+        "--since", help="only errors since a time: ISO 8601 (2026-11-25T10:00) or 30m, 2h, 1d ago"
+    )
+    errors.add_argument("--limit", type=int, default=100)
+    errors.add_argument(
+        "--url", help="database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
+    )
+    errors.set_defaults(handler=_errors)
+
+
+def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+    """A `--since` value as an aware UTC time: ISO 8601 (naive means UTC), or `30m`-style ago.
+
+    Raises:
+        FlowstoreError: The text is neither.
+    """
+    relative = _RELATIVE.match(text.strip())
+    if relative:
+        amount, unit = relative.groups()
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[unit]: float(amount)})
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise FlowstoreError(
+            f"--since {text!r}: give an ISO 8601 time (2026-11-25T10:00) or an age such as "
+            "30m, 2h or 1d"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _errors(args: argparse.Namespace) -> int:
+    from flowstore.runtime.engine import Engine
+    from flowstore.store.records import RunId
+
+    since = parse_since(args.since) if args.since else None
+
+    async def listing() -> Any:
+        async with Engine(database_url(args.url), workers=0) as engine:
+            run_id = RunId(args.run) if args.run else None
+            return await engine.store.list_errors(run_id=run_id, since=since, limit=args.limit)
+
+    reports = asyncio.run(listing())
+    print(f"{'time':<21}{'run':<38}{'node':<24}{'attempt':<9}{'outcome':<12}error")
+    for report in reports:
+        created = report.created_at.strftime("%Y-%m-%d %H:%M:%S") if report.created_at else ""
+        node = (report.node or "-") + (f"[{report.key}]" if report.key else "")
+        attempt = "" if report.attempt is None else str(report.attempt)
+        message = report.message.splitlines()[0] if report.message else ""
+        error = f"{report.error_type.rsplit('.', 1)[-1]}: {message}"
+        print(
+            f"{created:<21}{report.run_id or '-':<38}{node:<24}{attempt:<9}"
+            f"{report.outcome or '':<12}{error}"
+        )
+    return 0

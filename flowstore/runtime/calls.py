@@ -1,0 +1,210 @@
+"""One node execution: the call itself, wrapped in its policies (see `policies`).
+
+`execute_node` is what a node's task runs. It calls the node's function the way its style
+needs (awaited, in a worker thread, or iterated as a stream), validates what goes in and out,
+applies timeout, retry and fallback, and encodes the output for storage, so an output that
+cannot be stored fails the node here rather than the commit it would have shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.definition.validation import validate_arguments, validate_output
+from flowstore.errors import ExecutionError
+from flowstore.runtime.context import NodeContext
+from flowstore.runtime.policies import fall_back, with_retry, with_timeout
+from flowstore.store.protocol import Store
+from flowstore.store.records import Change, ErrorChange, EventChange, NodeChange, NodeStatus
+
+__all__ = [
+    "ChildRunner",
+    "NodeJournal",
+    "NodeOutcome",
+    "error_change",
+    "error_value",
+    "execute_node",
+]
+
+ChildRunner = Callable[[CompiledNode, dict[str, Any], NodeContext], Awaitable[Any]]
+"""Runs a subworkflow node's child run to its end and returns its output (the engine's)."""
+
+Commit = Callable[[Sequence[Change]], Awaitable[None]]
+"""Commits changes of the run durably, in order with the rest (the executor's committer)."""
+
+
+def error_value(node: str | None, error: BaseException) -> dict[str, Any]:
+    """An error as stored with a failed node or run."""
+    return {
+        "type": _type_name(error),
+        "message": str(error),
+        "node": node,
+        "traceback": "".join(traceback.format_exception(error)),
+    }
+
+
+def error_change(
+    node: str | None,
+    key: str,
+    attempt: int | None,
+    error: BaseException,
+    outcome: str,
+    details: Any = None,
+) -> ErrorChange:
+    """The error report of a failure and what happened next."""
+    return ErrorChange(
+        _type_name(error),
+        str(error),
+        outcome,
+        node=node,
+        key=key,
+        attempt=attempt,
+        traceback="".join(traceback.format_exception(error)),
+        details=details,
+    )
+
+
+def _type_name(error: BaseException) -> str:
+    return f"{type(error).__module__}.{type(error).__qualname__}"
+
+
+class NodeJournal:
+    """Records a node execution's retries durably, and remembers its current attempt."""
+
+    def __init__(self, commit: Commit, node: str, key: str, attempt: int) -> None:
+        self._commit = commit
+        self.node = node
+        self.key = key
+        self.attempt = attempt
+
+    async def retrying(self, error: Exception, attempt: int, delay: float) -> None:
+        await self._commit(
+            [error_change(self.node, self.key, attempt, error, "retried", {"delay": delay})]
+        )
+
+    async def attempt_starts(self, attempt: int) -> None:
+        self.attempt = attempt
+        await self._commit(
+            [NodeChange(self.node, NodeStatus.RUNNING, key=self.key, attempt=attempt)]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeOutcome:
+    """A node execution that produced an output.
+
+    Attributes:
+        output: The output.
+        encoded: The output encoded for storage.
+        changes: Changes to commit with the node's success (a fallback's report and event).
+    """
+
+    output: Any
+    encoded: Any
+    changes: tuple[Change, ...] = ()
+
+
+async def execute_node(
+    graph: Graph,
+    node: CompiledNode,
+    arguments: dict[str, Any],
+    items: Any,
+    context: NodeContext,
+    journal: NodeJournal,
+    *,
+    store: Store,
+    outputs: Mapping[str, Any],
+    run_child: ChildRunner | None,
+) -> NodeOutcome:
+    """Run one node execution through its policies: fallback(retry(timeout(call)))."""
+    spec = node.spec
+    timeout = spec.timeout if spec.timeout is not None else graph.spec.config.node_timeout
+
+    async def attempt(number: int) -> Any:
+        current = (
+            context if number == context.attempt else dataclasses.replace(context, attempt=number)
+        )
+        return await with_timeout(
+            timeout,
+            lambda: _call(graph, node, arguments, items, current, run_child),
+            node=node.name,
+        )
+
+    changes: tuple[Change, ...] = ()
+    try:
+        output = await with_retry(spec.retry, context.attempt, attempt, journal)
+    except Exception as error:
+        if spec.fallback is None:
+            raise
+        used = await fall_back(node, error, arguments, outputs)
+        output = used.output
+        changes = (
+            error_change(
+                node.name,
+                context.key,
+                journal.attempt,
+                error,
+                "fell_back",
+                {"fallback": used.source},
+            ),
+            EventChange("fallback", {"source": used.source}, node=node.name, key=context.key),
+        )
+    encoded = store.encode(output, what=f"output of node {node.name!r}")
+    return NodeOutcome(output, encoded, changes)
+
+
+async def _call(
+    graph: Graph,
+    node: CompiledNode,
+    arguments: dict[str, Any],
+    items: Any,
+    context: NodeContext,
+    run_child: ChildRunner | None,
+) -> Any:
+    if node.spec.workflow is not None:
+        assert run_child is not None
+        return await run_child(node, arguments, context)
+    checked = validate_arguments(graph, node, arguments)
+    if node.context_param is not None:
+        checked[node.context_param] = context
+    if node.spec.map is None:
+        return validate_output(graph, node, await _invoke(node, checked))
+    if not isinstance(items, list | tuple):
+        raise ExecutionError(
+            f"node {node.name!r} maps over {node.spec.map.over!r}, which is a "
+            f"{type(items).__name__}, not a list"
+        )
+    item_name = node.spec.map.item
+    limit = asyncio.Semaphore(node.spec.map.concurrency or len(items) or 1)
+
+    async def one(item: Any) -> Any:
+        async with limit:
+            single = validate_arguments(graph, node, {item_name: item})
+            result = await _invoke(node, {**checked, **single})
+            return validate_output(graph, node, result)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
+
+
+async def _invoke(node: CompiledNode, arguments: dict[str, Any]) -> Any:
+    """Call the node's function the way its style needs; never block the event loop."""
+    function = node.function
+    assert function is not None
+    if node.style == "async":
+        return await function(**arguments)
+    if node.style == "async_generator":
+        return _joined([item async for item in function(**arguments)])
+    if node.style == "sync_generator":
+        return _joined(await asyncio.to_thread(lambda: list(function(**arguments))))
+    return await asyncio.to_thread(function, **arguments)
+
+
+def _joined(items: list[Any]) -> Any:
+    """A streamed output: its text when every piece is text, else the list of pieces."""
+    return "".join(items) if items and all(isinstance(item, str) for item in items) else items

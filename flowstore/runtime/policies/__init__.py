@@ -1,0 +1,32 @@
+"""Resilience policies: small wrappers around one node call, composed in a fixed order.
+
+From the outside in, a node execution is:
+
+1. **fallback** (`fallback.py`): when everything below fails for good, the node produces a
+   fallback value instead (another node's output, a callable's result, or a static value) and
+   succeeds; the failure is reported with the outcome `fell_back`.
+2. **retry** (`retry.py`): a failed attempt is tried again after an exponential backoff with
+   jitter, while attempts remain and the error is retryable; each retry is reported (outcome
+   `retried`) and the next attempt's number is committed before it starts, so the count
+   survives a crash.
+3. **timeout** (`timeout.py`): each attempt is cancelled when it takes longer than the node's
+   `timeout` (or the workflow's `node_timeout`) and fails with `NodeTimeout`.
+
+A failure that no policy absorbs fails the node and its run (outcome `failed_run`).
+"""
+
+from __future__ import annotations
+
+from flowstore.runtime.policies.fallback import FallbackUsed, fall_back
+from flowstore.runtime.policies.retry import Journal, retry_delay, retryable, with_retry
+from flowstore.runtime.policies.timeout import with_timeout
+
+__all__ = [
+    "FallbackUsed",
+    "Journal",
+    "fall_back",
+    "retry_delay",
+    "retryable",
+    "with_retry",
+    "with_timeout",
+]

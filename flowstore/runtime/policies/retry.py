@@ -1,0 +1,74 @@
+"""Retry: exponential backoff with jitter, only for retryable errors, each retry recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+from flowstore.definition.spec import Retry
+
+__all__ = ["Journal", "retry_delay", "retryable", "with_retry"]
+
+T = TypeVar("T")
+
+
+class Journal(Protocol):
+    """Where a retry is recorded durably, before its effect (the executor's commits)."""
+
+    async def retrying(self, error: Exception, attempt: int, delay: float) -> None:
+        """Attempt `attempt` failed with `error`; the next one starts in `delay` seconds."""
+        ...
+
+    async def attempt_starts(self, attempt: int) -> None:
+        """Attempt `attempt` is about to start."""
+        ...
+
+
+def retryable(policy: Retry, error: BaseException) -> bool:
+    """Whether `policy` retries `error`: any `Exception` when `retry_on` is empty, else one
+    whose class, or a base class, is named there (`TimeoutError`, `httpx.ConnectError`)."""
+    if not isinstance(error, Exception):
+        return False
+    if not policy.retry_on:
+        return True
+    names = set(policy.retry_on)
+    for cls in type(error).__mro__:
+        if cls.__qualname__ in names or f"{cls.__module__}.{cls.__qualname__}" in names:
+            return True
+    return False
+
+
+def retry_delay(policy: Retry, attempt: int, *, rng: random.Random | None = None) -> float:
+    """Seconds to wait after failed attempt `attempt` (1-based): `backoff * multiplier ** (attempt
+    - 1)`, at most `max_delay`, spread over [0, delay] when `jitter` is on ("full jitter")."""
+    delay = min(policy.max_delay, policy.backoff * policy.multiplier ** (attempt - 1))
+    if policy.jitter:
+        delay = (rng or random).uniform(0, delay)
+    return delay
+
+
+async def with_retry(
+    policy: Retry | None,
+    first_attempt: int,
+    call: Callable[[int], Awaitable[T]],
+    journal: Journal,
+) -> T:
+    """Call `call(attempt)` from `first_attempt` on, retrying as `policy` says.
+
+    Attempts are numbered across recoveries: a node recovered after a crash during attempt 2
+    starts at attempt 3, and it runs at least once even when that is past `policy.attempts`.
+    """
+    attempt = first_attempt
+    while True:
+        try:
+            return await call(attempt)
+        except Exception as error:
+            if policy is None or attempt >= policy.attempts or not retryable(policy, error):
+                raise
+            delay = retry_delay(policy, attempt)
+            await journal.retrying(error, attempt, delay)
+            await asyncio.sleep(delay)
+            attempt += 1
+            await journal.attempt_starts(attempt)

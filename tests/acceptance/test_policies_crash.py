@@ -1,0 +1,72 @@
+"""A retry counter survives SIGKILL: the recovered run goes on counting, not from 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flowstore.runtime.engine import Engine
+from flowstore.store import NodeStatus, RunId, TransitionKind
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _flowstore(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "flowstore", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _attempts(side_effects: Path) -> list[str]:
+    return side_effects.read_text().split() if side_effects.exists() else []
+
+
+async def test_a_retry_counter_survives_sigkill_during_the_backoff(
+    migrated_url: str, tmp_path: Path, reaper: list[subprocess.Popen[str]]
+) -> None:
+    side_effects = tmp_path / "attempts.log"
+    env = {"FLOWSTORE_DATABASE_URL": migrated_url, "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects)}
+    first = _flowstore("run", "tests.support.retry_flow:flow", "--input", '{"text": "ok"}', env=env)
+    reaper.append(first)
+    deadline = time.monotonic() + 60
+    while _attempts(side_effects) != ["1", "2"]:
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "attempt 2 never ran"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.5)  # attempt 2 failed and its retry is recorded: the backoff is 5 s
+    first.send_signal(signal.SIGKILL)
+    _, stderr = first.communicate()
+    run_id = stderr.splitlines()[0].split()[1]
+
+    resumed = _flowstore("resume", run_id, "tests.support.retry_flow:flow", env=env)
+    reaper.append(resumed)
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    assert json.loads(stdout) == "OK"
+    assert _attempts(side_effects) == ["1", "2", "3"], "the count started over"
+
+    async with Engine(migrated_url, workers=0) as engine:
+        [flaky] = await engine.store.read_node_executions(RunId(run_id))
+        reports = await engine.store.list_errors(run_id=RunId(run_id))
+        log = await engine.store.read_transitions(RunId(run_id))
+    assert (flaky.status, flaky.attempt) == (NodeStatus.SUCCEEDED, 3)
+    assert [(r.attempt, r.outcome) for r in reports] == [(1, "retried"), (2, "retried")]
+    statuses = [(t.status, t.attempt) for t in log if t.kind is TransitionKind.NODE]
+    assert statuses == [
+        ("running", 1),
+        ("running", 2),
+        ("recovered", None),
+        ("running", 3),
+        ("succeeded", None),
+    ]

@@ -1,0 +1,218 @@
+"""Retry, timeout and fallback in real runs, reported in SQL, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from flowstore import Fallback, Retry, Workflow
+from flowstore.runtime.context import NodeContext
+from flowstore.runtime.engine import Engine
+from flowstore.store import NodeStatus, RunStatus, TransitionKind
+
+QUICK = Retry(attempts=3, backoff=0.001, jitter=False)
+
+
+class Unavailable(ConnectionError):
+    pass
+
+
+async def _node(engine: Engine, run_id: str, name: str) -> Any:
+    [execution] = [e for e in await engine.store.read_node_executions(run_id) if e.node == name]
+    return execution
+
+
+async def test_a_failing_node_is_retried_and_every_retry_is_reported(migrated_url: str) -> None:
+    flow = Workflow("flaky", output="done")
+    calls: list[int] = []
+
+    @flow.node(retry=QUICK)
+    async def fetch(url: str, ctx: NodeContext) -> str:
+        calls.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise Unavailable(f"{url} refused attempt {ctx.attempt}")
+        return "page"
+
+    @flow.node
+    async def done(fetch: str) -> str:
+        return fetch.upper()
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"url": "https://example.test"})
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, "PAGE")
+        assert calls == [1, 2, 3]
+        execution = await _node(engine, run.id, "fetch")
+        assert (execution.status, execution.attempt, execution.error) == (
+            NodeStatus.SUCCEEDED,
+            3,
+            None,
+        )
+        reports = await engine.store.list_errors(run_id=run.id)
+        assert [(r.node, r.attempt, r.outcome) for r in reports] == [
+            ("fetch", 1, "retried"),
+            ("fetch", 2, "retried"),
+        ]
+        assert reports[0].error_type == f"{__name__}.Unavailable"
+        assert "refused attempt 1" in reports[0].message and "Traceback" in (
+            reports[0].traceback or ""
+        )
+        log = await engine.store.read_transitions(run.id)
+        fetch_log = [(t.name or t.status, t.attempt) for t in log if t.node == "fetch"]
+        assert fetch_log == [
+            ("running", 1),
+            ("error", 1),
+            ("running", 2),
+            ("error", 2),
+            ("running", 3),
+            ("succeeded", None),
+        ]
+
+
+async def test_an_error_not_retried_fails_the_run_with_a_report(migrated_url: str) -> None:
+    flow = Workflow("picky")
+    calls = 0
+
+    @flow.node(retry=Retry(attempts=5, backoff=0, retry_on=("ConnectionError",)))
+    async def parse(text: str) -> int:
+        nonlocal calls
+        calls += 1
+        return int(text)
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"text": "twelve"})
+        assert run.status is RunStatus.FAILED and calls == 1
+        assert run.error is not None and run.error["type"] == "builtins.ValueError"
+        [report] = await engine.store.list_errors(run_id=run.id)
+        assert (report.node, report.attempt, report.outcome) == ("parse", 1, "failed_run")
+
+
+async def test_a_timeout_cancels_the_node_and_a_retry_can_follow(migrated_url: str) -> None:
+    flow = Workflow("deadline")
+    stopped: list[int] = []
+
+    @flow.node(timeout=0.05, retry=Retry(attempts=2, backoff=0, retry_on=("TimeoutError",)))
+    async def lookup(key: str, ctx: NodeContext) -> str:
+        if ctx.attempt == 1:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                stopped.append(ctx.attempt)
+                raise
+        return key * 2
+
+    @flow.node(timeout=0.05)
+    async def hang(lookup: str) -> str:
+        await asyncio.sleep(30)
+        return lookup
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"key": "ab"})
+        assert stopped == [1], "the first attempt was not cancelled at its deadline"
+        assert (await _node(engine, run.id, "lookup")).output == "abab"
+        assert run.status is RunStatus.FAILED
+        assert run.error is not None and run.error["type"] == "flowstore.errors.NodeTimeout"
+        assert "node 'hang' took longer than its timeout of 0.05 s" in run.error["message"]
+        hang = await _node(engine, run.id, "hang")
+        assert hang.status is NodeStatus.FAILED
+        reports = [(r.node, r.error_type, r.outcome) for r in await engine.store.list_errors()]
+        assert reports == [
+            ("lookup", "flowstore.errors.NodeTimeout", "retried"),
+            ("hang", "flowstore.errors.NodeTimeout", "failed_run"),
+        ]
+
+
+async def always_down(city: str) -> str:
+    raise Unavailable(f"no weather for {city}")
+
+
+def forecast_from_cache(city: str) -> str:
+    return f"{city}: as yesterday"
+
+
+@pytest.mark.parametrize(
+    ("fallback", "expected", "source"),
+    [
+        (Fallback(value="unknown"), "unknown", "value"),
+        (Fallback(call=f"{__name__}:forecast_from_cache"), "Oslo: as yesterday", "call"),
+        (Fallback(node="climate"), "Oslo: cold", "node"),
+    ],
+)
+async def test_a_node_that_fails_for_good_falls_back(
+    migrated_url: str, fallback: Fallback, expected: str, source: str
+) -> None:
+    flow = Workflow("weather", output="report")
+
+    @flow.node
+    async def climate(city: str) -> str:
+        return f"{city}: cold"
+
+    flow.node(name="forecast", retry=QUICK, fallback=fallback, after=["climate"])(always_down)
+
+    @flow.node
+    async def report(forecast: str) -> str:
+        return f"report: {forecast}"
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"city": "Oslo"})
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, f"report: {expected}")
+        forecast = await _node(engine, run.id, "forecast")
+        assert (forecast.status, forecast.output, forecast.attempt) == (
+            NodeStatus.SUCCEEDED,
+            expected,
+            3,
+        )
+        outcomes = [(r.attempt, r.outcome) for r in await engine.store.list_errors(run_id=run.id)]
+        assert outcomes == [(1, "retried"), (2, "retried"), (3, "fell_back")]
+        [event] = [
+            t
+            for t in await engine.store.read_transitions(run.id)
+            if t.kind is TransitionKind.EVENT and t.name == "fallback"
+        ]
+        assert (event.node, event.payload) == ("forecast", {"source": source})
+
+
+async def test_a_fallback_node_without_output_fails_the_run_clearly(migrated_url: str) -> None:
+    flow = Workflow("weather")
+
+    @flow.node(when="city == 'nowhere'")
+    async def climate(city: str) -> str:
+        return f"{city}: cold"
+
+    flow.node(
+        name="forecast", fallback=Fallback(node="climate"), after=["climate"], join="all_done"
+    )(always_down)
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"city": "Oslo"})
+        assert run.status is RunStatus.FAILED and run.error is not None
+        assert run.error["message"] == (
+            "node 'forecast' failed and its fallback node 'climate' has no output to give "
+            "instead (it was skipped or failed)"
+        )
+
+
+async def test_policies_come_from_the_dsl_too(migrated_url: str) -> None:
+    flow = Workflow.load(
+        {
+            "name": "declared",
+            "inputs": {"city": "str"},
+            "config": {"node_timeout": 5},
+            "nodes": [
+                {
+                    "name": "forecast",
+                    "call": f"{__name__}:always_down",
+                    "inputs": ["city"],
+                    "retry": {"attempts": 2, "backoff": 0, "retry_on": ["ConnectionError"]},
+                    "fallback": {"call": f"{__name__}:forecast_from_cache"},
+                }
+            ],
+        }
+    )
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"city": "Bergen"})
+        assert run.status is RunStatus.SUCCEEDED
+        assert run.output == "Bergen: as yesterday"
+        outcomes = [r.outcome for r in await engine.store.list_errors(run_id=run.id)]
+        assert outcomes == ["retried", "fell_back"]
