@@ -6,7 +6,8 @@ FlowstoreError
 ├── ExecutionError                a run could not go on
 │   ├── ExpressionError           a condition failed on a run's values
 │   ├── InvalidValue              an input or output does not match its declared type
-│   └── NodeTimeout               a node call took longer than its timeout (also a TimeoutError)
+│   ├── NodeTimeout               a node call took longer than its timeout (also a TimeoutError)
+│   └── CircuitOpen               a circuit breaker is open: the dependency was not called
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
     ├── SchemaError               the database schema is missing or not at the expected revision
@@ -28,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
+    "CircuitOpen",
     "DefinitionError",
     "ExecutionError",
     "ExpressionError",
@@ -124,6 +126,10 @@ class InvalidValue(ExecutionError):
 
 class NodeTimeout(ExecutionError, TimeoutError):
     """A node call took longer than its timeout and was cancelled."""
+
+
+class CircuitOpen(ExecutionError):
+    """A circuit breaker is open: the dependency behind it was not called."""
 
 
 class StoreError(FlowstoreError):

@@ -19,7 +19,7 @@ from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import validate_arguments, validate_output
 from flowstore.errors import ExecutionError
 from flowstore.runtime.context import NodeContext
-from flowstore.runtime.policies import fall_back, with_retry, with_timeout
+from flowstore.runtime.policies import fall_back, with_breaker, with_retry, with_timeout
 from flowstore.store.protocol import Store
 from flowstore.store.records import Change, ErrorChange, EventChange, NodeChange, NodeStatus
 
@@ -88,6 +88,11 @@ class NodeJournal:
             [error_change(self.node, self.key, attempt, error, "retried", {"delay": delay})]
         )
 
+    async def breaker_moved(self, name: str, before: str, after: str) -> None:
+        """A circuit breaker this node called through changed state."""
+        payload = {"breaker": name, "from": before, "to": after}
+        await self._commit([EventChange("breaker", payload, node=self.node, key=self.key)])
+
     async def attempt_starts(self, attempt: int) -> None:
         self.attempt = attempt
         await self._commit(
@@ -122,7 +127,7 @@ async def execute_node(
     outputs: Mapping[str, Any],
     run_child: ChildRunner | None,
 ) -> NodeOutcome:
-    """Run one node execution through its policies: fallback(retry(timeout(call)))."""
+    """Run one node execution through its policies: fallback(retry(breaker(timeout(call))))."""
     spec = node.spec
     timeout = spec.timeout if spec.timeout is not None else graph.spec.config.node_timeout
 
@@ -130,10 +135,15 @@ async def execute_node(
         current = (
             context if number == context.attempt else dataclasses.replace(context, attempt=number)
         )
-        return await with_timeout(
-            timeout,
-            lambda: _call(graph, node, arguments, items, current, run_child),
-            node=node.name,
+        return await with_breaker(
+            spec.breaker,
+            store,
+            lambda: with_timeout(
+                timeout,
+                lambda: _call(graph, node, arguments, items, current, run_child),
+                node=node.name,
+            ),
+            moved=journal.breaker_moved,
         )
 
     changes: tuple[Change, ...] = ()

@@ -1,4 +1,4 @@
-"""A retry counter survives SIGKILL: the recovered run goes on counting, not from 1."""
+"""Policy state survives SIGKILL: a retry counter goes on counting, an open breaker stays open."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from flowstore.runtime.engine import Engine
-from flowstore.store import NodeStatus, RunId, TransitionKind
+from flowstore.store import NodeStatus, RunId, RunStatus, TransitionKind
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,3 +72,40 @@ async def test_a_retry_counter_survives_sigkill_during_the_backoff(
         ("running", 3),
         ("succeeded", None),
     ]
+
+
+async def test_an_open_breaker_stays_open_after_sigkill(
+    migrated_url: str,
+    tmp_path: Path,
+    reaper: list[subprocess.Popen[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support import breaker_flow
+
+    side_effects = tmp_path / "calls.log"
+    env = {
+        "FLOWSTORE_DATABASE_URL": migrated_url,
+        "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects),
+        "FLOWSTORE_TEST_SLOW_SECONDS": "60",
+    }
+    first = _flowstore(
+        "run", "tests.support.breaker_flow:flow", "--input", '{"amount": 5}', env=env
+    )
+    reaper.append(first)
+    async with Engine(migrated_url, workers=0) as engine:
+        deadline = time.monotonic() + 60
+        while (state := await engine.store.get_breaker("billing-api")) is None:
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline, "the breaker never opened"
+            await asyncio.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+        assert (state.state, state.failure_count) == ("open", 1)
+
+        # A new process: the dependency is not called while the breaker is open.
+        monkeypatch.setattr(breaker_flow, "SIDE_EFFECTS", side_effects)
+        run = await engine.run(breaker_flow.flow, {"amount": 7})
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, "deferred")
+        assert _attempts(side_effects) == ["charge"], "the open breaker let a call through"
+        [report] = await engine.store.list_errors(run_id=run.id)
+        assert (report.error_type, report.outcome) == ("flowstore.errors.CircuitOpen", "fell_back")

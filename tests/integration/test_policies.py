@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flowstore import Fallback, Retry, Workflow
+from flowstore import Breaker, Fallback, Retry, Workflow
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
 from flowstore.store import NodeStatus, RunStatus, TransitionKind
@@ -216,3 +216,47 @@ async def test_policies_come_from_the_dsl_too(migrated_url: str) -> None:
         assert run.output == "Bergen: as yesterday"
         outcomes = [r.outcome for r in await engine.store.list_errors(run_id=run.id)]
         assert outcomes == ["retried", "fell_back"]
+
+
+async def test_a_circuit_breaker_opens_fails_fast_then_lets_a_trial_through(
+    migrated_url: str,
+) -> None:
+    flow = Workflow("guarded")
+    service = {"up": False, "calls": 0}
+
+    @flow.node(breaker=Breaker(name="weather-api", failure_threshold=2, reset_after=0.3))
+    async def forecast(city: str) -> str:
+        service["calls"] += 1
+        if not service["up"]:
+            raise Unavailable("weather-api is down")
+        return f"{city}: sunny"
+
+    async with Engine(migrated_url, workers=0) as engine, Engine(migrated_url, workers=0) as other:
+        first = await engine.run(flow, {"city": "Oslo"})
+        tripping = await engine.run(flow, {"city": "Oslo"})
+        assert first.status is tripping.status is RunStatus.FAILED
+        assert service["calls"] == 2
+        # Another engine (another worker) shares the breaker's state through the store.
+        refused = await other.run(flow, {"city": "Oslo"})
+        assert service["calls"] == 2, "an open breaker let a call through"
+        assert refused.error is not None
+        assert refused.error["type"] == "flowstore.errors.CircuitOpen"
+        assert "circuit breaker 'weather-api' is open after 2 failures" in refused.error["message"]
+        state = await engine.store.get_breaker("weather-api")
+        assert state is not None and (state.state, state.failure_count) == ("open", 2)
+
+        await asyncio.sleep(0.35)
+        service["up"] = True
+        trial = await other.run(flow, {"city": "Oslo"})
+        assert (trial.status, trial.output) == (RunStatus.SUCCEEDED, "Oslo: sunny")
+        state = await engine.store.get_breaker("weather-api")
+        assert state is not None and (state.state, state.failure_count) == ("closed", 0)
+
+        def moves(log: list[Any]) -> list[tuple[str, str]]:
+            return [(t.payload["from"], t.payload["to"]) for t in log if t.name == "breaker"]
+
+        assert moves(await engine.store.read_transitions(tripping.id)) == [("closed", "open")]
+        assert moves(await engine.store.read_transitions(trial.id)) == [
+            ("open", "half_open"),
+            ("half_open", "closed"),
+        ]
