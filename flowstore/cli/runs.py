@@ -63,10 +63,12 @@ class _Progress:
         self._started: dict[str, float] = {}
 
     def __call__(self, changes: Sequence[Any]) -> None:
-        from flowstore.store.records import ErrorChange, NodeChange, NodeStatus
+        from flowstore.store.records import ErrorChange, EventChange, NodeChange, NodeStatus
 
         now = time.monotonic()
         for change in changes:
+            if isinstance(change, EventChange) and change.name == "cache_hit":
+                print(f"  cache hit {change.node}", file=sys.stderr, flush=True)
             if isinstance(change, ErrorChange) and change.outcome in _TOLD:
                 error = f"{change.error_type.rsplit('.', 1)[-1]}: {change.message}"
                 told = _TOLD[change.outcome]

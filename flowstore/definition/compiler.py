@@ -356,22 +356,11 @@ def _compile_node(
                 node=node.name,
                 field="fallback.node",
             )
-    fallback_function = None
+    fallback_function = cache_key_function = None
     if node.fallback is not None and node.fallback.call is not None:
-        try:
-            fallback_function = resolve_call(node.fallback.call, job.functions)
-        except LookupError as error:
-            job.report(
-                str(error), (*path, "fallback", "call"), node=node.name, field="fallback.call"
-            )
-        else:
-            if not callable(fallback_function):
-                job.report(
-                    f"fallback {node.fallback.call!r} is not callable",
-                    (*path, "fallback", "call"),
-                    node=node.name,
-                    field="fallback.call",
-                )
+        fallback_function = _callable(job, node.fallback.call, path, node.name, "fallback.call")
+    if node.cache is not None and node.cache.key is not None:
+        cache_key_function = _callable(job, node.cache.key, path, node.name, "cache.key")
     function, style, params, context_param, returns = resolve_action(job, index, inputs)
     return CompiledNode(
         spec=node,
@@ -386,7 +375,24 @@ def _compile_node(
         loop_while=loop_while,
         routed_by=topology.routers.get(node.name),
         fallback_function=fallback_function,
+        cache_key_function=cache_key_function,
     )
+
+
+def _callable(
+    job: Compilation, call: str, path: tuple[str | int, ...], node: str, field: str
+) -> Callable[..., Any] | None:
+    """The callable at import path `call`, or None with the problem reported."""
+    try:
+        found = resolve_call(call, job.functions)
+    except LookupError as error:
+        job.report(str(error), (*path, *field.split(".")), node=node, field=field)
+        return None
+    if not callable(found):
+        job.report(f"{call!r} is not callable", (*path, *field.split(".")), node=node, field=field)
+        return None
+    function: Callable[..., Any] = found
+    return function
 
 
 def _condition(

@@ -51,6 +51,7 @@ class CompiledNode:
         loop_while: The parsed loop condition.
         routed_by: The router this node is a route of.
         fallback_function: The callable of a `fallback.call`, imported.
+        cache_key_function: The callable of a `cache.key`, imported.
     """
 
     spec: NodeSpec
@@ -65,6 +66,7 @@ class CompiledNode:
     loop_while: Expression | None
     routed_by: str | None
     fallback_function: Callable[..., Any] | None = None
+    cache_key_function: Callable[..., Any] | None = None
 
     @property
     def name(self) -> str:

@@ -20,6 +20,7 @@ from flowstore.definition.validation import validate_arguments, validate_output
 from flowstore.errors import ExecutionError
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.policies import fall_back, with_breaker, with_retry, with_timeout
+from flowstore.runtime.policies.cache import cache_key
 from flowstore.store.protocol import Store
 from flowstore.store.records import Change, ErrorChange, EventChange, NodeChange, NodeStatus
 
@@ -127,8 +128,18 @@ async def execute_node(
     outputs: Mapping[str, Any],
     run_child: ChildRunner | None,
 ) -> NodeOutcome:
-    """Run one node execution through its policies: fallback(retry(breaker(timeout(call))))."""
+    """Run one node execution through its policies:
+    cache(fallback(retry(breaker(timeout(call)))))."""
     spec = node.spec
+    key = None
+    if spec.cache is not None:
+        key = cache_key(graph, node, arguments)
+        entry = await store.get_cached(key)
+        if entry is not None:
+            output = validate_output(graph, node, entry.value)
+            hit = EventChange("cache_hit", {"key": key}, node=node.name, key=context.key)
+            encoded = store.encode(output, what=f"output of node {node.name!r}")
+            return NodeOutcome(output, encoded, (hit,))
     timeout = spec.timeout if spec.timeout is not None else graph.spec.config.node_timeout
 
     async def attempt(number: int) -> Any:
@@ -166,6 +177,10 @@ async def execute_node(
             EventChange("fallback", {"source": used.source}, node=node.name, key=context.key),
         )
     encoded = store.encode(output, what=f"output of node {node.name!r}")
+    if key is not None and spec.cache is not None and not changes:  # never a fallback's output
+        await store.put_cached(
+            key, workflow=graph.name, node=node.name, value=encoded, ttl_seconds=spec.cache.ttl
+        )
     return NodeOutcome(output, encoded, changes)
 
 

@@ -138,3 +138,24 @@ def test_retries_are_shown_as_they_happen_and_listed_by_flowstore_errors(tmp_pat
     bad = flowstore("errors", "--since", "yesterday", env=env)
     assert bad.returncode == 1
     assert "--since 'yesterday': give an ISO 8601 time" in bad.stderr
+
+
+def test_a_cache_entry_written_by_one_process_is_hit_by_another(tmp_path: Path) -> None:
+    side_effects = tmp_path / "calls.log"
+    env = {
+        "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects),
+    }
+    args = ("run", "tests.support.cache_flow:flow", "--input", '{"text": "to be cached"}')
+    first = flowstore(*args, env=env)
+    second = flowstore(*args, env=env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert json.loads(first.stdout) == json.loads(second.stdout) == [2.0, 2.0, 6.0]
+    assert side_effects.read_text().splitlines() == ["to be cached"]
+    assert "  cache hit embed" in second.stderr
+
+    cleared = flowstore("cache", "clear", "--node", "embed", env=env)
+    assert (cleared.returncode, cleared.stdout) == (0, "removed 1 cached output\n")
+    assert flowstore(*args, env=env).returncode == 0
+    assert side_effects.read_text().splitlines() == ["to be cached"] * 2
+    assert flowstore("cache", "clear", "--expired", env=env).stdout == "removed 0 cached outputs\n"

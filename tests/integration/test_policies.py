@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from flowstore import Breaker, Fallback, Retry, Workflow
+from flowstore import Breaker, Cache, Fallback, Retry, Workflow
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
 from flowstore.store import NodeStatus, RunStatus, TransitionKind
@@ -260,3 +261,75 @@ async def test_a_circuit_breaker_opens_fails_fast_then_lets_a_trial_through(
             ("open", "half_open"),
             ("half_open", "closed"),
         ]
+
+
+class Summary(BaseModel):
+    text: str
+    words: int
+
+
+def by_normalized_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+async def test_a_cached_node_is_served_from_the_store_across_engines(migrated_url: str) -> None:
+    calls: list[str] = []
+
+    def summarizing(name: str, cache: Cache) -> Workflow:
+        flow = Workflow(name)
+
+        @flow.node(cache=cache)
+        async def summarize(text: str) -> Summary:
+            calls.append(text)
+            return Summary(text=text[:10], words=len(text.split()))
+
+        return flow
+
+    flow = summarizing("summaries", Cache(ttl=60))
+    async with Engine(migrated_url, workers=0) as engine, Engine(migrated_url, workers=0) as other:
+        first = await engine.run(flow, {"text": "a long article"})
+        again = await other.run(flow, {"text": "a long article"})  # another worker
+        assert calls == ["a long article"]
+        assert first.output == again.output == {"text": "a long art", "words": 3}
+        hits = [t for t in await other.store.read_transitions(again.id) if t.name == "cache_hit"]
+        assert len(hits) == 1 and hits[0].node == "summarize"
+        assert (await _node(other, again.id, "summarize")).status is NodeStatus.SUCCEEDED
+
+        await engine.run(flow, {"text": "another article"})
+        assert calls == ["a long article", "another article"], "other inputs must miss"
+        # A changed definition of the node misses too: its entries were for the old one.
+        changed = summarizing("summaries", Cache(ttl=61))
+        await engine.run(changed, {"text": "a long article"})
+        assert len(calls) == 3
+
+
+async def test_cache_entries_expire_and_a_key_function_chooses_what_matters(
+    migrated_url: str,
+) -> None:
+    flow = Workflow("normalized")
+    calls: list[str] = []
+
+    @flow.node(cache=Cache(ttl=0.3, key=f"{__name__}:by_normalized_text"))
+    async def answer(text: str) -> str:
+        calls.append(text)
+        return f"answer to {text}"
+
+    async with Engine(migrated_url, workers=0) as engine:
+        await engine.run(flow, {"text": "What is  SQL?"})
+        hit = await engine.run(flow, {"text": "what is sql?"})
+        assert calls == ["What is  SQL?"] and hit.output == "answer to What is  SQL?"
+        await asyncio.sleep(0.35)
+        await engine.run(flow, {"text": "what is sql?"})
+        assert calls == ["What is  SQL?", "what is sql?"], "an expired entry was served"
+
+
+async def test_a_fallback_output_is_never_cached(migrated_url: str) -> None:
+    flow = Workflow("unreliable")
+
+    flow.node(name="forecast", cache=Cache(), fallback=Fallback(value="unknown"))(always_down)
+
+    async with Engine(migrated_url, workers=0) as engine:
+        first = await engine.run(flow, {"city": "Oslo"})
+        second = await engine.run(flow, {"city": "Oslo"})
+        assert first.output == second.output == "unknown"
+        assert [r.outcome for r in await engine.store.list_errors()] == ["fell_back"] * 2

@@ -2,6 +2,9 @@
 
 From the outside in, a node execution is:
 
+0. **cache** (`cache.py`): a node with a cache policy first looks up its key (its identity,
+   definition and inputs); a hit is its output, with nothing below run. A success (not a
+   fallback) is stored for the next runs, workers and restarts.
 1. **fallback** (`fallback.py`): when everything below fails for good, the node produces a
    fallback value instead (another node's output, a callable's result, or a static value) and
    succeeds; the failure is reported with the outcome `fell_back`.
