@@ -1,4 +1,4 @@
-"""`flowstore errors`: the error reports, from SQL."""
+"""`flowstore errors` and `flowstore stats`: error reports and statistics, from SQL."""
 
 from __future__ import annotations
 
@@ -18,7 +18,15 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def add_commands(commands: Any) -> None:
-    """Register `errors`."""
+    """Register `errors` and `stats`."""
+    url_help = "database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
+    stats = commands.add_parser(
+        "stats", help="per workflow and node: runs, success rate, p50/p95 durations, cache hits"
+    )
+    stats.add_argument("--workflow", help="only this workflow")
+    stats.add_argument("--url", help=url_help)
+    stats.set_defaults(handler=_stats)
+
     errors = commands.add_parser(
         "errors", help="failures and what happened next (retried, fell back, failed the run)"
     )
@@ -51,6 +59,50 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
             "30m, 2h or 1d"
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from flowstore.store import open_store
+
+    async def read() -> Any:
+        async with await open_store(database_url(args.url)) as store:
+            return (
+                await store.run_stats(workflow=args.workflow),
+                await store.node_stats(workflow=args.workflow),
+            )
+
+    run_rows, node_rows = asyncio.run(read())
+    print(
+        f"{'workflow':<24}{'runs':>6}{'ok':>6}{'failed':>8}{'success':>9}"
+        f"{'p50 ms':>10}{'p95 ms':>10}{'queue ms':>10}"
+    )
+    for run in run_rows:
+        print(
+            f"{run.workflow or '-':<24}{run.runs:>6}{run.succeeded:>6}{run.failed:>8}"
+            f"{_percent(run.success_rate):>9}{_ms(run.p50_ms):>10}{_ms(run.p95_ms):>10}"
+            f"{_ms(run.mean_queue_wait_ms):>10}"
+        )
+    print()
+    print(
+        f"{'workflow':<24}{'node':<24}{'calls':>6}{'success':>9}{'p50 ms':>10}{'p95 ms':>10}"
+        f"{'retries':>9}{'cache hits':>12}"
+    )
+    for node in node_rows:
+        hits = "-" if not node.cache_lookups else _percent(node.cache_hit_rate)
+        print(
+            f"{node.workflow or '-':<24}{node.node:<24}{node.executions:>6}"
+            f"{_percent(node.success_rate):>9}{_ms(node.p50_ms):>10}{_ms(node.p95_ms):>10}"
+            f"{node.retries:>9}{hits:>12}"
+        )
+    return 0
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def _errors(args: argparse.Namespace) -> int:

@@ -17,12 +17,20 @@ from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import validate_arguments, validate_output
-from flowstore.errors import ExecutionError
+from flowstore.errors import ExecutionError, NodeTimeout
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.policies import fall_back, with_breaker, with_retry, with_timeout
 from flowstore.runtime.policies.cache import cache_key
+from flowstore.runtime.telemetry import NodeTiming, RunTelemetry
 from flowstore.store.protocol import Store
-from flowstore.store.records import Change, ErrorChange, EventChange, NodeChange, NodeStatus
+from flowstore.store.records import (
+    Change,
+    ErrorChange,
+    EventChange,
+    MetricPoint,
+    NodeChange,
+    NodeStatus,
+)
 
 __all__ = [
     "ChildRunner",
@@ -36,7 +44,7 @@ __all__ = [
 ChildRunner = Callable[[CompiledNode, dict[str, Any], NodeContext], Awaitable[Any]]
 """Runs a subworkflow node's child run to its end and returns its output (the engine's)."""
 
-Commit = Callable[[Sequence[Change]], Awaitable[None]]
+Commit = Callable[[Sequence[Change], Sequence[MetricPoint]], Awaitable[None]]
 """Commits changes of the run durably, in order with the rest (the executor's committer)."""
 
 
@@ -78,26 +86,38 @@ def _type_name(error: BaseException) -> str:
 class NodeJournal:
     """Records a node execution's retries durably, and remembers its current attempt."""
 
-    def __init__(self, commit: Commit, node: str, key: str, attempt: int) -> None:
+    def __init__(
+        self, commit: Commit, timing: NodeTiming, measure: RunTelemetry, attempt: int
+    ) -> None:
         self._commit = commit
-        self.node = node
-        self.key = key
+        self._measure = measure
+        self.timing = timing
+        self.node = timing.node
+        self.key = timing.key
         self.attempt = attempt
 
     async def retrying(self, error: Exception, attempt: int, delay: float) -> None:
+        """Attempt `attempt` failed with `error`; the next starts in `delay` seconds."""
+        self.timing.attempt_ends("timed_out" if isinstance(error, NodeTimeout) else "failed")
         await self._commit(
-            [error_change(self.node, self.key, attempt, error, "retried", {"delay": delay})]
+            [error_change(self.node, self.key, attempt, error, "retried", {"delay": delay})],
+            self._measure.event("node_retry", self.node),
         )
 
     async def breaker_moved(self, name: str, before: str, after: str) -> None:
         """A circuit breaker this node called through changed state."""
         payload = {"breaker": name, "from": before, "to": after}
-        await self._commit([EventChange("breaker", payload, node=self.node, key=self.key)])
+        await self._commit(
+            [EventChange("breaker", payload, node=self.node, key=self.key)],
+            self._measure.event("breaker_transition", self.node, **payload),
+        )
 
     async def attempt_starts(self, attempt: int) -> None:
+        """Attempt `attempt` is about to start."""
         self.attempt = attempt
+        self.timing.attempt_starts(attempt)
         await self._commit(
-            [NodeChange(self.node, NodeStatus.RUNNING, key=self.key, attempt=attempt)]
+            [NodeChange(self.node, NodeStatus.RUNNING, key=self.key, attempt=attempt)], ()
         )
 
 
@@ -109,11 +129,13 @@ class NodeOutcome:
         output: The output.
         encoded: The output encoded for storage.
         changes: Changes to commit with the node's success (a fallback's report and event).
+        cache_hit: Whether the output came from the cache; None for a node without a cache.
     """
 
     output: Any
     encoded: Any
     changes: tuple[Change, ...] = ()
+    cache_hit: bool | None = None
 
 
 async def execute_node(
@@ -139,7 +161,7 @@ async def execute_node(
             output = validate_output(graph, node, entry.value)
             hit = EventChange("cache_hit", {"key": key}, node=node.name, key=context.key)
             encoded = store.encode(output, what=f"output of node {node.name!r}")
-            return NodeOutcome(output, encoded, (hit,))
+            return NodeOutcome(output, encoded, (hit,), cache_hit=True)
     timeout = spec.timeout if spec.timeout is not None else graph.spec.config.node_timeout
 
     async def attempt(number: int) -> Any:
@@ -181,7 +203,7 @@ async def execute_node(
         await store.put_cached(
             key, workflow=graph.name, node=node.name, value=encoded, ttl_seconds=spec.cache.ttl
         )
-    return NodeOutcome(output, encoded, changes)
+    return NodeOutcome(output, encoded, changes, cache_hit=None if key is None else False)
 
 
 async def _call(

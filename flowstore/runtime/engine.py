@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -58,6 +59,7 @@ class Engine:
         workers: Worker tasks claiming submitted runs (0: this engine only runs what it is
             asked to run directly).
         poll_seconds: The longest a worker sleeps between looks for work.
+        telemetry: Store metrics and trace spans with every run (see `runtime/telemetry.py`).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Engine:
         lease_seconds: float = 30.0,
         workers: int = 1,
         poll_seconds: float = 1.0,
+        telemetry: bool = True,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -81,6 +84,7 @@ class Engine:
         self._heartbeat: asyncio.Task[None] | None = None
         self._worker_count = workers
         self._poll_seconds = poll_seconds
+        self._telemetry = telemetry
         self._loops: list[ClaimLoop] = []
         self._loop_tasks: list[asyncio.Task[None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -114,6 +118,9 @@ class Engine:
                 finished=self._run_ended,
                 poll_seconds=self._poll_seconds,
                 executing=self._executing,
+                execute=functools.partial(
+                    execute_run, run_child=self._run_child, telemetry=self._telemetry
+                ),
             )
             self._loops.append(loop)
             self._loop_tasks.append(asyncio.create_task(loop.run_forever()))
@@ -222,6 +229,7 @@ class Engine:
                 observe=observe,
                 cancelled=cancelled,
                 run_child=self._run_child,
+                telemetry=self._telemetry,
             )
         finally:
             self._executing.pop(claim.run.id, None)

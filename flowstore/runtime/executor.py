@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import ChainMap
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
@@ -30,124 +30,26 @@ from flowstore.runtime.calls import (
     error_value,
     execute_node,
 )
+from flowstore.runtime.committer import Committer, Observer
 from flowstore.runtime.context import NodeContext, RunContext
 from flowstore.runtime.loops import Loops
+from flowstore.runtime.telemetry import RunTelemetry
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     Change,
     CheckpointChange,
     Claim,
+    MetricPoint,
     NodeChange,
     NodeStatus,
     RunChange,
     RunStatus,
+    Span,
 )
 
 __all__ = ["ChildRunner", "Observer", "execute_run"]
 
 _ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
-
-
-class _Committer:
-    """Commits a run's changes in order; changes that arrive during a commit share the next.
-
-    `commit` waits until its changes are durable. With no commit in flight the caller commits
-    itself, without a task or an extra turn of the event loop (a chain of nodes). `submit`
-    (durability `batched`) queues changes and returns at once. Changes queued during a commit
-    are committed together by a flush task once it ends. After a failed commit (a lost lease)
-    nothing more is written, and every later call raises that failure.
-    """
-
-    def __init__(self, store: Store, claim: Claim, observe: Observer | None) -> None:
-        self._store = store
-        self._claim = claim
-        self._observe = observe
-        self._pending: list[Change] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._busy = False
-        self._flushing: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
-
-    async def commit(self, changes: Sequence[Change]) -> None:
-        """Commit `changes` after everything queued before them; return once durable."""
-        self._raise_failure()
-        if not self._busy:
-            if not changes:
-                return
-            self._busy = True
-            try:
-                await self._record(changes)
-            except BaseException as error:
-                self._failure = error
-                raise
-            finally:
-                self._hand_over()
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.extend(changes)
-        self._waiters.append(waiter)
-        await waiter
-
-    def submit(self, changes: Sequence[Change]) -> None:
-        """Queue `changes` for the next commit and return without waiting for it."""
-        self._raise_failure()
-        if not changes:
-            return
-        self._pending.extend(changes)
-        if not self._busy:
-            self._busy = True
-            self._flushing = asyncio.create_task(self._flush())
-
-    async def settle(self) -> None:
-        """Wait until queued commits have ended, however they ended (the run is stopping)."""
-        while self._flushing is not None:
-            await asyncio.gather(self._flushing, return_exceptions=True)
-
-    async def drain(self) -> None:
-        """Wait until everything queued is committed."""
-        await self.commit([])
-
-    def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
-
-    async def _record(self, batch: Sequence[Change]) -> None:
-        await self._store.record_transitions(self._claim.run.id, self._claim.fencing, batch)
-        if self._observe is not None:
-            self._observe(batch)
-
-    def _hand_over(self) -> None:
-        """After a commit: start the next one if changes are waiting, else become idle."""
-        if self._failure is not None:
-            for waiter in self._waiters:
-                if not waiter.done():
-                    waiter.set_exception(self._failure)
-            self._pending, self._waiters = [], []
-        if self._pending or self._waiters:
-            self._flushing = asyncio.create_task(self._flush())
-        else:
-            self._busy = False
-
-    async def _flush(self) -> None:
-        batch, waiters = self._pending, self._waiters
-        self._pending, self._waiters = [], []
-        try:
-            if batch:
-                await self._record(batch)
-        except BaseException as error:
-            self._failure = error
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(error)
-            if not isinstance(error, Exception):
-                raise
-        else:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-        finally:
-            self._flushing = None
-            self._hand_over()
 
 
 class _RunState:
@@ -220,10 +122,6 @@ class _RunState:
         return {name: self.outputs.get(name) for name in ends}
 
 
-Observer = Callable[[Sequence[Change]], None]
-"""Told of every batch of changes once it is committed (progress output, tests)."""
-
-
 async def execute_run(
     store: Store,
     claim: Claim,
@@ -234,11 +132,13 @@ async def execute_run(
     observe: Observer | None = None,
     cancelled: asyncio.Event | None = None,
     run_child: ChildRunner | None = None,
+    telemetry: bool = True,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
     When `cancelled` is set (or the run was asked to cancel before this worker took it), the
-    running nodes are cancelled and the run ends `cancelled`.
+    running nodes are cancelled and the run ends `cancelled`. With `telemetry`, metrics and
+    spans are stored with the transitions (see `telemetry.py`).
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -249,7 +149,10 @@ async def execute_run(
         )
     state = _RunState(graph, inputs)
     loops = Loops(graph)
-    committer = _Committer(store, claim, observe)
+    committer = Committer(store, claim, observe)
+    measure = RunTelemetry(claim, graph.name, enabled=telemetry)
+    metrics: list[MetricPoint] = measure.run_starts()
+    spans: list[Span] = []
     run_context = RunContext(claim.run.id, graph.name, state.inputs)
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
     attempts: dict[tuple[str, str], int] = {}
@@ -282,7 +185,8 @@ async def execute_run(
         while True:
             if cancelled.is_set():
                 await committer.drain()
-                await _stop(committer, running, changes, loops, RunChange(RunStatus.CANCELLED))
+                ending = RunChange(RunStatus.CANCELLED)
+                await _stop(committer, running, changes, loops, ending, measure, metrics, spans)
                 return RunStatus.CANCELLED
             failure = None
             done_now, finished[:] = finished[:], []
@@ -293,6 +197,11 @@ async def execute_run(
                 key = loops.key(node.name)
                 if error is None:
                     outcome: NodeOutcome = task.result()
+                    ended = measure.node_ends(
+                        journal.timing, "succeeded", cache_hit=outcome.cache_hit
+                    )
+                    metrics += ended[0]
+                    spans += ended[1]
                     state.outputs[node.name] = outcome.output
                     state.ended(node.name, NodeStatus.SUCCEEDED)
                     changes.extend(outcome.changes)
@@ -304,6 +213,9 @@ async def execute_run(
                         state.restart(again)
                         changes.append(CheckpointChange(loops.checkpoint()))
                 else:
+                    ended = measure.node_ends(journal.timing, "failed")
+                    metrics += ended[0]
+                    spans += ended[1]
                     state.ended(node.name, NodeStatus.FAILED)
                     changes.append(
                         NodeChange(
@@ -321,19 +233,21 @@ async def execute_run(
                 await committer.drain()
                 node_name, error = failure
                 ending = RunChange(RunStatus.FAILED, error=error_value(node_name, error))
-                await _stop(committer, running, changes, loops, ending)
+                await _stop(committer, running, changes, loops, ending, measure, metrics, spans)
                 return RunStatus.FAILED
             starting = _ready(graph, state, running, limit, changes, attempts, loops)
             if not running and not starting:
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
-                await committer.commit(changes)
+                run_metrics, run_spans = measure.run_ends(RunStatus.SUCCEEDED)
+                await committer.commit(changes, metrics + run_metrics, spans + run_spans)
                 return RunStatus.SUCCEEDED
             # `sync`: a node starts only once its start, and every output it reads, is committed.
             if batched:
-                committer.submit(changes)  # a commit that failed (a lost lease) raises here
+                # A commit that failed (a lost lease) raises here.
+                committer.submit(changes, metrics, spans)
             else:
-                await committer.commit(changes)
-            changes = []
+                await committer.commit(changes, metrics, spans)
+            changes, metrics, spans = [], [], []
             for node, arguments in starting:
                 context = NodeContext(
                     run_context,
@@ -343,7 +257,8 @@ async def execute_run(
                     log,
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
-                journal = NodeJournal(committer.commit, node.name, context.key, context.attempt)
+                timing = measure.node_starts(node.name, context.key, context.attempt)
+                journal = NodeJournal(committer.commit, timing, measure, context.attempt)
                 task = asyncio.create_task(
                     execute_node(
                         graph,
@@ -449,11 +364,14 @@ def _ready(
 
 
 async def _stop(
-    committer: _Committer,
+    committer: Committer,
     running: dict[asyncio.Task[Any], CompiledNode],
     changes: list[Change],
     loops: Loops,
     ending: RunChange,
+    measure: RunTelemetry,
+    metrics: list[MetricPoint],
+    spans: list[Span],
 ) -> None:
     """Cancel every running node, then end the run (failed or cancelled) in one commit."""
     for task in running:
@@ -465,4 +383,5 @@ async def _stop(
     )
     running.clear()
     changes.append(ending)
-    await committer.commit(changes)
+    run_metrics, run_spans = measure.run_ends(ending.status)
+    await committer.commit(changes, metrics + run_metrics, spans + run_spans)

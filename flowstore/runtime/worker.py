@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from flowstore.definition.builder import Workflow
 from flowstore.definition.validation import validate_inputs
@@ -50,8 +51,10 @@ class ClaimLoop:
         finished: Callable[[RunId], None],
         poll_seconds: float = 1.0,
         executing: dict[RunId, asyncio.Event] | None = None,
+        execute: Callable[..., Awaitable[Any]] = execute_run,
     ) -> None:
         self._store = store
+        self._execute_run = execute
         self._worker_id = worker_id
         self._workflows = workflows
         self._lease_seconds = lease_seconds
@@ -123,7 +126,7 @@ class ClaimLoop:
         inputs = validate_inputs(graph, claim.run.inputs)
         cancelled = self._executing[claim.run.id] = asyncio.Event()
         try:
-            await execute_run(self._store, claim, graph, inputs, cancelled=cancelled)
+            await self._execute_run(self._store, claim, graph, inputs, cancelled=cancelled)
         finally:
             self._executing.pop(claim.run.id, None)
         self._finished(claim.run.id)

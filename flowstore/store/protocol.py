@@ -21,9 +21,11 @@ from flowstore.store.records import (
     NewMessage,
     NewRun,
     NodeExecution,
+    NodeStats,
     RunId,
     RunQuery,
     RunRecord,
+    RunStats,
     Span,
     Transition,
     WorkerId,
@@ -118,9 +120,18 @@ class Store(Protocol):
     # ---------------------------------------------------------------- the transition log
 
     async def record_transitions(
-        self, run_id: RunId, fencing: int, changes: Sequence[Change]
+        self,
+        run_id: RunId,
+        fencing: int,
+        changes: Sequence[Change],
+        *,
+        metrics: Sequence[MetricPoint] = (),
+        spans: Sequence[Span] = (),
     ) -> CommitResult:
         """Apply and log a batch of changes atomically, each with the next sequence number.
+
+        `metrics` and `spans` measured while making the changes are stored in the same
+        transaction (they take no place in the log).
 
         Raises:
             LeaseLost: The fencing number is stale; nothing was written.
@@ -259,6 +270,14 @@ class Store(Protocol):
         self, *, run_id: RunId | None = None, name: str | None = None, limit: int = 1000
     ) -> list[MetricPoint]:
         """Measurements in the order recorded."""
+        ...
+
+    async def node_stats(self, *, workflow: str | None = None) -> list[NodeStats]:
+        """The `flowstore_node_stats` view, optionally of one workflow."""
+        ...
+
+    async def run_stats(self, *, workflow: str | None = None) -> list[RunStats]:
+        """The `flowstore_run_stats` view, optionally of one workflow."""
         ...
 
     async def record_spans(self, spans: Sequence[Span]) -> None:

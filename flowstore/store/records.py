@@ -30,6 +30,7 @@ __all__ = [
     "EventChange",
     "Message",
     "MetricPoint",
+    "NodeStats",
     "NewMessage",
     "NewRun",
     "NodeChange",
@@ -40,6 +41,7 @@ __all__ = [
     "RunQuery",
     "RunRecord",
     "RunStatus",
+    "RunStats",
     "Span",
     "Transition",
     "TransitionKind",
@@ -432,5 +434,7 @@ from flowstore.store.support_records import (  # noqa: E402
     Message,
     MetricPoint,
     NewMessage,
+    NodeStats,
+    RunStats,
     Span,
 )

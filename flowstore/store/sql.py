@@ -46,9 +46,11 @@ from flowstore.store.records import (
     NewMessage,
     NewRun,
     NodeExecution,
+    NodeStats,
     RunId,
     RunQuery,
     RunRecord,
+    RunStats,
     Span,
     Transition,
     WorkerId,
@@ -103,6 +105,24 @@ async def open_store(
         await engine.dispose()
         raise
     return SQLStore(engine, settings, clock=clock)
+
+
+def _record_transitions(
+    conn: Connection,
+    run_id: RunId,
+    fencing: int,
+    changes: Sequence[Change],
+    metrics: Sequence[MetricPoint],
+    spans: Sequence[Span],
+    *,
+    now: datetime,
+    encode: Callable[..., Any],
+) -> CommitResult:
+    """The transitions, and the telemetry measured with them, in one transaction."""
+    result = transitions.record_transitions(conn, run_id, fencing, changes, now=now, encode=encode)
+    telemetry.record_metrics(conn, metrics, now=now)
+    telemetry.record_spans(conn, spans, encode=encode)
+    return result
 
 
 class SQLStore(Store):
@@ -255,14 +275,22 @@ class SQLStore(Store):
     # ---------------------------------------------------------------- the transition log
 
     async def record_transitions(
-        self, run_id: RunId, fencing: int, changes: Sequence[Change]
+        self,
+        run_id: RunId,
+        fencing: int,
+        changes: Sequence[Change],
+        *,
+        metrics: Sequence[MetricPoint] = (),
+        spans: Sequence[Span] = (),
     ) -> CommitResult:
         return await self._write(
             f"recording transitions of run {run_id}",
-            transitions.record_transitions,
+            _record_transitions,
             run_id,
             fencing,
             changes,
+            metrics,
+            spans,
             now=self._now(),
             encode=self._encode,
         )
@@ -465,6 +493,12 @@ class SQLStore(Store):
         return await self._read(
             "listing metrics", telemetry.list_metrics, run_id=run_id, name=name, limit=limit
         )
+
+    async def node_stats(self, *, workflow: str | None = None) -> list[NodeStats]:
+        return await self._read("reading node statistics", telemetry.node_stats, workflow=workflow)
+
+    async def run_stats(self, *, workflow: str | None = None) -> list[RunStats]:
+        return await self._read("reading run statistics", telemetry.run_stats, workflow=workflow)
 
     async def record_spans(self, spans: Sequence[Span]) -> None:
         await self._write("recording spans", telemetry.record_spans, spans, encode=self._encode)

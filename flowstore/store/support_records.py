@@ -19,6 +19,8 @@ __all__ = [
     "Entity",
     "EntityVersion",
     "ErrorReport",
+    "NodeStats",
+    "RunStats",
     "Message",
     "MetricPoint",
     "NewMessage",
@@ -188,6 +190,73 @@ class Span:
     def from_row(cls, row: Mapping[Any, Any]) -> Span:
         """Build a record from a row of the spans table."""
         return from_columns(cls, row, key=row["exec_key"], attributes=row["attributes"] or {})
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStats:
+    """A row of the `flowstore_node_stats` view: how one node of one workflow does."""
+
+    workflow: str | None
+    node: str
+    executions: int
+    success_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    mean_ms: float | None
+    retries: int
+    cache_lookups: int
+    cache_hit_rate: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> NodeStats:
+        """Build a record from a row of the view (numbers as Python floats and ints)."""
+        return cls(
+            workflow=row["workflow"],
+            node=row["node"],
+            executions=int(row["executions"] or 0),
+            success_rate=_float(row["success_rate"]),
+            p50_ms=_float(row["p50_ms"]),
+            p95_ms=_float(row["p95_ms"]),
+            mean_ms=_float(row["mean_ms"]),
+            retries=int(row["retries"] or 0),
+            cache_lookups=int(row["cache_lookups"] or 0),
+            cache_hit_rate=_float(row["cache_hit_rate"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """A row of the `flowstore_run_stats` view: how the runs of one workflow end."""
+
+    workflow: str | None
+    runs: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    success_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    mean_queue_wait_ms: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> RunStats:
+        """Build a record from a row of the view (numbers as Python floats and ints)."""
+        return cls(
+            workflow=row["workflow"],
+            runs=int(row["runs"] or 0),
+            succeeded=int(row["succeeded"] or 0),
+            failed=int(row["failed"] or 0),
+            cancelled=int(row["cancelled"] or 0),
+            success_rate=_float(row["success_rate"]),
+            p50_ms=_float(row["p50_ms"]),
+            p95_ms=_float(row["p95_ms"]),
+            mean_queue_wait_ms=_float(row["mean_queue_wait_ms"]),
+        )
+
+
+def _float(value: Any) -> float | None:
+    # PostgreSQL gives NUMERIC (Decimal) for a division; SQLite gives float.
+    return None if value is None else float(value)
 
 
 # --------------------------------------------------------------------------- circuit breakers

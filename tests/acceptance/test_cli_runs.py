@@ -159,3 +159,27 @@ def test_a_cache_entry_written_by_one_process_is_hit_by_another(tmp_path: Path) 
     assert flowstore(*args, env=env).returncode == 0
     assert side_effects.read_text().splitlines() == ["to be cached"] * 2
     assert flowstore("cache", "clear", "--expired", env=env).stdout == "removed 0 cached outputs\n"
+
+
+def test_flowstore_stats_renders_the_views(tmp_path: Path) -> None:
+    env = {
+        "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FLOWSTORE_TEST_SIDE_EFFECTS": str(tmp_path / "calls.log"),
+        "FLOWSTORE_TEST_BACKOFF": "0",
+    }
+    for _ in range(2):
+        args = ("run", "tests.support.cache_flow:flow", "--input", '{"text": "a b"}')
+        assert flowstore(*args, env=env).returncode == 0
+    retried = ("run", "tests.support.retry_flow:flow", "--input", '{"text": "x"}')
+    assert flowstore(*retried, env=env).returncode == 0
+    shown = flowstore("stats", env=env)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split()[:5] == ["workflow", "runs", "ok", "failed", "success"]
+    runs = {line.split()[0]: line.split()[1:5] for line in lines[1:3]}
+    assert runs == {"costly": ["2", "2", "0", "100%"], "retrying": ["1", "1", "0", "100%"]}
+    nodes = {line.split()[1]: line.split() for line in lines[5:]}
+    assert nodes["embed"][2:4] == ["2", "100%"] and nodes["embed"][-1] == "50%"
+    assert nodes["flaky"][-2:] == ["2", "-"]  # two retries, no cache
+    only = flowstore("stats", "--workflow", "costly", env=env).stdout
+    assert "retrying" not in only and "costly" in only

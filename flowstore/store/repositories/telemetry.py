@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Executable, bindparam, select
 from sqlalchemy.engine import Connection
 
-from flowstore.store.records import ErrorReport, MetricPoint, RunId, Span
-from flowstore.store.repositories._common import Encoder, upsert
+from flowstore.store import prepared, views
+from flowstore.store.records import ErrorReport, MetricPoint, NodeStats, RunId, RunStats, Span
+from flowstore.store.repositories._common import Encoder, upsert_for
 from flowstore.store.schema import error_reports, metrics, spans
 
 __all__ = [
     "list_errors",
     "list_metrics",
     "list_spans",
+    "node_stats",
     "record_errors",
     "record_metrics",
     "record_spans",
+    "run_stats",
 ]
 
 
@@ -66,8 +71,9 @@ def record_metrics(conn: Connection, points: Sequence[MetricPoint], *, now: date
     """Store measurements."""
     if not points:
         return
-    conn.execute(
-        metrics.insert(),
+    _insert(
+        conn,
+        _APPEND_METRICS,
         [
             {
                 "name": point.name,
@@ -81,6 +87,55 @@ def record_metrics(conn: Connection, points: Sequence[MetricPoint], *, now: date
             for point in points
         ],
     )
+
+
+# Every column but the generated id, bound by name (a bare insert() would bind the id too).
+_APPEND_METRICS = metrics.insert().values(
+    {
+        column.name: bindparam(column.name, type_=column.type)
+        for column in metrics.c
+        if column.name != "id"
+    }
+)
+
+
+@cache
+def _span_upsert(dialect: str) -> Executable:
+    stmt = upsert_for(dialect, spans)
+    upserted: Executable = stmt.on_conflict_do_update(
+        index_elements=[spans.c.span_id],
+        set_={
+            name: stmt.excluded[name]
+            for name in ("ended_at", "status", "attributes", "name", "attempt")
+        },
+    )
+    return upserted
+
+
+def _insert(conn: Connection, statement: Executable, rows: list[dict[str, Any]]) -> None:
+    # Telemetry rides along with a run's transitions: on SQLite, straight to the driver.
+    if prepared.fast_path(conn):
+        prepared.execute_many(conn, statement, rows)
+    else:
+        conn.execute(statement, rows)
+
+
+def node_stats(conn: Connection, *, workflow: str | None) -> list[NodeStats]:
+    """Rows of the `flowstore_node_stats` view, by workflow and node."""
+    view = views.node_stats.table
+    stmt = select(view).order_by(view.c.workflow, view.c.node)
+    if workflow is not None:
+        stmt = stmt.where(view.c.workflow == workflow)
+    return [NodeStats.from_row(row) for row in conn.execute(stmt).mappings()]
+
+
+def run_stats(conn: Connection, *, workflow: str | None) -> list[RunStats]:
+    """Rows of the `flowstore_run_stats` view, by workflow."""
+    view = views.run_stats.table
+    stmt = select(view).order_by(view.c.workflow)
+    if workflow is not None:
+        stmt = stmt.where(view.c.workflow == workflow)
+    return [RunStats.from_row(row) for row in conn.execute(stmt).mappings()]
 
 
 def list_metrics(
@@ -99,15 +154,9 @@ def record_spans(conn: Connection, items: Sequence[Span], *, encode: Encoder) ->
     """Store spans; a span written again (when it ends) replaces its earlier row."""
     if not items:
         return
-    stmt = upsert(conn, spans)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[spans.c.span_id],
-            set_={
-                name: stmt.excluded[name]
-                for name in ("ended_at", "status", "attributes", "name", "attempt")
-            },
-        ),
+    _insert(
+        conn,
+        _span_upsert(conn.dialect.name),
         [
             {
                 "span_id": span.span_id,

@@ -1,0 +1,140 @@
+"""The committer: a run's changes go through the store in order, concurrent ones together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from flowstore.store.protocol import Store
+from flowstore.store.records import Change, Claim, MetricPoint, Span
+
+__all__ = ["Committer", "Observer"]
+
+Observer = Callable[[Sequence[Change]], None]
+"""Told of every batch of changes once it is committed (progress output, tests)."""
+
+
+class Committer:
+    """Commits a run's changes in order; changes that arrive during a commit share the next.
+
+    `commit` waits until its changes are durable. With no commit in flight the caller commits
+    itself, without a task or an extra turn of the event loop (a chain of nodes). `submit`
+    (durability `batched`) queues changes and returns at once. Changes queued during a commit
+    are committed together by a flush task once it ends. After a failed commit (a lost lease)
+    nothing more is written, and every later call raises that failure.
+    """
+
+    def __init__(self, store: Store, claim: Claim, observe: Observer | None) -> None:
+        self._store = store
+        self._claim = claim
+        self._observe = observe
+        self._pending: list[Change] = []
+        self._metrics: list[MetricPoint] = []
+        self._spans: list[Span] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._busy = False
+        self._flushing: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    async def commit(
+        self,
+        changes: Sequence[Change],
+        metrics: Sequence[MetricPoint] = (),
+        spans: Sequence[Span] = (),
+    ) -> None:
+        """Commit `changes` (and the telemetry measured with them) after everything queued
+        before them; return once durable."""
+        self._raise_failure()
+        if not self._busy:
+            if not changes and not metrics and not spans:
+                return
+            self._busy = True
+            try:
+                await self._record(changes, metrics, spans)
+            except BaseException as error:
+                self._failure = error
+                raise
+            finally:
+                self._hand_over()
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue(changes, metrics, spans)
+        self._waiters.append(waiter)
+        await waiter
+
+    def submit(
+        self,
+        changes: Sequence[Change],
+        metrics: Sequence[MetricPoint] = (),
+        spans: Sequence[Span] = (),
+    ) -> None:
+        """Queue `changes` for the next commit and return without waiting for it."""
+        self._raise_failure()
+        if not changes and not metrics and not spans:
+            return
+        self._queue(changes, metrics, spans)
+        if not self._busy:
+            self._busy = True
+            self._flushing = asyncio.create_task(self._flush())
+
+    async def settle(self) -> None:
+        """Wait until queued commits have ended, however they ended (the run is stopping)."""
+        while self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Wait until everything queued is committed."""
+        await self.commit([])
+
+    def _queue(
+        self, changes: Sequence[Change], metrics: Sequence[MetricPoint], spans: Sequence[Span]
+    ) -> None:
+        self._pending.extend(changes)
+        self._metrics.extend(metrics)
+        self._spans.extend(spans)
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def _record(
+        self, batch: Sequence[Change], metrics: Sequence[MetricPoint], spans: Sequence[Span]
+    ) -> None:
+        await self._store.record_transitions(
+            self._claim.run.id, self._claim.fencing, batch, metrics=metrics, spans=spans
+        )
+        if self._observe is not None and batch:
+            self._observe(batch)
+
+    def _hand_over(self) -> None:
+        """After a commit: start the next one if changes are waiting, else become idle."""
+        if self._failure is not None:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_exception(self._failure)
+            self._pending, self._waiters, self._metrics, self._spans = [], [], [], []
+        if self._pending or self._waiters or self._metrics or self._spans:
+            self._flushing = asyncio.create_task(self._flush())
+        else:
+            self._busy = False
+
+    async def _flush(self) -> None:
+        batch, waiters, metrics, spans = self._pending, self._waiters, self._metrics, self._spans
+        self._pending, self._waiters, self._metrics, self._spans = [], [], [], []
+        try:
+            if batch or metrics or spans:
+                await self._record(batch, metrics, spans)
+        except BaseException as error:
+            self._failure = error
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+        else:
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+        finally:
+            self._flushing = None
+            self._hand_over()

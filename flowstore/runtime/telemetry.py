@@ -1,0 +1,171 @@
+"""Metrics and trace spans of a run, measured by the executor and stored with its commits.
+
+Every number is a row of `flowstore_metrics` and every span a row of `flowstore_spans`,
+written in the same transaction as the transitions they describe. The SQL views in
+`store/views.py` aggregate them per workflow and node.
+
+Metric names (value, unit):
+
+- `node_succeeded_ms`, `node_failed_ms`: how long a node execution took, by how it ended.
+- `node_retry`: 1 per retry of a node.
+- `cache_lookup`: 1 for a cache hit, 0 for a miss.
+- `breaker_transition`: 1 per change of a circuit breaker (labels: breaker, from, to).
+- `queue_wait_ms`: from a run's creation to its first start.
+- `run_succeeded_ms`, `run_failed_ms`, `run_cancelled_ms`: from a run's first start to its end.
+
+Spans: one per run execution, one per node execution (its parent the run's), one per attempt
+(its parent the node's); the trace id is derived from the run id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flowstore.store.records import Claim, MetricPoint, RunStatus, Span
+
+__all__ = ["AttemptSpan", "NodeTiming", "RunTelemetry"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _span_id() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass(slots=True)
+class AttemptSpan:
+    """One attempt of a node execution, as it is measured."""
+
+    attempt: int
+    started_at: datetime
+    span_id: str = field(default_factory=_span_id)
+    ended_at: datetime | None = None
+    status: str | None = None
+
+
+@dataclass(slots=True)
+class NodeTiming:
+    """One node execution, as it is measured."""
+
+    node: str
+    key: str
+    started_at: datetime
+    started: float
+    span_id: str = field(default_factory=_span_id)
+    attempts: list[AttemptSpan] = field(default_factory=list)
+
+    def attempt_starts(self, attempt: int) -> None:
+        """An attempt starts (the previous one, if any, has ended)."""
+        self.attempts.append(AttemptSpan(attempt, _now()))
+
+    def attempt_ends(self, status: str) -> None:
+        """The current attempt ended: `succeeded`, `failed`, `timed_out`, ..."""
+        if self.attempts and self.attempts[-1].ended_at is None:
+            self.attempts[-1].ended_at = _now()
+            self.attempts[-1].status = status
+
+
+class RunTelemetry:
+    """Measures one execution of a run; does nothing when disabled."""
+
+    def __init__(self, claim: Claim, workflow: str, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._run = claim.run
+        self._workflow = workflow
+        self._trace_id = hashlib.sha256(claim.run.id.encode()).hexdigest()[:32]
+        self._span_id = _span_id()
+        self._started_at = _now()
+
+    def run_starts(self) -> list[MetricPoint]:
+        """The queue wait, when this is the run's first start."""
+        if not self.enabled or self._run.last_seq > 1:
+            return []
+        waited = (self._started_at - self._run.created_at).total_seconds() * 1000
+        return [self._metric("queue_wait_ms", max(waited, 0.0))]
+
+    def node_starts(self, node: str, key: str, attempt: int) -> NodeTiming:
+        """Start measuring a node execution."""
+        timing = NodeTiming(node, key, _now(), time.perf_counter())
+        timing.attempt_starts(attempt)
+        return timing
+
+    def node_ends(
+        self, timing: NodeTiming, status: str, *, cache_hit: bool | None = None
+    ) -> tuple[list[MetricPoint], list[Span]]:
+        """The metrics and spans of a node execution that ended with `status`."""
+        if not self.enabled:
+            return [], []
+        timing.attempt_ends(status)
+        took = (time.perf_counter() - timing.started) * 1000
+        ended = _now()
+        metrics = [self._metric(f"node_{status}_ms", took, node=timing.node)]
+        if cache_hit is not None:
+            metrics.append(self._metric("cache_lookup", float(cache_hit), node=timing.node))
+        spans = [
+            Span(
+                timing.span_id,
+                self._trace_id,
+                f"node {timing.node}",
+                timing.started_at,
+                parent_span_id=self._span_id,
+                run_id=self._run.id,
+                node=timing.node,
+                key=timing.key,
+                ended_at=ended,
+                status=status,
+            )
+        ]
+        spans += [
+            Span(
+                attempt.span_id,
+                self._trace_id,
+                f"attempt {attempt.attempt}",
+                attempt.started_at,
+                parent_span_id=timing.span_id,
+                run_id=self._run.id,
+                node=timing.node,
+                key=timing.key,
+                attempt=attempt.attempt,
+                ended_at=attempt.ended_at or ended,
+                status=attempt.status or status,
+            )
+            for attempt in timing.attempts
+        ]
+        return metrics, spans
+
+    def event(self, name: str, node: str | None, **labels: str) -> list[MetricPoint]:
+        """A count of 1 of something that happened (a retry, a breaker transition)."""
+        return [self._metric(name, 1.0, node=node, **labels)] if self.enabled else []
+
+    def run_ends(self, status: RunStatus) -> tuple[list[MetricPoint], list[Span]]:
+        """The metrics and span of the run's end."""
+        if not self.enabled:
+            return [], []
+        ended = _now()
+        first_start = self._run.started_at or self._started_at
+        took = max((ended - first_start).total_seconds() * 1000, 0.0)
+        span = Span(
+            self._span_id,
+            self._trace_id,
+            f"run {self._workflow}",
+            self._started_at,
+            run_id=self._run.id,
+            ended_at=ended,
+            status=status.value,
+            attributes={"fencing": self._run.fencing},
+        )
+        return [self._metric(f"run_{status.value}_ms", took)], [span]
+
+    def _metric(
+        self, name: str, value: float, node: str | None = None, **labels: Any
+    ) -> MetricPoint:
+        return MetricPoint(
+            name, value, workflow=self._workflow, node=node, run_id=self._run.id, labels=labels
+        )

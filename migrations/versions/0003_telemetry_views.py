@@ -1,0 +1,33 @@
+"""Telemetry views: flowstore_node_stats, flowstore_run_stats, flowstore_error_stats.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-25
+
+The views are defined once, as SQLAlchemy constructs, in `flowstore.store.views`. A later
+change to a view comes with a migration that drops and creates it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+from sqlalchemy.schema import DropView
+
+from flowstore.store.views import VIEWS
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    for view in VIEWS:
+        op.execute(view)
+
+
+def downgrade() -> None:
+    for view in reversed(VIEWS):
+        op.execute(DropView(view.table, if_exists=True))
