@@ -24,6 +24,7 @@ from flowstore.runtime.policies.cache import cache_key
 from flowstore.runtime.telemetry import NodeTiming, RunTelemetry
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
+    CacheEntry,
     Change,
     ErrorChange,
     EventChange,
@@ -33,6 +34,8 @@ from flowstore.store.records import (
 )
 
 __all__ = [
+    "CacheLookup",
+    "start_lookup",
     "ChildRunner",
     "NodeJournal",
     "NodeOutcome",
@@ -121,6 +124,23 @@ class NodeJournal:
         )
 
 
+CacheLookup = Awaitable[tuple[str, CacheEntry | None]]
+"""A node's cache key and the live entry under it, if any."""
+
+
+def start_lookup(
+    graph: Graph, node: CompiledNode, arguments: Mapping[str, Any], store: Store
+) -> asyncio.Future[tuple[str, CacheEntry | None]]:
+    """Start looking up `node`'s cache entry for `arguments` (a key that cannot be made is an
+    error of the node, raised when the lookup is awaited)."""
+
+    async def lookup() -> tuple[str, CacheEntry | None]:
+        key = cache_key(graph, node, arguments)
+        return key, await store.get_cached(key)
+
+    return asyncio.ensure_future(lookup())
+
+
 @dataclass(frozen=True, slots=True)
 class NodeOutcome:
     """A node execution that produced an output.
@@ -149,14 +169,19 @@ async def execute_node(
     store: Store,
     outputs: Mapping[str, Any],
     run_child: ChildRunner | None,
+    lookup: CacheLookup | None = None,
 ) -> NodeOutcome:
     """Run one node execution through its policies:
-    cache(fallback(retry(breaker(timeout(call)))))."""
+    cache(fallback(retry(breaker(timeout(call))))).
+
+    `lookup` is the node's cache lookup if one was started already (`start_lookup`);
+    without it, a node with a cache policy looks up its key here.
+    """
     spec = node.spec
     key = None
     if spec.cache is not None:
-        key = cache_key(graph, node, arguments)
-        entry = await store.get_cached(key)
+        lookup = lookup or start_lookup(graph, node, arguments, store)
+        key, entry = await lookup
         if entry is not None:
             output = validate_output(graph, node, entry.value)
             hit = EventChange("cache_hit", {"key": key}, node=node.name, key=context.key)

@@ -206,7 +206,13 @@ async def execute_run(
                     state.ended(node.name, NodeStatus.SUCCEEDED)
                     changes.extend(outcome.changes)
                     changes.append(
-                        NodeChange(node.name, NodeStatus.SUCCEEDED, key=key, output=outcome.encoded)
+                        NodeChange(
+                            node.name,
+                            NodeStatus.SUCCEEDED,
+                            key=key,
+                            output=outcome.encoded,
+                            duration_ms=journal.timing.took_ms(),
+                        )
                     )
                     again = loops.next_iteration(node, state.values())
                     if again:
@@ -223,6 +229,7 @@ async def execute_run(
                             NodeStatus.FAILED,
                             key=key,
                             error=error_value(node.name, error),
+                            duration_ms=journal.timing.took_ms(),
                         )
                     )
                     changes.append(

@@ -1,26 +1,28 @@
 """Metrics and trace spans of a run, measured by the executor and stored with its commits.
 
 Every number is a row of `flowstore_metrics` and every span a row of `flowstore_spans`,
-written in the same transaction as the transitions they describe. The SQL views in
-`store/views.py` aggregate them per workflow and node.
+written in the same transaction as the transitions they describe. A node execution's duration
+is a column of its own row (`flowstore_node_executions.duration_ms`), so the common case adds
+one span row per node and no metric row. The SQL views in `store/views.py` aggregate them per
+workflow and node.
 
 Metric names (value, unit):
 
-- `node_succeeded_ms`, `node_failed_ms`: how long a node execution took, by how it ended.
 - `node_retry`: 1 per retry of a node.
 - `cache_lookup`: 1 for a cache hit, 0 for a miss.
 - `breaker_transition`: 1 per change of a circuit breaker (labels: breaker, from, to).
 - `queue_wait_ms`: from a run's creation to its first start.
 - `run_succeeded_ms`, `run_failed_ms`, `run_cancelled_ms`: from a run's first start to its end.
 
-Spans: one per run execution, one per node execution (its parent the run's), one per attempt
-(its parent the node's); the trace id is derived from the run id.
+Spans: one per run execution, one per node execution (its parent the run's), and, for a node
+execution that took more than one attempt, one per attempt (its parent the node's); the trace
+id is derived from the run id.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
+import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,7 +38,8 @@ def _now() -> datetime:
 
 
 def _span_id() -> str:
-    return secrets.token_hex(8)
+    # 64 random bits, as OpenTelemetry's span ids; unique enough, and no system call.
+    return f"{random.getrandbits(64):016x}"
 
 
 @dataclass(slots=True)
@@ -60,6 +63,10 @@ class NodeTiming:
     started: float
     span_id: str = field(default_factory=_span_id)
     attempts: list[AttemptSpan] = field(default_factory=list)
+
+    def took_ms(self) -> float:
+        """Milliseconds since the execution started."""
+        return (time.perf_counter() - self.started) * 1000
 
     def attempt_starts(self, attempt: int) -> None:
         """An attempt starts (the previous one, if any, has ended)."""
@@ -103,9 +110,8 @@ class RunTelemetry:
         if not self.enabled:
             return [], []
         timing.attempt_ends(status)
-        took = (time.perf_counter() - timing.started) * 1000
         ended = _now()
-        metrics = [self._metric(f"node_{status}_ms", took, node=timing.node)]
+        metrics = []
         if cache_hit is not None:
             metrics.append(self._metric("cache_lookup", float(cache_hit), node=timing.node))
         spans = [
@@ -122,6 +128,8 @@ class RunTelemetry:
                 status=status,
             )
         ]
+        if len(timing.attempts) < 2:
+            return metrics, spans  # the node's span is its only attempt's
         spans += [
             Span(
                 attempt.span_id,

@@ -20,11 +20,11 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Executable, exc
+from sqlalchemy import Executable, Select, exc
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
-__all__ = ["execute", "execute_many", "fast_path"]
+__all__ = ["execute", "execute_many", "fast_path", "select_rows"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,34 @@ def execute(
         return _driver(conn).execute(prepared.sql, values).fetchall()
     except sqlite3.Error as error:
         raise _wrapped(prepared.sql, values, error) from error
+
+
+def select_rows(
+    conn: Connection, statement: Select[Any], parameters: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run a SELECT once; return its rows with each column's type processing applied
+    (JSON decoded, times as aware datetimes), as SQLAlchemy would."""
+    rows = execute(conn, statement, parameters)
+    processors = _result_processors(statement, conn.dialect)
+    if not any(processors):
+        return rows
+    return [
+        tuple(
+            value if process is None else process(value)
+            for process, value in zip(processors, row, strict=True)
+        )
+        for row in rows
+    ]
+
+
+@lru_cache(maxsize=64)
+def _result_processors(
+    statement: Select[Any], dialect: Dialect
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    return tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in statement.selected_columns
+    )
 
 
 def execute_many(

@@ -272,6 +272,7 @@ class NodeChange:
         input: The inputs the node was called with.
         output: The node's output, on success.
         error: The error, on failure.
+        duration_ms: How long the execution took, when it ends.
     """
 
     node: str
@@ -281,6 +282,7 @@ class NodeChange:
     input: Any = UNSET
     output: Any = UNSET
     error: Any = UNSET
+    duration_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +383,7 @@ class NodeExecution:
     started_at: datetime | None
     finished_at: datetime | None
     updated_seq: int
+    duration_ms: float | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> NodeExecution:

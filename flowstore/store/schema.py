@@ -136,6 +136,8 @@ node_executions = Table(
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
     Column("updated_seq", Integer, nullable=False),
+    # How long the execution took, measured by its worker (all attempts, not the queue).
+    Column("duration_ms", Float),
     PrimaryKeyConstraint("run_id", "node", "exec_key"),
     CheckConstraint(_one_of("status", [s.value for s in NodeStatus]), name="status"),
 )

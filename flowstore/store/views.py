@@ -3,8 +3,9 @@
 Created by migration 0003; query them with any SQL tool. Percentiles are nearest-rank (the
 value at rank ceil(p% of n)), computed with window functions both backends have.
 
-- `flowstore_node_stats`: per workflow and node, executions, success rate, p50/p95/mean
-  duration in ms, retries, cache lookups and cache hit rate.
+- `flowstore_node_stats`: per workflow and node, executions that ended, success rate,
+  p50/p95/mean duration in ms (from `flowstore_node_executions.duration_ms`), retries, cache
+  lookups and cache hit rate (from `flowstore_metrics`).
 - `flowstore_run_stats`: per workflow, runs by how they ended, success rate, p50/p95 run
   duration and mean queue wait in ms.
 - `flowstore_error_stats`: per workflow, node, error type and outcome, how many and when last.
@@ -17,22 +18,19 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.schema import CreateView
 
-from flowstore.store.schema import PREFIX, error_reports, metrics, runs
+from flowstore.store.schema import PREFIX, error_reports, metrics, node_executions, runs
 
 __all__ = ["VIEWS", "error_stats", "node_stats", "run_stats"]
 
-_NODE_DURATIONS = ("node_succeeded_ms", "node_failed_ms")
 _RUN_DURATIONS = ("run_succeeded_ms", "run_failed_ms", "run_cancelled_ms")
 
 
-def _ranked(names: tuple[str, ...], timed: tuple[str, ...], *, by_node: bool) -> Any:
-    """Metrics of `names`, each duration (`timed`) ranked among its group's durations."""
+def _ranked(names: tuple[str, ...], timed: tuple[str, ...]) -> Any:
+    """Metrics of `names` by workflow, each duration (`timed`) ranked among the durations."""
     m = metrics.c
-    group = (m.workflow, m.node) if by_node else (m.workflow,)
+    group = (m.workflow,)
     is_timed = case((m.name.in_(timed), 1), else_=0)
     condition: ColumnElement[bool] = m.name.in_(names)
-    if by_node:
-        condition = and_(condition, m.node.is_not(None))
     return (
         select(
             *group,
@@ -60,30 +58,72 @@ def _count(ranked: Any, name: str) -> ColumnElement[Any]:
 
 
 def _node_stats() -> Select[Any]:
-    ranked = _ranked(
-        (*_NODE_DURATIONS, "node_retry", "cache_lookup"), _NODE_DURATIONS, by_node=True
+    n = node_executions.c
+    group = (runs.c.workflow, n.node)
+    timed = (
+        select(
+            *group,
+            n.status,
+            n.duration_ms,
+            func.row_number().over(partition_by=group, order_by=n.duration_ms).label("position"),
+            func.count().over(partition_by=group).label("total"),
+        )
+        .select_from(node_executions.join(runs, runs.c.id == n.run_id))
+        .where(n.status.in_(("succeeded", "failed")), n.duration_ms.is_not(None))
+        .cte("timed")
     )
-    r = ranked.c
-    executions = func.sum(r.timed)
-    lookups = _count(ranked, "cache_lookup")
+    t = timed.c
+
+    def percentile(percent: int) -> ColumnElement[Any]:
+        return func.min(case((t.position == (t.total * percent + 99) // 100, t.duration_ms)))
+
+    executions = func.count()
+    durations = (
+        select(
+            t.workflow,
+            t.node,
+            executions.label("executions"),
+            (func.sum(case((t.status == "succeeded", 1), else_=0)) / executions).label(
+                "success_rate"
+            ),
+            percentile(50).label("p50_ms"),
+            percentile(95).label("p95_ms"),
+            func.avg(t.duration_ms).label("mean_ms"),
+        )
+        .group_by(t.workflow, t.node)
+        .subquery("durations")
+    )
+    m = metrics.c
+    is_lookup = m.name == "cache_lookup"
+    counters = (
+        select(
+            m.workflow,
+            m.node,
+            func.sum(case((m.name == "node_retry", 1), else_=0)).label("retries"),
+            func.sum(case((is_lookup, 1), else_=0)).label("cache_lookups"),
+            func.avg(case((is_lookup, m.value))).label("cache_hit_rate"),
+        )
+        .where(m.name.in_(("node_retry", "cache_lookup")), m.node.is_not(None))
+        .group_by(m.workflow, m.node)
+        .subquery("counters")
+    )
+    d, c = durations.c, counters.c
     return select(
-        r.workflow,
-        r.node,
-        executions.label("executions"),
-        (_count(ranked, "node_succeeded_ms") / func.nullif(executions, 0)).label("success_rate"),
-        _percentile(ranked, 50).label("p50_ms"),
-        _percentile(ranked, 95).label("p95_ms"),
-        func.avg(case((r.timed == 1, r.value))).label("mean_ms"),
-        _count(ranked, "node_retry").label("retries"),
-        lookups.label("cache_lookups"),
-        (
-            func.sum(case((r.name == "cache_lookup", r.value), else_=0)) / func.nullif(lookups, 0)
-        ).label("cache_hit_rate"),
-    ).group_by(r.workflow, r.node)
+        d.workflow,
+        d.node,
+        d.executions,
+        d.success_rate,
+        d.p50_ms,
+        d.p95_ms,
+        d.mean_ms,
+        func.coalesce(c.retries, 0).label("retries"),
+        func.coalesce(c.cache_lookups, 0).label("cache_lookups"),
+        c.cache_hit_rate,
+    ).select_from(durations.outerjoin(counters, and_(c.workflow == d.workflow, c.node == d.node)))
 
 
 def _run_stats() -> Select[Any]:
-    ranked = _ranked((*_RUN_DURATIONS, "queue_wait_ms"), _RUN_DURATIONS, by_node=False)
+    ranked = _ranked((*_RUN_DURATIONS, "queue_wait_ms"), _RUN_DURATIONS)
     r = ranked.c
     ended = func.sum(r.timed)
     return select(

@@ -1,4 +1,5 @@
-"""Telemetry views: flowstore_node_stats, flowstore_run_stats, flowstore_error_stats.
+"""Telemetry: node_executions.duration_ms, and the views flowstore_node_stats,
+flowstore_run_stats and flowstore_error_stats.
 
 Revision ID: 0003
 Revises: 0002
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.schema import DropView
 
@@ -24,6 +26,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("flowstore_node_executions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("duration_ms", sa.Float(), nullable=True))
     for view in VIEWS:
         op.execute(view)
 
@@ -31,3 +35,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     for view in reversed(VIEWS):
         op.execute(DropView(view.table, if_exists=True))
+    with op.batch_alter_table("flowstore_node_executions", schema=None) as batch_op:
+        batch_op.drop_column("duration_ms")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.engine import Connection
 
+from flowstore.store import prepared
 from flowstore.store.records import CacheEntry
 from flowstore.store.repositories._common import Encoder, upsert
 from flowstore.store.schema import cache_entries
@@ -17,12 +18,28 @@ __all__ = ["clear_cache", "get_cached", "put_cached"]
 
 def get_cached(conn: Connection, key: str, *, now: datetime) -> CacheEntry | None:
     """The entry under `key`, unless it has expired."""
-    stmt = select(cache_entries).where(
-        cache_entries.c.key == key,
-        or_(cache_entries.c.expires_at.is_(None), cache_entries.c.expires_at > now),
-    )
-    row = (conn.execute(stmt)).mappings().first()
-    return None if row is None else CacheEntry.from_row(row)
+    parameters = {"c_key": key, "c_now": now}
+    if prepared.fast_path(conn):  # a hit is on the path of every cached node
+        rows = prepared.select_rows(conn, _GET, parameters)
+        return CacheEntry(*rows[0]) if rows else None
+    row = conn.execute(_GET, parameters).first()
+    return None if row is None else CacheEntry(*row)
+
+
+_GET = select(
+    cache_entries.c.key,
+    cache_entries.c.workflow,
+    cache_entries.c.node,
+    cache_entries.c.value,
+    cache_entries.c.created_at,
+    cache_entries.c.expires_at,
+).where(
+    cache_entries.c.key == bindparam("c_key"),
+    or_(
+        cache_entries.c.expires_at.is_(None),
+        cache_entries.c.expires_at > bindparam("c_now", type_=cache_entries.c.expires_at.type),
+    ),
+)
 
 
 def put_cached(

@@ -71,6 +71,7 @@ class _NodeRow:
     started_at: datetime | None
     finished_at: datetime | None
     seq: int
+    duration_ms: float | None = None
 
 
 def record_transitions(
@@ -239,6 +240,8 @@ def _fold_node(
     error = None
     if change.error is not UNSET:
         error = row.error = encode(change.error, what=_Where(run_id, change, "error"))
+    if change.duration_ms is not None:
+        row.duration_ms = change.duration_ms
     if change.status is NodeStatus.RUNNING:
         row.started_at = now
     row.finished_at = now if change.status in _NODE_ENDED else None
@@ -335,6 +338,10 @@ def _node_upsert(dialect: str, from_json: bool) -> Executable:
             "started_at": func.coalesce(new.started_at, table.started_at),
             "finished_at": new.finished_at,
             "updated_seq": new.updated_seq,
+            "duration_ms": case(
+                (new.status == NodeStatus.RUNNING.value, None),
+                else_=func.coalesce(new.duration_ms, table.duration_ms),
+            ),
         },
     )
     return upserted
@@ -359,6 +366,7 @@ def _upsert_nodes(conn: Connection, run_id: RunId, rows: Iterable[_NodeRow], now
                 row.started_at,
                 row.finished_at,
                 row.seq,
+                row.duration_ms,
             ]
             for row in rows
         ],
