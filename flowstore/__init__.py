@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         MapOver,
         Retry,
     )
+    from flowstore.hooks import HookEvent
 
 __all__ = [
     "Breaker",
@@ -33,6 +34,7 @@ __all__ = [
     "Fallback",
     "FlowstoreError",
     "Graph",
+    "HookEvent",
     "Loop",
     "MapOver",
     "Retry",
@@ -47,6 +49,7 @@ _LAZY = {
     "Workflow": "flowstore.definition.builder",
     "Graph": "flowstore.definition.graph",
     "node_type": "flowstore.definition.node_types",
+    "HookEvent": "flowstore.hooks",
     **dict.fromkeys(
         ["Breaker", "Cache", "ExecutionConfig", "Fallback", "Loop", "MapOver", "Retry"],
         "flowstore.definition.spec",

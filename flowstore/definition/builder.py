@@ -33,6 +33,7 @@ from flowstore.definition.spec import (
     validate_spec,
 )
 from flowstore.errors import DefinitionError, Problem
+from flowstore.hooks import HookKind, Hooks
 
 __all__ = ["Workflow"]
 
@@ -87,9 +88,15 @@ class Workflow:
         self._locate: Locator | None = None
         self._file: str | None = None
         self._graph: Graph | None = None
+        self.hooks = Hooks()
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, version={self.version!r})"
+
+    def on(self, kind: HookKind, hook: Any = None) -> Any:
+        """Register a hook told of `kind` events of this workflow's runs (a decorator too);
+        see `flowstore.hooks`."""
+        return self.hooks.on(kind, hook)
 
     @classmethod
     def load(cls, source: str | Path | Mapping[str, Any]) -> Workflow:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -27,6 +26,7 @@ from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError, RunNotFound, StoreUnavailable
+from flowstore.hooks import HookKind, Hooks
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.models import Run
@@ -85,11 +85,17 @@ class Engine:
         self._worker_count = workers
         self._poll_seconds = poll_seconds
         self._telemetry = telemetry
+        self.hooks = Hooks()
         self._loops: list[ClaimLoop] = []
         self._loop_tasks: list[asyncio.Task[None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         # Runs executing in this engine, and the event that cancels each one.
         self._executing: dict[RunId, asyncio.Event] = {}
+
+    def on(self, kind: HookKind, hook: Any = None) -> Any:
+        """Register a hook told of `kind` events of every run this engine executes (a
+        decorator too); see `flowstore.hooks`."""
+        return self.hooks.on(kind, hook)
 
     def register(self, workflow: Workflow) -> None:
         """Make a workflow runnable and resumable by this engine (compiling it now), with the
@@ -118,9 +124,7 @@ class Engine:
                 finished=self._run_ended,
                 poll_seconds=self._poll_seconds,
                 executing=self._executing,
-                execute=functools.partial(
-                    execute_run, run_child=self._run_child, telemetry=self._telemetry
-                ),
+                execute=self._execute_claimed,
             )
             self._loops.append(loop)
             self._loop_tasks.append(asyncio.create_task(loop.run_forever()))
@@ -216,6 +220,32 @@ class Engine:
             lease_seconds=self.lease_seconds,
         )
 
+    async def _execute_claimed(
+        self,
+        store: Any,
+        claim: Claim,
+        graph: Graph,
+        inputs: Mapping[str, Any],
+        *,
+        cancelled: asyncio.Event,
+    ) -> RunStatus:
+        """Execute a run a worker loop claimed (the loop keeps track of `cancelled`)."""
+        return await execute_run(
+            store,
+            claim,
+            graph,
+            inputs,
+            cancelled=cancelled,
+            run_child=self._run_child,
+            telemetry=self._telemetry,
+            hooks=self._hooks_for(graph.name),
+        )
+
+    def _hooks_for(self, workflow: str) -> Hooks | None:
+        known = self._workflows.get(workflow)
+        hooks = Hooks.merged([self.hooks] + ([known.hooks] if known is not None else []))
+        return hooks or None
+
     async def _execute(
         self, claim: Claim, graph: Graph, inputs: Mapping[str, Any], observe: Observer | None
     ) -> None:
@@ -230,6 +260,7 @@ class Engine:
                 cancelled=cancelled,
                 run_child=self._run_child,
                 telemetry=self._telemetry,
+                hooks=self._hooks_for(graph.name),
             )
         finally:
             self._executing.pop(claim.run.id, None)

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.errors import ExecutionError
+from flowstore.hooks import Hooks
 from flowstore.runtime.calls import (
     ChildRunner,
     NodeJournal,
@@ -32,6 +33,7 @@ from flowstore.runtime.calls import (
 )
 from flowstore.runtime.committer import Committer, Observer
 from flowstore.runtime.context import NodeContext, RunContext
+from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
 from flowstore.runtime.telemetry import RunTelemetry
 from flowstore.store.protocol import Store
@@ -133,12 +135,14 @@ async def execute_run(
     cancelled: asyncio.Event | None = None,
     run_child: ChildRunner | None = None,
     telemetry: bool = True,
+    hooks: Hooks | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
     When `cancelled` is set (or the run was asked to cancel before this worker took it), the
     running nodes are cancelled and the run ends `cancelled`. With `telemetry`, metrics and
-    spans are stored with the transitions (see `telemetry.py`).
+    spans are stored with the transitions (see `telemetry.py`); `hooks` are told of the run's
+    changes once they are committed, and have all finished when this returns.
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -147,6 +151,41 @@ async def execute_run(
         raise ExecutionError(
             f"workflow {graph.name!r} has subworkflow nodes: run it with an Engine"
         )
+    run_hooks = RunHooks(hooks, store, claim.run.id, graph.name) if hooks else None
+    if run_hooks is not None:
+        observe = _both(observe, run_hooks.observe)
+        run_hooks.run_starts()
+    try:
+        return await _execute(
+            store, claim, graph, inputs, logger, observe, cancelled, run_child, telemetry
+        )
+    finally:
+        if run_hooks is not None:
+            await run_hooks.drain()
+
+
+def _both(first: Observer | None, second: Observer) -> Observer:
+    if first is None:
+        return second
+
+    def both(changes: Sequence[Change]) -> None:
+        first(changes)
+        second(changes)
+
+    return both
+
+
+async def _execute(
+    store: Store,
+    claim: Claim,
+    graph: Graph,
+    inputs: Mapping[str, Any],
+    logger: logging.Logger | None,
+    observe: Observer | None,
+    cancelled: asyncio.Event | None,
+    run_child: ChildRunner | None,
+    telemetry: bool,
+) -> RunStatus:
     state = _RunState(graph, inputs)
     loops = Loops(graph)
     committer = Committer(store, claim, observe)
