@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 import uuid
@@ -26,6 +27,11 @@ def add_commands(commands: Any) -> None:
     run.add_argument("source", help=source_help)
     run.add_argument("--input", default="{}", help="the inputs as a JSON object")
     run.add_argument("--url", help=url_help)
+    run.add_argument(
+        "--debug",
+        action="store_true",
+        help="debug mode: log every node's inputs, output, attempts and timings to stderr",
+    )
     run.set_defaults(handler=_run)
 
     resume = commands.add_parser("resume", help="continue an interrupted run here")
@@ -50,6 +56,11 @@ def add_commands(commands: Any) -> None:
     show = runs_commands.add_parser("show", help="a run's nodes, statuses, timings and outputs")
     show.add_argument("run_id", help="the run's id")
     show.add_argument("--url", help=url_help)
+    show.add_argument(
+        "--debug",
+        action="store_true",
+        help="also every node's full inputs and output, errors with tracebacks, and the log",
+    )
     show.set_defaults(handler=_show)
 
 
@@ -88,11 +99,16 @@ class _Progress:
             print(f"  {change.status.value:<9} {change.node}{took}", file=sys.stderr, flush=True)
 
 
-def _open(url: str | None) -> Any:
+def _open(url: str | None, *, debug: bool = False) -> Any:
     from flowstore.runtime.engine import Engine
 
+    if debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        logging.getLogger("flowstore").addHandler(handler)
+        logging.getLogger("flowstore").setLevel(logging.DEBUG)
     # No claim loops: this command runs what it is told to, not other queued runs.
-    return Engine(database_url(url), workers=0)
+    return Engine(database_url(url), workers=0, debug=debug)
 
 
 def _finish(run: Any) -> int:
@@ -120,7 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidValue("--input must be a JSON object of workflow inputs")
 
     async def run() -> Any:
-        async with _open(args.url) as engine:
+        async with _open(args.url, debug=args.debug) as engine:
             run_id = str(uuid.uuid4())
             started = f"run {run_id} of {workflow.name!r} in {engine.url}"
             print(started, file=sys.stderr, flush=True)
@@ -179,9 +195,18 @@ def _show(args: argparse.Namespace) -> int:
     async def details() -> Any:
         async with _open(args.url) as engine:
             run = await engine.get_run(args.run_id)
-            return run, await engine.store.read_node_executions(run.id)
+            executions = await engine.store.read_node_executions(run.id)
+            if not args.debug:
+                return run, executions, [], [], []
+            return (
+                run,
+                executions,
+                await engine.store.list_errors(run_id=run.id, limit=1000),
+                await engine.store.read_transitions(run.id),
+                await engine.store.list_spans(run_id=run.id),
+            )
 
-    run, executions = asyncio.run(details())
+    run, executions, errors, log, spans = asyncio.run(details())
     print(f"run {run.id}: workflow {run.workflow!r} version {run.version!r}, {run.status.value}")
     print(f"inputs: {json.dumps(run.inputs, default=str)}")
     print(f"{'node':<24}{'status':<11}{'attempt':<9}{'took':<10}output")
@@ -200,4 +225,43 @@ def _show(args: argparse.Namespace) -> int:
     elif run.error:
         error = run.error
         print(f"error: {error.get('type')}: {error.get('message')} (node {error.get('node')!r})")
+    if args.debug:
+        _show_debug(executions, errors, log, spans)
     return 0
+
+
+def _show_debug(executions: Any, errors: Any, log: Any, spans: Any) -> None:
+    """Every node's full inputs, output and attempts; errors with tracebacks; the log."""
+    attempts: dict[tuple[str | None, str], list[Any]] = {}
+    for span in spans:
+        if span.attempt is not None:
+            attempts.setdefault((span.node, span.key), []).append(span)
+    for execution in executions:
+        name = execution.node + (f"[{execution.key}]" if execution.key else "")
+        took = "" if execution.duration_ms is None else f", {execution.duration_ms:.1f} ms"
+        print(f"\n== {name}: {execution.status.value}, attempt {execution.attempt}{took}")
+        print(f"input:  {json.dumps(execution.input, indent=2, default=str)}")
+        if execution.error is None:
+            print(f"output: {json.dumps(execution.output, indent=2, default=str)}")
+        for span in sorted(attempts.get((execution.node, execution.key), []), key=_started):
+            ended = span.ended_at or span.started_at
+            took_ms = (ended - span.started_at).total_seconds() * 1000
+            print(f"  attempt {span.attempt}: {span.status}, {took_ms:.1f} ms")
+    for report in errors:
+        where = f"node {report.node!r} attempt {report.attempt}" if report.node else "the run"
+        print(f"\n-- {report.error_type} in {where} ({report.outcome}): {report.message}")
+        if report.traceback:
+            print(report.traceback.rstrip())
+    print(f"\n{'seq':>5}  {'kind':<11}{'node':<24}{'status':<11}detail")
+    for transition in log:
+        detail = transition.name or ""
+        if transition.attempt is not None:
+            detail = f"{detail} attempt {transition.attempt}".strip()
+        print(
+            f"{transition.seq:>5}  {transition.kind.value:<11}{transition.node or '':<24}"
+            f"{transition.status or '':<11}{detail}"
+        )
+
+
+def _started(span: Any) -> Any:
+    return span.started_at

@@ -60,6 +60,9 @@ class Engine:
             asked to run directly).
         poll_seconds: The longest a worker sleeps between looks for work.
         telemetry: Store metrics and trace spans with every run (see `runtime/telemetry.py`).
+        debug: Run every workflow in debug mode (as its `config.debug` does): each node's
+            inputs, output, attempts and timings logged at DEBUG level on the
+            `flowstore.run.<workflow>` logger, and a span kept for every attempt.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class Engine:
         workers: int = 1,
         poll_seconds: float = 1.0,
         telemetry: bool = True,
+        debug: bool = False,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -85,6 +89,7 @@ class Engine:
         self._worker_count = workers
         self._poll_seconds = poll_seconds
         self._telemetry = telemetry
+        self._debug = debug
         self.hooks = Hooks()
         self._loops: list[ClaimLoop] = []
         self._loop_tasks: list[asyncio.Task[None]] = []
@@ -239,6 +244,7 @@ class Engine:
             run_child=self._run_child,
             telemetry=self._telemetry,
             hooks=self._hooks_for(graph.name),
+            debug=self._debug,
         )
 
     def _hooks_for(self, workflow: str) -> Hooks | None:
@@ -261,6 +267,7 @@ class Engine:
                 run_child=self._run_child,
                 telemetry=self._telemetry,
                 hooks=self._hooks_for(graph.name),
+                debug=self._debug,
             )
         finally:
             self._executing.pop(claim.run.id, None)

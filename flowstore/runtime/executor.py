@@ -15,6 +15,7 @@ least once), and the scheduler carries on from there.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import ChainMap
 from collections.abc import Mapping, Sequence
@@ -136,13 +137,16 @@ async def execute_run(
     run_child: ChildRunner | None = None,
     telemetry: bool = True,
     hooks: Hooks | None = None,
+    debug: bool = False,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
     When `cancelled` is set (or the run was asked to cancel before this worker took it), the
     running nodes are cancelled and the run ends `cancelled`. With `telemetry`, metrics and
     spans are stored with the transitions (see `telemetry.py`); `hooks` are told of the run's
-    changes once they are committed, and have all finished when this returns.
+    changes once they are committed, and have all finished when this returns. In debug mode
+    (`debug`, or the workflow's `config.debug`), every node's inputs, output, attempts and
+    timings are logged at DEBUG level and every attempt gets a span.
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -157,11 +161,26 @@ async def execute_run(
         run_hooks.run_starts()
     try:
         return await _execute(
-            store, claim, graph, inputs, logger, observe, cancelled, run_child, telemetry
+            store,
+            claim,
+            graph,
+            inputs,
+            logger,
+            observe,
+            cancelled,
+            run_child,
+            telemetry,
+            debug or graph.spec.config.debug,
         )
     finally:
         if run_hooks is not None:
             await run_hooks.drain()
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON for a debug log line (stored values are JSON already)."""
+    text = str(value) if isinstance(value, str) else json.dumps(value, default=repr)
+    return text if len(text) <= 2000 else text[:2000] + "..."
 
 
 def _both(first: Observer | None, second: Observer) -> Observer:
@@ -185,15 +204,17 @@ async def _execute(
     cancelled: asyncio.Event | None,
     run_child: ChildRunner | None,
     telemetry: bool,
+    debug: bool,
 ) -> RunStatus:
     state = _RunState(graph, inputs)
     loops = Loops(graph)
     committer = Committer(store, claim, observe)
-    measure = RunTelemetry(claim, graph.name, enabled=telemetry)
+    measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
     run_context = RunContext(claim.run.id, graph.name, state.inputs)
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
+    debug_log = log if debug else None
     attempts: dict[tuple[str, str], int] = {}
     recovered = await _restore(store, claim, state, loops, attempts)
     limit = graph.spec.config.max_concurrency
@@ -236,6 +257,15 @@ async def _execute(
                 key = loops.key(node.name)
                 if error is None:
                     outcome: NodeOutcome = task.result()
+                    if debug_log is not None:
+                        debug_log.debug(
+                            "node %s%s succeeded in %.1f ms after %d attempt(s): output %s",
+                            node.name,
+                            f"[{key}]" if key else "",
+                            journal.timing.took_ms(),
+                            journal.attempt,
+                            _shown(outcome.encoded),
+                        )
                     ended = measure.node_ends(
                         journal.timing, "succeeded", cache_hit=outcome.cache_hit
                     )
@@ -259,6 +289,15 @@ async def _execute(
                         changes.append(CheckpointChange(loops.checkpoint()))
                 else:
                     ended = measure.node_ends(journal.timing, "failed")
+                    if debug_log is not None:
+                        debug_log.debug(
+                            "node %s%s failed in %.1f ms after %d attempt(s)",
+                            node.name,
+                            f"[{key}]" if key else "",
+                            journal.timing.took_ms(),
+                            journal.attempt,
+                            exc_info=error,
+                        )
                     metrics += ended[0]
                     spans += ended[1]
                     state.ended(node.name, NodeStatus.FAILED)
@@ -304,6 +343,14 @@ async def _execute(
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
                 timing = measure.node_starts(node.name, context.key, context.attempt)
+                if debug_log is not None:
+                    debug_log.debug(
+                        "node %s%s starts, attempt %d, inputs %s",
+                        node.name,
+                        f"[{context.key}]" if context.key else "",
+                        context.attempt,
+                        _shown(arguments),
+                    )
                 journal = NodeJournal(committer.commit, timing, measure, context.attempt)
                 task = asyncio.create_task(
                     execute_node(

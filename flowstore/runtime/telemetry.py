@@ -15,8 +15,8 @@ Metric names (value, unit):
 - `run_succeeded_ms`, `run_failed_ms`, `run_cancelled_ms`: from a run's first start to its end.
 
 Spans: one per run execution, one per node execution (its parent the run's), and, for a node
-execution that took more than one attempt, one per attempt (its parent the node's); the trace
-id is derived from the run id.
+execution that took more than one attempt (or every one, in debug mode), one per attempt (its
+parent the node's); the trace id is derived from the run id.
 """
 
 from __future__ import annotations
@@ -82,8 +82,11 @@ class NodeTiming:
 class RunTelemetry:
     """Measures one execution of a run; does nothing when disabled."""
 
-    def __init__(self, claim: Claim, workflow: str, *, enabled: bool) -> None:
+    def __init__(
+        self, claim: Claim, workflow: str, *, enabled: bool, every_attempt: bool = False
+    ) -> None:
         self.enabled = enabled
+        self._every_attempt = every_attempt
         self._run = claim.run
         self._workflow = workflow
         self._trace_id = hashlib.sha256(claim.run.id.encode()).hexdigest()[:32]
@@ -128,7 +131,7 @@ class RunTelemetry:
                 status=status,
             )
         ]
-        if len(timing.attempts) < 2:
+        if len(timing.attempts) < 2 and not self._every_attempt:
             return metrics, spans  # the node's span is its only attempt's
         spans += [
             Span(

@@ -183,3 +183,38 @@ def test_flowstore_stats_renders_the_views(tmp_path: Path) -> None:
     assert nodes["flaky"][-2:] == ["2", "-"]  # two retries, no cache
     only = flowstore("stats", "--workflow", "costly", env=env).stdout
     assert "retrying" not in only and "costly" in only
+
+
+def test_debug_mode_logs_every_node_and_show_debug_tells_everything(tmp_path: Path) -> None:
+    env = {
+        "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FLOWSTORE_TEST_SIDE_EFFECTS": str(tmp_path / "attempts.log"),
+        "FLOWSTORE_TEST_BACKOFF": "0",
+    }
+    args = ("run", "tests.support.retry_flow:flow", "--input", '{"text": "dbg"}', "--debug")
+    done = flowstore(*args, env=env)
+    assert done.returncode == 0, done.stderr
+    assert 'flowstore.run.retrying: node flaky starts, attempt 1, inputs {"text": "dbg"}' in (
+        done.stderr
+    )
+    assert "node flaky succeeded in" in done.stderr and "after 3 attempt(s)" in done.stderr
+    run_id = done.stderr.splitlines()[0].split()[1]
+
+    plain = flowstore("runs", "show", run_id, env=env).stdout
+    assert "Traceback" not in plain and "== flaky" not in plain
+    shown = flowstore("runs", "show", run_id, "--debug", env=env)
+    assert shown.returncode == 0, shown.stderr
+    text = shown.stdout
+    assert "== flaky: succeeded, attempt 3" in text
+    assert '"text": "dbg"' in text and '"DBG"' in text
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("  attempt ")] == [
+        "1:",
+        "2:",
+        "3:",
+    ]
+    assert (
+        "-- builtins.ConnectionError in node 'flaky' attempt 1 (retried): attempt 1 refused" in text
+    )
+    assert "Traceback (most recent call last)" in text
+    log = [line.split() for line in text.splitlines() if line[:5].strip().isdigit()]
+    assert [row[1] for row in log][:3] == ["run", "node", "event"]
