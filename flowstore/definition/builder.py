@@ -65,6 +65,8 @@ class Workflow:
         config: How its runs execute.
         input_model: One Pydantic model that validates all inputs at once.
         output: The node whose output is the run's output (default: the only final node).
+        resources: Shared resources the engine provides (`Engine(resources=...)`); a node
+            parameter with one of these names receives it.
     """
 
     def __init__(
@@ -76,8 +78,10 @@ class Workflow:
         config: ExecutionConfig | None = None,
         input_model: type[BaseModel] | None = None,
         output: str | None = None,
+        resources: Sequence[str] = (),
     ) -> None:
         self.name = name
+        self.resources = tuple(resources)
         self.version = version
         self.description = description
         self.config = config or ExecutionConfig()
@@ -248,6 +252,8 @@ class Workflow:
             data["input_model"] = _import_path(self.input_model)
         if self.output is not None:
             data["output"] = self.output
+        if self.resources:
+            data["resources"] = list(self.resources)
         return validate_spec(data)
 
     def _bind(
@@ -271,6 +277,7 @@ class Workflow:
                 parameter.name in node_names
                 or parameter.name in inputs
                 or parameter.name in model_fields
+                or parameter.name in self.resources
             ):
                 bound[parameter.name] = parameter.name
             elif parameter.default is inspect.Parameter.empty:

@@ -86,7 +86,16 @@ def compile_spec(
             )
         else:
             indexes[node.name] = index
-    upstream, routers = _edges(job, indexes, inputs)
+    resources = frozenset(spec.resources)
+    for position, resource in enumerate(spec.resources):
+        if resource in inputs or resource in indexes:
+            job.report(
+                f"resource {resource!r} has the name of a workflow input or node: names are "
+                "shared, rename one",
+                ("resources", position),
+                field="resources",
+            )
+    upstream, routers = _edges(job, indexes, {**inputs, **dict.fromkeys(resources)})
     order = _topological_order(job, indexes, upstream)
     downstream: dict[str, list[str]] = {name: [] for name in indexes}
     for name in order:
@@ -108,6 +117,7 @@ def compile_spec(
         inputs=MappingProxyType(inputs),
         output=output,
         input_model=input_model,
+        resources=resources,
     )
 
 

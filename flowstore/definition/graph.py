@@ -86,6 +86,7 @@ class Graph:
         inputs: Workflow input name to its type.
         output: The node whose output is the run's output.
         input_model: The Pydantic model that validates all inputs at once, if declared.
+        resources: The shared resources its nodes receive from the engine, by name.
     """
 
     spec: WorkflowSpec
@@ -95,6 +96,7 @@ class Graph:
     inputs: Mapping[str, Any]
     output: str | None
     input_model: type[BaseModel] | None = None
+    resources: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:

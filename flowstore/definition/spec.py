@@ -308,6 +308,8 @@ class WorkflowSpec(_Spec):
         output: The node whose output is the run's output; by default the single node that
             nothing depends on.
         config: How runs execute.
+        resources: Names of shared resources (an HTTP client, a connection pool) the engine
+            provides; a node parameter of that name (or bound to it in `inputs`) receives it.
     """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.-]*$", max_length=200)]
@@ -320,6 +322,14 @@ class WorkflowSpec(_Spec):
     nodes: tuple[NodeSpec, ...] = Field(min_length=1)
     output: Name | None = None
     config: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    resources: tuple[Name, ...] = ()
+
+    @field_validator("resources")
+    @classmethod
+    def _distinct_resources(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(names)) != len(names):
+            raise ValueError("a resource is listed twice")
+        return names
 
     def canonical_json(self) -> str:
         """The spec as canonical JSON: fields in declared order, mappings sorted, no defaults.

@@ -170,6 +170,7 @@ async def execute_node(
     outputs: Mapping[str, Any],
     run_child: ChildRunner | None,
     lookup: CacheLookup | None = None,
+    resources: Mapping[str, Any] | None = None,
 ) -> NodeOutcome:
     """Run one node execution through its policies:
     cache(fallback(retry(breaker(timeout(call))))).
@@ -198,7 +199,7 @@ async def execute_node(
             store,
             lambda: with_timeout(
                 timeout,
-                lambda: _call(graph, node, arguments, items, current, run_child),
+                lambda: _call(graph, node, arguments, items, current, run_child, resources or {}),
                 node=node.name,
             ),
             moved=journal.breaker_moved,
@@ -238,6 +239,7 @@ async def _call(
     items: Any,
     context: NodeContext,
     run_child: ChildRunner | None,
+    resources: Mapping[str, Any],
 ) -> Any:
     if node.spec.workflow is not None:
         assert run_child is not None
@@ -245,6 +247,15 @@ async def _call(
     checked = validate_arguments(graph, node, arguments)
     if node.context_param is not None:
         checked[node.context_param] = context
+    for param in node.params:
+        if param.source is None or param.source not in graph.resources:
+            continue
+        if param.source not in resources:
+            raise ExecutionError(
+                f"node {node.name!r} needs the resource {param.source!r}, which this engine "
+                f"does not provide: Engine(resources={{{param.source!r}: ...}})"
+            )
+        checked[param.name] = resources[param.source]
     if node.spec.map is None:
         return validate_output(graph, node, await _invoke(node, checked))
     if not isinstance(items, list | tuple):

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import socket
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import CompiledNode, Graph
@@ -41,9 +42,30 @@ from flowstore.store.records import (
     WorkerInfo,
 )
 
+if TYPE_CHECKING:
+    from flowstore.store.engine import StoreSettings
+
 __all__ = ["Engine"]
 
 _log = logging.getLogger("flowstore.engine")
+
+
+async def _open_resource(stack: contextlib.AsyncExitStack, name: str, factory: Any) -> Any:
+    """A resource's object: entered if it is an async context manager, awaited if awaitable."""
+    calls = callable(factory) and (isinstance(factory, type) or not _is_context(factory))
+    made = factory() if calls else factory
+    if inspect.isawaitable(made):
+        made = await made
+    if _is_context(made):
+        try:
+            return await stack.enter_async_context(made)
+        except Exception as error:
+            raise ExecutionError(f"resource {name!r} could not be opened: {error}") from error
+    return made
+
+
+def _is_context(value: Any) -> bool:
+    return hasattr(value, "__aenter__") and hasattr(value, "__aexit__")
 
 
 class Engine:
@@ -63,6 +85,13 @@ class Engine:
         debug: Run every workflow in debug mode (as its `config.debug` does): each node's
             inputs, output, attempts and timings logged at DEBUG level on the
             `flowstore.run.<workflow>` logger, and a span kept for every attempt.
+        resources: Shared objects nodes receive by parameter name (workflows list them in
+            `resources`), opened when the engine starts and closed when it stops: an async
+            context manager (entered and exited), a function returning one or an awaitable
+            (called at start), or any other object (given as it is).
+        settings: How to open the store: the URL, PostgreSQL's connection pool (`pool_size`,
+            `max_overflow`), SQLite's `synchronous` level, value limits. Its URL wins over
+            `url`.
     """
 
     def __init__(
@@ -75,10 +104,20 @@ class Engine:
         poll_seconds: float = 1.0,
         telemetry: bool = True,
         debug: bool = False,
+        resources: Mapping[str, Any] | None = None,
+        settings: StoreSettings | None = None,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
-        self.url = url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
+        self.url = (
+            settings.url
+            if settings is not None
+            else url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
+        )
+        self._settings = settings
+        self._resource_factories = dict(resources or {})
+        self.resources: dict[str, Any] = {}
+        self._resource_stack: contextlib.AsyncExitStack | None = None
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
         self._workflows: dict[str, Workflow] = {}
@@ -113,7 +152,12 @@ class Engine:
     async def __aenter__(self) -> Self:
         from flowstore.store.sql import open_store
 
-        self._store = await open_store(self.url)
+        await self._open_resources()
+        try:
+            self._store = await open_store(self._settings or self.url)
+        except BaseException:
+            await self._close_resources()
+            raise
         now = datetime.now(UTC)
         await self._store.register_worker(
             WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now)
@@ -143,10 +187,32 @@ class Engine:
                 await task
         self._loops.clear()
         self._loop_tasks.clear()
-        if self._store is not None:
-            await self._store.remove_worker(self.worker_id)
-            await self._store.close()
-            self._store = None
+        try:
+            if self._store is not None:
+                await self._store.remove_worker(self.worker_id)
+                await self._store.close()
+                self._store = None
+        finally:
+            await self._close_resources()
+
+    async def _open_resources(self) -> None:
+        """Open every shared resource, in the order given; on a failure, close those opened."""
+        stack = contextlib.AsyncExitStack()
+        try:
+            for name, factory in self._resource_factories.items():
+                self.resources[name] = await _open_resource(stack, name, factory)
+        except BaseException:
+            self.resources.clear()
+            await stack.aclose()
+            raise
+        self._resource_stack = stack
+
+    async def _close_resources(self) -> None:
+        """Close the shared resources, the last opened first."""
+        stack, self._resource_stack = self._resource_stack, None
+        self.resources.clear()
+        if stack is not None:
+            await stack.aclose()
 
     async def _beat(self) -> None:
         """Heartbeat three times per lease; look for cancel requests twice a second."""
@@ -245,6 +311,7 @@ class Engine:
             telemetry=self._telemetry,
             hooks=self._hooks_for(graph.name),
             debug=self._debug,
+            resources=self.resources,
         )
 
     def _hooks_for(self, workflow: str) -> Hooks | None:
@@ -268,6 +335,7 @@ class Engine:
                 telemetry=self._telemetry,
                 hooks=self._hooks_for(graph.name),
                 debug=self._debug,
+                resources=self.resources,
             )
         finally:
             self._executing.pop(claim.run.id, None)

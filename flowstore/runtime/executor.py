@@ -108,8 +108,8 @@ class _RunState:
         arguments = {}
         for param in node.params:
             source = param.source
-            if source is None:
-                continue
+            if source is None or source in self.graph.resources:
+                continue  # a map item, or a shared resource given at the call
             if source in self.outputs:
                 arguments[param.name] = self.outputs[source]
             elif source in self.inputs:
@@ -138,6 +138,7 @@ async def execute_run(
     telemetry: bool = True,
     hooks: Hooks | None = None,
     debug: bool = False,
+    resources: Mapping[str, Any] | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -146,7 +147,8 @@ async def execute_run(
     spans are stored with the transitions (see `telemetry.py`); `hooks` are told of the run's
     changes once they are committed, and have all finished when this returns. In debug mode
     (`debug`, or the workflow's `config.debug`), every node's inputs, output, attempts and
-    timings are logged at DEBUG level and every attempt gets a span.
+    timings are logged at DEBUG level and every attempt gets a span. `resources` are the
+    shared objects nodes receive by name (the engine's).
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -171,6 +173,7 @@ async def execute_run(
             run_child,
             telemetry,
             debug or graph.spec.config.debug,
+            resources or {},
         )
     finally:
         if run_hooks is not None:
@@ -205,6 +208,7 @@ async def _execute(
     run_child: ChildRunner | None,
     telemetry: bool,
     debug: bool,
+    resources: Mapping[str, Any],
 ) -> RunStatus:
     state = _RunState(graph, inputs)
     loops = Loops(graph)
@@ -363,6 +367,7 @@ async def _execute(
                         store=store,
                         outputs=state.outputs,
                         run_child=run_child,
+                        resources=resources,
                     )
                 )
                 task.add_done_callback(on_finished)
