@@ -92,6 +92,8 @@ class Engine:
         settings: How to open the store: the URL, PostgreSQL's connection pool (`pool_size`,
             `max_overflow`), SQLite's `synchronous` level, value limits. Its URL wins over
             `url`.
+        tracer: An OpenTelemetry tracer every run's spans are exported to when it ends;
+            by default the global provider's, when the `otel` extra is installed.
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Engine:
         debug: bool = False,
         resources: Mapping[str, Any] | None = None,
         settings: StoreSettings | None = None,
+        tracer: Any = None,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -115,6 +118,7 @@ class Engine:
             else url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
         )
         self._settings = settings
+        self._tracer = tracer
         self._resource_factories = dict(resources or {})
         self.resources: dict[str, Any] = {}
         self._resource_stack: contextlib.AsyncExitStack | None = None
@@ -312,7 +316,15 @@ class Engine:
             hooks=self._hooks_for(graph.name),
             debug=self._debug,
             resources=self.resources,
+            tracer=self._tracer_for_runs(),
         )
+
+    def _tracer_for_runs(self) -> Any:
+        if self._tracer is None and self._telemetry:
+            from flowstore.runtime import otel
+
+            self._tracer = otel.default_tracer()
+        return self._tracer
 
     def _hooks_for(self, workflow: str) -> Hooks | None:
         known = self._workflows.get(workflow)
@@ -336,6 +348,7 @@ class Engine:
                 hooks=self._hooks_for(graph.name),
                 debug=self._debug,
                 resources=self.resources,
+                tracer=self._tracer_for_runs(),
             )
         finally:
             self._executing.pop(claim.run.id, None)

@@ -139,6 +139,7 @@ async def execute_run(
     hooks: Hooks | None = None,
     debug: bool = False,
     resources: Mapping[str, Any] | None = None,
+    tracer: Any = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -148,7 +149,8 @@ async def execute_run(
     changes once they are committed, and have all finished when this returns. In debug mode
     (`debug`, or the workflow's `config.debug`), every node's inputs, output, attempts and
     timings are logged at DEBUG level and every attempt gets a span. `resources` are the
-    shared objects nodes receive by name (the engine's).
+    shared objects nodes receive by name (the engine's). With an OpenTelemetry `tracer`, the
+    run's spans are exported when it ends (see `otel.py`).
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -174,6 +176,7 @@ async def execute_run(
             telemetry,
             debug or graph.spec.config.debug,
             resources or {},
+            tracer,
         )
     finally:
         if run_hooks is not None:
@@ -209,11 +212,12 @@ async def _execute(
     telemetry: bool,
     debug: bool,
     resources: Mapping[str, Any],
+    tracer: Any,
 ) -> RunStatus:
     state = _RunState(graph, inputs)
     loops = Loops(graph)
     committer = Committer(store, claim, observe)
-    measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug)
+    measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
     run_context = RunContext(claim.run.id, graph.name, state.inputs)
@@ -329,6 +333,7 @@ async def _execute(
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
                 run_metrics, run_spans = measure.run_ends(RunStatus.SUCCEEDED)
                 await committer.commit(changes, metrics + run_metrics, spans + run_spans)
+                measure.export()
                 return RunStatus.SUCCEEDED
             # `sync`: a node starts only once its start, and every output it reads, is committed.
             if batched:
@@ -483,3 +488,4 @@ async def _stop(
     changes.append(ending)
     run_metrics, run_spans = measure.run_ends(ending.status)
     await committer.commit(changes, metrics + run_metrics, spans + run_spans)
+    measure.export()

@@ -83,10 +83,18 @@ class RunTelemetry:
     """Measures one execution of a run; does nothing when disabled."""
 
     def __init__(
-        self, claim: Claim, workflow: str, *, enabled: bool, every_attempt: bool = False
+        self,
+        claim: Claim,
+        workflow: str,
+        *,
+        enabled: bool,
+        every_attempt: bool = False,
+        tracer: Any = None,
     ) -> None:
         self.enabled = enabled
         self._every_attempt = every_attempt
+        self._tracer = tracer if enabled else None
+        self._spans: list[Span] = []  # kept for OpenTelemetry, when there is a tracer
         self._run = claim.run
         self._workflow = workflow
         self._trace_id = hashlib.sha256(claim.run.id.encode()).hexdigest()[:32]
@@ -132,7 +140,7 @@ class RunTelemetry:
             )
         ]
         if len(timing.attempts) < 2 and not self._every_attempt:
-            return metrics, spans  # the node's span is its only attempt's
+            return metrics, self._kept(spans)  # the node's span is its only attempt's
         spans += [
             Span(
                 attempt.span_id,
@@ -149,7 +157,7 @@ class RunTelemetry:
             )
             for attempt in timing.attempts
         ]
-        return metrics, spans
+        return metrics, self._kept(spans)
 
     def event(self, name: str, node: str | None, **labels: str) -> list[MetricPoint]:
         """A count of 1 of something that happened (a retry, a breaker transition)."""
@@ -172,7 +180,20 @@ class RunTelemetry:
             status=status.value,
             attributes={"fencing": self._run.fencing},
         )
-        return [self._metric(f"run_{status.value}_ms", took)], [span]
+        return [self._metric(f"run_{status.value}_ms", took)], self._kept([span])
+
+    def export(self) -> None:
+        """Replay the run's spans through the OpenTelemetry tracer, if there is one."""
+        if self._tracer is not None and self._spans:
+            from flowstore.runtime import otel
+
+            otel.export(self._tracer, self._spans)
+        self._spans = []
+
+    def _kept(self, spans: list[Span]) -> list[Span]:
+        if self._tracer is not None:
+            self._spans.extend(spans)
+        return spans
 
     def _metric(
         self, name: str, value: float, node: str | None = None, **labels: Any
