@@ -7,6 +7,7 @@ FlowstoreError
 │   ├── ExpressionError           a condition failed on a run's values
 │   ├── InvalidValue              an input or output does not match its declared type
 │   ├── NodeTimeout               a node call took longer than its timeout (also a TimeoutError)
+│   ├── RunTimeout                a run took longer than its run_timeout (also a TimeoutError)
 │   └── CircuitOpen               a circuit breaker is open: the dependency was not called
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
@@ -41,6 +42,7 @@ __all__ = [
     "NodeTimeout",
     "Problem",
     "RunNotFound",
+    "RunTimeout",
     "SchemaError",
     "StoreError",
     "StoreUnavailable",
@@ -126,6 +128,10 @@ class InvalidValue(ExecutionError):
 
 class NodeTimeout(ExecutionError, TimeoutError):
     """A node call took longer than its timeout and was cancelled."""
+
+
+class RunTimeout(ExecutionError, TimeoutError):
+    """A run took longer than its `run_timeout`: its running nodes were cancelled."""
 
 
 class CircuitOpen(ExecutionError):

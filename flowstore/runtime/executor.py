@@ -17,12 +17,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import ChainMap
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
-from flowstore.errors import ExecutionError
+from flowstore.errors import ExecutionError, RunTimeout
 from flowstore.hooks import Hooks
 from flowstore.runtime.calls import (
     ChildRunner,
@@ -36,6 +36,7 @@ from flowstore.runtime.committer import Committer, Observer
 from flowstore.runtime.context import NodeContext, RunContext
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
+from flowstore.runtime.state import RunState
 from flowstore.runtime.telemetry import RunTelemetry
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
@@ -51,78 +52,6 @@ from flowstore.store.records import (
 )
 
 __all__ = ["ChildRunner", "Observer", "execute_run"]
-
-_ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
-
-
-class _RunState:
-    """What is known about each node of one run."""
-
-    def __init__(self, graph: Graph, inputs: Mapping[str, Any]) -> None:
-        self.graph = graph
-        self.inputs = dict(inputs)
-        self.status: dict[str, NodeStatus] = {}
-        self.outputs: dict[str, Any] = {}
-        # Nodes that may have become decidable: all at first, then the children of each node
-        # that ends. Keeps each scheduling step proportional to what changed, not to the graph.
-        self.frontier: set[str] = set(graph.order)
-        self.position = {name: place for place, name in enumerate(graph.order)}
-
-    def ended(self, name: str, status: NodeStatus) -> None:
-        self.status[name] = status
-        self.frontier.update(self.graph.nodes[name].downstream)
-
-    def restart(self, body: frozenset[str]) -> None:
-        """Make a loop body undecided again, for its next iteration."""
-        for name in body:
-            self.status.pop(name, None)
-        self.frontier.update(body)
-
-    def values(self) -> ChainMap[str, Any]:
-        """Node outputs and workflow inputs by name, without copying either."""
-        return ChainMap(self.outputs, self.inputs)
-
-    def decide(self, node: CompiledNode) -> bool | None:
-        """True to run the node, False to skip it, None while something upstream runs."""
-        upstream = [self.status.get(name) for name in node.upstream]
-        if any(status not in _ENDED for status in upstream):
-            return None
-        if node.routed_by is not None:
-            if self.status[node.routed_by] is not NodeStatus.SUCCEEDED:
-                return False
-            chosen = self.outputs[node.routed_by]
-            names = [chosen] if isinstance(chosen, str) else list(chosen or [])
-            if node.name not in names:
-                return False
-        succeeded = [status is NodeStatus.SUCCEEDED for status in upstream]
-        join = node.spec.join
-        if join == "all" and not all(succeeded):
-            return False
-        if join == "any" and upstream and not any(succeeded):
-            return False
-        if node.when is not None:
-            return bool(node.when.evaluate(self.values()))
-        return True
-
-    def arguments(self, node: CompiledNode) -> dict[str, Any]:
-        arguments = {}
-        for param in node.params:
-            source = param.source
-            if source is None or source in self.graph.resources:
-                continue  # a map item, or a shared resource given at the call
-            if source in self.outputs:
-                arguments[param.name] = self.outputs[source]
-            elif source in self.inputs:
-                arguments[param.name] = self.inputs[source]
-            elif not param.has_default:
-                arguments[param.name] = None
-        return arguments
-
-    def output(self) -> Any:
-        if self.graph.output is not None:
-            return self.outputs.get(self.graph.output)
-        ends = [name for name in self.graph.order if not self.graph.nodes[name].downstream]
-        return {name: self.outputs.get(name) for name in ends}
 
 
 async def execute_run(
@@ -183,6 +112,15 @@ async def execute_run(
             await run_hooks.drain()
 
 
+def _deadline(claim: Claim, graph: Graph) -> float | None:
+    """Seconds left before the run's `run_timeout`, counted from its first start."""
+    limit = graph.spec.config.run_timeout
+    if limit is None:
+        return None
+    started = claim.run.started_at or datetime.now(UTC)
+    return limit - (datetime.now(UTC) - started).total_seconds()
+
+
 def _shown(value: Any) -> str:
     """A value as JSON for a debug log line (stored values are JSON already)."""
     text = str(value) if isinstance(value, str) else json.dumps(value, default=repr)
@@ -214,7 +152,7 @@ async def _execute(
     resources: Mapping[str, Any],
     tracer: Any,
 ) -> RunStatus:
-    state = _RunState(graph, inputs)
+    state = RunState(graph, inputs)
     loops = Loops(graph)
     committer = Committer(store, claim, observe)
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
@@ -249,8 +187,29 @@ async def _execute(
 
     cancel_wait = asyncio.ensure_future(cancelled.wait())
     cancel_wait.add_done_callback(lambda _: wake.set())
+    # `run_timeout` counts from the run's first start, across recoveries.
+    timed_out = asyncio.Event()
+    deadline = _deadline(claim, graph)
+    timer = None
+    if deadline is not None:
+
+        def time_out() -> None:
+            timed_out.set()
+            wake.set()
+
+        timer = asyncio.get_running_loop().call_later(max(deadline, 0.0), time_out)
     try:
         while True:
+            if timed_out.is_set():
+                await committer.drain()
+                limit_s = graph.spec.config.run_timeout
+                timeout = RunTimeout(
+                    f"run {claim.run.id} took longer than its run_timeout of {limit_s:g} s"
+                )
+                ending = RunChange(RunStatus.FAILED, error=error_value(None, timeout))
+                changes.append(error_change(None, "", None, timeout, "failed_run"))
+                await _stop(committer, running, changes, loops, ending, measure, metrics, spans)
+                return RunStatus.FAILED
             if cancelled.is_set():
                 await committer.drain()
                 ending = RunChange(RunStatus.CANCELLED)
@@ -389,12 +348,14 @@ async def _execute(
         raise
     finally:
         cancel_wait.cancel()
+        if timer is not None:
+            timer.cancel()
 
 
 async def _restore(
     store: Store,
     claim: Claim,
-    state: _RunState,
+    state: RunState,
     loops: Loops,
     attempts: dict[tuple[str, str], int],
 ) -> list[str]:
@@ -424,7 +385,7 @@ async def _restore(
 
 def _ready(
     graph: Graph,
-    state: _RunState,
+    state: RunState,
     running: Mapping[asyncio.Task[Any], CompiledNode],
     limit: int | None,
     changes: list[Change],

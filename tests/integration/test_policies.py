@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from flowstore import Breaker, Cache, Fallback, Retry, Workflow
+from flowstore import Breaker, Cache, ExecutionConfig, Fallback, Retry, Workflow
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
 from flowstore.store import NodeStatus, RunStatus, TransitionKind
@@ -333,3 +333,36 @@ async def test_a_fallback_output_is_never_cached(migrated_url: str) -> None:
         second = await engine.run(flow, {"city": "Oslo"})
         assert first.output == second.output == "unknown"
         assert [r.outcome for r in await engine.store.list_errors()] == ["fell_back"] * 2
+
+
+async def test_a_run_timeout_cancels_what_runs_and_fails_the_run(migrated_url: str) -> None:
+    flow = Workflow("bounded", config=ExecutionConfig(run_timeout=0.2))
+    stopped: list[str] = []
+
+    @flow.node
+    async def quick(x: int) -> int:
+        return x
+
+    @flow.node
+    async def slow(quick: int) -> int:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            stopped.append("slow")
+            raise
+        return quick
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"x": 1})
+        assert stopped == ["slow"]
+        assert run.status is RunStatus.FAILED and run.error is not None
+        assert run.error["type"] == "flowstore.errors.RunTimeout"
+        assert "took longer than its run_timeout of 0.2 s" in run.error["message"]
+        statuses = {e.node: e.status for e in await engine.store.read_node_executions(run.id)}
+        assert statuses == {"quick": NodeStatus.SUCCEEDED, "slow": NodeStatus.CANCELLED}
+        [report] = await engine.store.list_errors(run_id=run.id)
+        assert (report.node, report.error_type, report.outcome) == (
+            None,
+            "flowstore.errors.RunTimeout",
+            "failed_run",
+        )
