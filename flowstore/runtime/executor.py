@@ -37,7 +37,7 @@ from flowstore.runtime.context import NodeContext, RunContext
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
 from flowstore.runtime.state import RunState
-from flowstore.runtime.telemetry import RunTelemetry
+from flowstore.runtime.telemetry import RunTelemetry, new_span_id
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     Change,
@@ -301,7 +301,7 @@ async def _execute(
             else:
                 await committer.commit(changes, metrics, spans)
             changes, metrics, spans = [], [], []
-            for node, arguments in starting:
+            for node, arguments, span_id in starting:
                 context = NodeContext(
                     run_context,
                     node.name,
@@ -310,7 +310,7 @@ async def _execute(
                     log,
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
-                timing = measure.node_starts(node.name, context.key, context.attempt)
+                timing = measure.node_starts(node.name, context.key, context.attempt, span_id)
                 if debug_log is not None:
                     debug_log.debug(
                         "node %s%s starts, attempt %d, inputs %s",
@@ -391,9 +391,9 @@ def _ready(
     changes: list[Change],
     attempts: dict[tuple[str, str], int],
     loops: Loops,
-) -> list[tuple[CompiledNode, dict[str, Any]]]:
+) -> list[tuple[CompiledNode, dict[str, Any], str]]:
     """Decide every node that can be decided; return those to start (within the limit)."""
-    starting: list[tuple[CompiledNode, dict[str, Any]]] = []
+    starting: list[tuple[CompiledNode, dict[str, Any], str]] = []
     busy = {node.name for node in running.values()}
     progress = True
     while progress:
@@ -419,11 +419,19 @@ def _ready(
             arguments = state.arguments(node)
             key = loops.key(name)
             attempt = attempts[(name, key)] = attempts.get((name, key), 0) + 1
+            span_id = new_span_id()
             changes.append(
-                NodeChange(name, NodeStatus.RUNNING, key=key, attempt=attempt, input=arguments)
+                NodeChange(
+                    name,
+                    NodeStatus.RUNNING,
+                    key=key,
+                    attempt=attempt,
+                    input=arguments,
+                    span_id=span_id,
+                )
             )
             busy.add(name)
-            starting.append((node, arguments))
+            starting.append((node, arguments, span_id))
     return starting
 
 

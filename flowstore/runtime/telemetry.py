@@ -14,14 +14,15 @@ Metric names (value, unit):
 - `queue_wait_ms`: from a run's creation to its first start.
 - `run_succeeded_ms`, `run_failed_ms`, `run_cancelled_ms`: from a run's first start to its end.
 
-Spans: one per run execution, one per node execution (its parent the run's), and, for a node
-execution that took more than one attempt (or every one, in debug mode), one per attempt (its
-parent the node's); the trace id is derived from the run id.
+Spans: the run's, each node execution's (its parent the run's), and, for a node execution that
+took more than one attempt (or every one, in debug mode), one per attempt (its parent the
+node's). A node execution's span is its own row (`span_id`, `started_at`, `finished_at`), so it
+costs no extra row; the view `flowstore_trace` shows every span of every run, stored or derived.
+The trace id is the run id without dashes, and the run's span id its first 16 characters.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ from typing import Any
 from flowstore.store.records import Claim, MetricPoint, RunStatus, Span
 
 __all__ = ["AttemptSpan", "NodeTiming", "RunTelemetry"]
+
+
+def trace_id(run_id: str) -> str:
+    """The trace id of a run: its id without dashes (the view `flowstore_trace` agrees)."""
+    return run_id.replace("-", "")[:32]
+
+
+def new_span_id() -> str:
+    """A random span id: 64 bits in hex, as OpenTelemetry's."""
+    return _span_id()
 
 
 def _now() -> datetime:
@@ -97,8 +108,8 @@ class RunTelemetry:
         self._spans: list[Span] = []  # kept for OpenTelemetry, when there is a tracer
         self._run = claim.run
         self._workflow = workflow
-        self._trace_id = hashlib.sha256(claim.run.id.encode()).hexdigest()[:32]
-        self._span_id = _span_id()
+        self._trace_id = trace_id(claim.run.id)
+        self._span_id = self._trace_id[:16]
         self._started_at = _now()
 
     def run_starts(self) -> list[MetricPoint]:
@@ -108,9 +119,9 @@ class RunTelemetry:
         waited = (self._started_at - self._run.created_at).total_seconds() * 1000
         return [self._metric("queue_wait_ms", max(waited, 0.0))]
 
-    def node_starts(self, node: str, key: str, attempt: int) -> NodeTiming:
-        """Start measuring a node execution."""
-        timing = NodeTiming(node, key, _now(), time.perf_counter())
+    def node_starts(self, node: str, key: str, attempt: int, span_id: str) -> NodeTiming:
+        """Start measuring a node execution, whose row carries `span_id`."""
+        timing = NodeTiming(node, key, _now(), time.perf_counter(), span_id)
         timing.attempt_starts(attempt)
         return timing
 
@@ -125,7 +136,8 @@ class RunTelemetry:
         metrics = []
         if cache_hit is not None:
             metrics.append(self._metric("cache_lookup", float(cache_hit), node=timing.node))
-        spans = [
+        # The node's own span is its execution row; it is built here for OpenTelemetry only.
+        node_span = [
             Span(
                 timing.span_id,
                 self._trace_id,
@@ -139,9 +151,10 @@ class RunTelemetry:
                 status=status,
             )
         ]
+        self._kept(node_span)
         if len(timing.attempts) < 2 and not self._every_attempt:
-            return metrics, self._kept(spans)  # the node's span is its only attempt's
-        spans += [
+            return metrics, []  # the node's span is its only attempt's
+        spans = [
             Span(
                 attempt.span_id,
                 self._trace_id,

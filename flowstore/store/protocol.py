@@ -272,6 +272,10 @@ class Store(Protocol):
         """Measurements in the order recorded."""
         ...
 
+    async def read_trace(self, run_id: RunId) -> list[Span]:
+        """Every span of a run, the stored ones and each node execution's (`flowstore_trace`)."""
+        ...
+
     async def node_stats(self, *, workflow: str | None = None) -> list[NodeStats]:
         """The `flowstore_node_stats` view, optionally of one workflow."""
         ...

@@ -273,6 +273,7 @@ class NodeChange:
         output: The node's output, on success.
         error: The error, on failure.
         duration_ms: How long the execution took, when it ends.
+        span_id: The execution's trace span, when it starts.
     """
 
     node: str
@@ -283,6 +284,7 @@ class NodeChange:
     output: Any = UNSET
     error: Any = UNSET
     duration_ms: float | None = None
+    span_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +386,7 @@ class NodeExecution:
     finished_at: datetime | None
     updated_seq: int
     duration_ms: float | None = None
+    span_id: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> NodeExecution:

@@ -138,6 +138,8 @@ node_executions = Table(
     Column("updated_seq", Integer, nullable=False),
     # How long the execution took, measured by its worker (all attempts, not the queue).
     Column("duration_ms", Float),
+    # The execution's trace span (the view flowstore_trace shows the row as that span).
+    Column("span_id", String(32)),
     PrimaryKeyConstraint("run_id", "node", "exec_key"),
     CheckConstraint(_one_of("status", [s.value for s in NodeStatus]), name="status"),
 )

@@ -494,6 +494,9 @@ class SQLStore(Store):
             "listing metrics", telemetry.list_metrics, run_id=run_id, name=name, limit=limit
         )
 
+    async def read_trace(self, run_id: RunId) -> list[Span]:
+        return await self._read(f"reading the trace of run {run_id}", telemetry.read_trace, run_id)
+
     async def node_stats(self, *, workflow: str | None = None) -> list[NodeStats]:
         return await self._read("reading node statistics", telemetry.node_stats, workflow=workflow)
 

@@ -9,18 +9,20 @@ value at rank ceil(p% of n)), computed with window functions both backends have.
 - `flowstore_run_stats`: per workflow, runs by how they ended, success rate, p50/p95 run
   duration and mean queue wait in ms.
 - `flowstore_error_stats`: per workflow, node, error type and outcome, how many and when last.
+- `flowstore_trace`: every span of every run: the rows of `flowstore_spans` (runs, attempts),
+  and each node execution as the span of its row (its parent the run's span).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, select, union_all
 from sqlalchemy.schema import CreateView
 
-from flowstore.store.schema import PREFIX, error_reports, metrics, node_executions, runs
+from flowstore.store.schema import PREFIX, error_reports, metrics, node_executions, runs, spans
 
-__all__ = ["VIEWS", "error_stats", "node_stats", "run_stats"]
+__all__ = ["VIEWS", "error_stats", "node_stats", "run_stats", "trace"]
 
 _RUN_DURATIONS = ("run_succeeded_ms", "run_failed_ms", "run_cancelled_ms")
 
@@ -155,9 +157,42 @@ def _error_stats() -> Select[Any]:
     )
 
 
+def _trace() -> Any:
+    s, n = spans.c, node_executions.c
+    compact = func.replace(n.run_id, "-", "")
+    stored = select(
+        s.span_id,
+        s.trace_id,
+        s.parent_span_id,
+        s.name,
+        s.run_id,
+        s.node,
+        s.exec_key,
+        s.attempt,
+        s.started_at,
+        s.ended_at,
+        s.status,
+    )
+    executions = select(
+        n.span_id,
+        func.substr(compact, 1, 32),
+        func.substr(compact, 1, 16),
+        literal("node ") + n.node,
+        n.run_id,
+        n.node,
+        n.exec_key,
+        n.attempt,
+        n.started_at,
+        n.finished_at,
+        n.status,
+    ).where(n.span_id.is_not(None), n.started_at.is_not(None))
+    return union_all(stored, executions)
+
+
 node_stats = CreateView(_node_stats(), f"{PREFIX}node_stats")
 run_stats = CreateView(_run_stats(), f"{PREFIX}run_stats")
 error_stats = CreateView(_error_stats(), f"{PREFIX}error_stats")
+trace = CreateView(_trace(), f"{PREFIX}trace")
 
-VIEWS = (node_stats, run_stats, error_stats)
+VIEWS = (node_stats, run_stats, error_stats, trace)
 """Every view, in the order to create them."""

@@ -1,5 +1,5 @@
-"""Telemetry: node_executions.duration_ms, and the views flowstore_node_stats,
-flowstore_run_stats and flowstore_error_stats.
+"""Telemetry: node_executions.duration_ms and span_id, and the views flowstore_node_stats,
+flowstore_run_stats, flowstore_error_stats and flowstore_trace.
 
 Revision ID: 0003
 Revises: 0002
@@ -28,6 +28,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("flowstore_node_executions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("duration_ms", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("span_id", sa.String(length=32), nullable=True))
     for view in VIEWS:
         op.execute(view)
 
@@ -36,4 +37,5 @@ def downgrade() -> None:
     for view in reversed(VIEWS):
         op.execute(DropView(view.table, if_exists=True))
     with op.batch_alter_table("flowstore_node_executions", schema=None) as batch_op:
+        batch_op.drop_column("span_id")
         batch_op.drop_column("duration_ms")

@@ -63,14 +63,19 @@ async def test_metrics_and_spans_are_stored_with_the_run(migrated_url: str) -> N
         lookups = await engine.store.list_metrics(name="cache_lookup")
         assert [m.value for m in lookups] == [0.0, 1.0, 0.0]  # a miss, a hit, other inputs
 
-        spans = await engine.store.list_spans(run_id=ok.id)
+        stored = await engine.store.list_spans(run_id=ok.id)
+        # Stored: the run's span and the attempts of the retried node; the nodes' spans are
+        # their execution rows, shown by the flowstore_trace view.
+        assert sorted(s.name for s in stored) == ["attempt 1", "attempt 2", "run analytics"]
+        spans = await engine.store.read_trace(ok.id)
         [run_span] = [s for s in spans if s.parent_span_id is None]
         nodes = {s.node: s for s in spans if s.parent_span_id == run_span.span_id}
         assert set(nodes) == {"fetch", "embed", "check"}
+        assert all(s.name == f"node {s.node}" for s in nodes.values())
         attempts = [s for s in spans if s.parent_span_id == nodes["fetch"].span_id]
         assert [(s.attempt, s.status) for s in attempts] == [(1, "failed"), (2, "succeeded")]
         assert all(s.trace_id == run_span.trace_id and s.ended_at is not None for s in spans)
-        assert run_span.status == "succeeded"
+        assert run_span.trace_id == ok.id.replace("-", "") and run_span.status == "succeeded"
 
 
 async def test_the_views_sum_up_nodes_runs_and_errors(migrated_url: str) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "list_metrics",
     "list_spans",
     "node_stats",
+    "read_trace",
     "record_errors",
     "record_metrics",
     "record_spans",
@@ -118,6 +119,28 @@ def _insert(conn: Connection, statement: Executable, rows: list[dict[str, Any]])
         prepared.execute_many(conn, statement, rows)
     else:
         conn.execute(statement, rows)
+
+
+def read_trace(conn: Connection, run_id: RunId) -> list[Span]:
+    """Every span of a run from the `flowstore_trace` view (stored and derived), by start."""
+    view = views.trace.table
+    stmt = select(view).where(view.c.run_id == run_id).order_by(view.c.started_at)
+    return [
+        Span(
+            row["span_id"],
+            row["trace_id"],
+            row["name"],
+            row["started_at"],
+            parent_span_id=row["parent_span_id"],
+            run_id=row["run_id"],
+            node=row["node"],
+            key=row["exec_key"],
+            attempt=row["attempt"],
+            ended_at=row["ended_at"],
+            status=row["status"],
+        )
+        for row in conn.execute(stmt).mappings()
+    ]
 
 
 def node_stats(conn: Connection, *, workflow: str | None) -> list[NodeStats]:

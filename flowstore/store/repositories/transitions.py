@@ -72,6 +72,7 @@ class _NodeRow:
     finished_at: datetime | None
     seq: int
     duration_ms: float | None = None
+    span_id: str | None = None
 
 
 def record_transitions(
@@ -242,6 +243,8 @@ def _fold_node(
         error = row.error = encode(change.error, what=_Where(run_id, change, "error"))
     if change.duration_ms is not None:
         row.duration_ms = change.duration_ms
+    if change.span_id is not None:
+        row.span_id = change.span_id
     if change.status is NodeStatus.RUNNING:
         row.started_at = now
     row.finished_at = now if change.status in _NODE_ENDED else None
@@ -342,6 +345,7 @@ def _node_upsert(dialect: str, from_json: bool) -> Executable:
                 (new.status == NodeStatus.RUNNING.value, None),
                 else_=func.coalesce(new.duration_ms, table.duration_ms),
             ),
+            "span_id": func.coalesce(new.span_id, table.span_id),
         },
     )
     return upserted
@@ -367,6 +371,7 @@ def _upsert_nodes(conn: Connection, run_id: RunId, rows: Iterable[_NodeRow], now
                 row.finished_at,
                 row.seq,
                 row.duration_ms,
+                row.span_id,
             ]
             for row in rows
         ],
