@@ -9,6 +9,7 @@ that read values not upstream, and nodes that can never run.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -386,7 +387,13 @@ def _compile_node(
         routed_by=topology.routers.get(node.name),
         fallback_function=fallback_function,
         cache_key_function=cache_key_function,
+        cache_digest=None if node.cache is None else _digest(node),
     )
+
+
+def _digest(node: NodeSpec) -> str:
+    canonical = node.model_dump_json(by_alias=True, exclude_defaults=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 def _callable(

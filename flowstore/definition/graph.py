@@ -52,6 +52,8 @@ class CompiledNode:
         routed_by: The router this node is a route of.
         fallback_function: The callable of a `fallback.call`, imported.
         cache_key_function: The callable of a `cache.key`, imported.
+        cache_digest: For a node with a cache policy, the digest of its definition (part of
+            its cache keys, so a changed node does not read its old entries).
     """
 
     spec: NodeSpec
@@ -67,6 +69,7 @@ class CompiledNode:
     routed_by: str | None
     fallback_function: Callable[..., Any] | None = None
     cache_key_function: Callable[..., Any] | None = None
+    cache_digest: str | None = None
 
     @property
     def name(self) -> str:

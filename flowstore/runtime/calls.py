@@ -47,7 +47,7 @@ __all__ = [
 ChildRunner = Callable[[CompiledNode, dict[str, Any], NodeContext], Awaitable[Any]]
 """Runs a subworkflow node's child run to its end and returns its output (the engine's)."""
 
-Commit = Callable[[Sequence[Change], Sequence[MetricPoint]], Awaitable[None]]
+Commit = Callable[[Sequence[Change], Sequence[MetricPoint]], Awaitable[object]]
 """Commits changes of the run durably, in order with the rest (the executor's committer)."""
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from flowstore.store.protocol import Store
-from flowstore.store.records import Change, Claim, MetricPoint, Span
+from flowstore.store.records import CacheEntry, Change, Claim, MetricPoint, Span
 
 __all__ = ["Committer", "Observer"]
 
@@ -31,7 +31,8 @@ class Committer:
         self._pending: list[Change] = []
         self._metrics: list[MetricPoint] = []
         self._spans: list[Span] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._keys: list[str] = []
+        self._waiters: list[asyncio.Future[Mapping[str, CacheEntry]]] = []
         self._busy = False
         self._flushing: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -41,26 +42,29 @@ class Committer:
         changes: Sequence[Change],
         metrics: Sequence[MetricPoint] = (),
         spans: Sequence[Span] = (),
-    ) -> None:
+        cache_keys: Sequence[str] = (),
+    ) -> Mapping[str, CacheEntry]:
         """Commit `changes` (and the telemetry measured with them) after everything queued
-        before them; return once durable."""
+        before them; return once durable, with the live cache entries of `cache_keys`."""
         self._raise_failure()
         if not self._busy:
-            if not changes and not metrics and not spans:
-                return
+            if not changes and not metrics and not spans and not cache_keys:
+                return {}
             self._busy = True
             try:
-                await self._record(changes, metrics, spans)
+                return await self._record(changes, metrics, spans, cache_keys)
             except BaseException as error:
                 self._failure = error
                 raise
             finally:
                 self._hand_over()
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Mapping[str, CacheEntry]] = (
+            asyncio.get_running_loop().create_future()
+        )
         self._queue(changes, metrics, spans)
+        self._keys.extend(cache_keys)
         self._waiters.append(waiter)
-        await waiter
+        return await waiter
 
     def submit(
         self,
@@ -98,13 +102,23 @@ class Committer:
             raise self._failure
 
     async def _record(
-        self, batch: Sequence[Change], metrics: Sequence[MetricPoint], spans: Sequence[Span]
-    ) -> None:
-        await self._store.record_transitions(
-            self._claim.run.id, self._claim.fencing, batch, metrics=metrics, spans=spans
+        self,
+        batch: Sequence[Change],
+        metrics: Sequence[MetricPoint],
+        spans: Sequence[Span],
+        keys: Sequence[str] = (),
+    ) -> Mapping[str, CacheEntry]:
+        result = await self._store.record_transitions(
+            self._claim.run.id,
+            self._claim.fencing,
+            batch,
+            metrics=metrics,
+            spans=spans,
+            cache_keys=keys,
         )
         if self._observe is not None and batch:
             self._observe(batch)
+        return result.cached
 
     def _hand_over(self) -> None:
         """After a commit: start the next one if changes are waiting, else become idle."""
@@ -113,6 +127,7 @@ class Committer:
                 if not waiter.done():
                     waiter.set_exception(self._failure)
             self._pending, self._waiters, self._metrics, self._spans = [], [], [], []
+            self._keys = []
         if self._pending or self._waiters or self._metrics or self._spans:
             self._flushing = asyncio.create_task(self._flush())
         else:
@@ -120,10 +135,12 @@ class Committer:
 
     async def _flush(self) -> None:
         batch, waiters, metrics, spans = self._pending, self._waiters, self._metrics, self._spans
+        keys, self._keys = self._keys, []
         self._pending, self._waiters, self._metrics, self._spans = [], [], [], []
+        found: Mapping[str, CacheEntry] = {}
         try:
-            if batch or metrics or spans:
-                await self._record(batch, metrics, spans)
+            if batch or metrics or spans or keys:
+                found = await self._record(batch, metrics, spans, keys)
         except BaseException as error:
             self._failure = error
             for waiter in waiters:
@@ -134,7 +151,7 @@ class Committer:
         else:
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(found)
         finally:
             self._flushing = None
             self._hand_over()

@@ -36,10 +36,12 @@ from flowstore.runtime.committer import Committer, Observer
 from flowstore.runtime.context import NodeContext, RunContext
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
+from flowstore.runtime.policies.cache import cache_key
 from flowstore.runtime.state import RunState
 from flowstore.runtime.telemetry import RunTelemetry, new_span_id
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
+    CacheEntry,
     Change,
     CheckpointChange,
     Claim,
@@ -110,6 +112,28 @@ async def execute_run(
     finally:
         if run_hooks is not None:
             await run_hooks.drain()
+
+
+def _cache_keys(
+    graph: Graph, starting: Sequence[tuple[CompiledNode, dict[str, Any], str]], store: Store
+) -> dict[str, str]:
+    """The cache key of each starting node with a cache policy (a node whose key cannot be
+    made looks it up itself, and fails with the reason)."""
+    keys = {}
+    for node, arguments, _ in starting:
+        if node.spec.cache is None:
+            continue
+        try:
+            keys[node.name] = cache_key(graph, node, arguments)
+        except ExecutionError:
+            continue
+    return keys
+
+
+def _found(key: str, entry: CacheEntry | None) -> asyncio.Future[tuple[str, CacheEntry | None]]:
+    done: asyncio.Future[tuple[str, CacheEntry | None]] = asyncio.get_running_loop().create_future()
+    done.set_result((key, entry))
+    return done
 
 
 def _deadline(claim: Claim, graph: Graph) -> float | None:
@@ -295,11 +319,15 @@ async def _execute(
                 measure.export()
                 return RunStatus.SUCCEEDED
             # `sync`: a node starts only once its start, and every output it reads, is committed.
+            lookups: dict[str, Any] = {}
             if batched:
                 # A commit that failed (a lost lease) raises here.
                 committer.submit(changes, metrics, spans)
             else:
-                await committer.commit(changes, metrics, spans)
+                # The cache entries of the nodes starting come back with their start's commit.
+                keys = _cache_keys(graph, starting, store)
+                found = await committer.commit(changes, metrics, spans, list(keys.values()))
+                lookups = {name: _found(key, found.get(key)) for name, key in keys.items()}
             changes, metrics, spans = [], [], []
             for node, arguments, span_id in starting:
                 context = NodeContext(
@@ -332,6 +360,7 @@ async def _execute(
                         outputs=state.outputs,
                         run_child=run_child,
                         resources=resources,
+                        lookup=lookups.get(node.name),
                     )
                 )
                 task.add_done_callback(on_finished)

@@ -127,11 +127,14 @@ class Store(Protocol):
         *,
         metrics: Sequence[MetricPoint] = (),
         spans: Sequence[Span] = (),
+        cache_keys: Sequence[str] = (),
     ) -> CommitResult:
         """Apply and log a batch of changes atomically, each with the next sequence number.
 
         `metrics` and `spans` measured while making the changes are stored in the same
-        transaction (they take no place in the log).
+        transaction (they take no place in the log). The live cache entries of `cache_keys`
+        are looked up in it too, and returned in `CommitResult.cached`: the nodes a batch
+        starts learn whether their output is cached without a second round trip.
 
         Raises:
             LeaseLost: The fencing number is stale; nothing was written.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Final, NewType, TypeVar
 
@@ -342,10 +342,17 @@ Change = RunChange | NodeChange | EventChange | CheckpointChange | ErrorChange
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
-    """The sequence numbers a committed batch took: `first_seq` to `last_seq` inclusive."""
+    """What a committed batch took and found.
+
+    Attributes:
+        first_seq: The first sequence number the batch took.
+        last_seq: The last one (inclusive).
+        cached: The live cache entries of the keys looked up with the batch.
+    """
 
     first_seq: int
     last_seq: int
+    cached: Mapping[str, CacheEntry] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,15 +114,24 @@ def _record_transitions(
     changes: Sequence[Change],
     metrics: Sequence[MetricPoint],
     spans: Sequence[Span],
+    cache_keys: Sequence[str],
     *,
     now: datetime,
     encode: Callable[..., Any],
 ) -> CommitResult:
-    """The transitions, and the telemetry measured with them, in one transaction."""
+    """The transitions, the telemetry measured with them and the cache lookups of the nodes
+    they start, in one transaction."""
     result = transitions.record_transitions(conn, run_id, fencing, changes, now=now, encode=encode)
     telemetry.record_metrics(conn, metrics, now=now)
     telemetry.record_spans(conn, spans, encode=encode)
-    return result
+    if not cache_keys:
+        return result
+    found = {}
+    for key in dict.fromkeys(cache_keys):
+        entry = cache.get_cached(conn, key, now=now)
+        if entry is not None:
+            found[key] = entry
+    return CommitResult(result.first_seq, result.last_seq, found)
 
 
 class SQLStore(Store):
@@ -282,6 +291,7 @@ class SQLStore(Store):
         *,
         metrics: Sequence[MetricPoint] = (),
         spans: Sequence[Span] = (),
+        cache_keys: Sequence[str] = (),
     ) -> CommitResult:
         return await self._write(
             f"recording transitions of run {run_id}",
@@ -291,6 +301,7 @@ class SQLStore(Store):
             changes,
             metrics,
             spans,
+            cache_keys,
             now=self._now(),
             encode=self._encode,
         )

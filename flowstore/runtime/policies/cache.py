@@ -54,5 +54,7 @@ def cache_key(graph: Graph, node: CompiledNode, arguments: Mapping[str, Any]) ->
 
 
 def _node_digest(node: CompiledNode) -> str:
+    if node.cache_digest is not None:  # made when the graph was compiled
+        return node.cache_digest
     spec = node.spec.model_dump_json(by_alias=True, exclude_defaults=True)
     return hashlib.sha256(spec.encode()).hexdigest()[:32]
