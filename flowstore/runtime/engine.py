@@ -303,13 +303,15 @@ class Engine:
         inputs: Mapping[str, Any],
         *,
         cancelled: asyncio.Event,
+        observe: Observer | None = None,
     ) -> RunStatus:
-        """Execute a run a worker loop claimed (the loop keeps track of `cancelled`)."""
+        """Execute a claimed run with this engine's settings (a worker loop's, or `run`'s)."""
         return await execute_run(
             store,
             claim,
             graph,
             inputs,
+            observe=observe,
             cancelled=cancelled,
             run_child=self._run_child,
             telemetry=self._telemetry,
@@ -336,19 +338,8 @@ class Engine:
     ) -> None:
         cancelled = self._executing[claim.run.id] = asyncio.Event()
         try:
-            await execute_run(
-                self.store,
-                claim,
-                graph,
-                inputs,
-                observe=observe,
-                cancelled=cancelled,
-                run_child=self._run_child,
-                telemetry=self._telemetry,
-                hooks=self._hooks_for(graph.name),
-                debug=self._debug,
-                resources=self.resources,
-                tracer=self._tracer_for_runs(),
+            await self._execute_claimed(
+                self.store, claim, graph, inputs, cancelled=cancelled, observe=observe
             )
         finally:
             self._executing.pop(claim.run.id, None)

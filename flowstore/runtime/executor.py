@@ -145,6 +145,23 @@ def _deadline(claim: Claim, graph: Graph) -> float | None:
     return limit - (datetime.now(UTC) - started).total_seconds()
 
 
+def _log_end(
+    log: logging.Logger, journal: NodeJournal, how: str, error: BaseException | None = None
+) -> None:
+    """Debug mode: a node execution ended (`how`: its output, or `failed`)."""
+    key = f"[{journal.key}]" if journal.key else ""
+    took = journal.timing.took_ms()
+    log.debug(
+        "node %s%s ended in %.1f ms after %d attempt(s): %s",
+        journal.node,
+        key,
+        took,
+        journal.attempt,
+        how,
+        exc_info=error,
+    )
+
+
 def _shown(value: Any) -> str:
     """A value as JSON for a debug log line (stored values are JSON already)."""
     text = str(value) if isinstance(value, str) else json.dumps(value, default=repr)
@@ -249,14 +266,7 @@ async def _execute(
                 if error is None:
                     outcome: NodeOutcome = task.result()
                     if debug_log is not None:
-                        debug_log.debug(
-                            "node %s%s succeeded in %.1f ms after %d attempt(s): output %s",
-                            node.name,
-                            f"[{key}]" if key else "",
-                            journal.timing.took_ms(),
-                            journal.attempt,
-                            _shown(outcome.encoded),
-                        )
+                        _log_end(debug_log, journal, f"output {_shown(outcome.encoded)}")
                     ended = measure.node_ends(
                         journal.timing, "succeeded", cache_hit=outcome.cache_hit
                     )
@@ -281,14 +291,7 @@ async def _execute(
                 else:
                     ended = measure.node_ends(journal.timing, "failed")
                     if debug_log is not None:
-                        debug_log.debug(
-                            "node %s%s failed in %.1f ms after %d attempt(s)",
-                            node.name,
-                            f"[{key}]" if key else "",
-                            journal.timing.took_ms(),
-                            journal.attempt,
-                            exc_info=error,
-                        )
+                        _log_end(debug_log, journal, "failed", error)
                     metrics += ended[0]
                     spans += ended[1]
                     state.ended(node.name, NodeStatus.FAILED)

@@ -197,7 +197,9 @@ def test_debug_mode_logs_every_node_and_show_debug_tells_everything(tmp_path: Pa
     assert 'flowstore.run.retrying: node flaky starts, attempt 1, inputs {"text": "dbg"}' in (
         done.stderr
     )
-    assert "node flaky succeeded in" in done.stderr and "after 3 attempt(s)" in done.stderr
+    assert (
+        "node flaky ended in" in done.stderr and 'after 3 attempt(s): output "DBG"' in done.stderr
+    )
     run_id = done.stderr.splitlines()[0].split()[1]
 
     plain = flowstore("runs", "show", run_id, env=env).stdout

@@ -12,7 +12,11 @@ flow = Workflow("zombie")
 
 
 def _mark_started() -> None:
-    Path(os.environ["FLOWSTORE_TEST_MARKER"]).write_text(str(os.getpid()))
+    # Written whole, then renamed: a test polling for the file never reads it half written.
+    marker = Path(os.environ["FLOWSTORE_TEST_MARKER"])
+    partial = marker.with_name(f"{marker.name}.{os.getpid()}")
+    partial.write_text(str(os.getpid()))
+    partial.replace(marker)
 
 
 @flow.node
