@@ -28,7 +28,6 @@ async def test_two_worker_processes_drain_200_runs_each_once(
     side_effects = tmp_path / "effects.log"
     env = {**os.environ, "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects)}
     async with Engine(migrated_url, workers=0) as engine:
-        ids = [await engine.submit(flow, {"n": i}) for i in range(RUNS)]
         workers = [
             await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -53,6 +52,12 @@ async def test_two_worker_processes_drain_200_runs_each_once(
         reaper.extend(workers)
         try:
             async with asyncio.timeout(300):
+                # Both workers are up before the runs arrive: one would drain them alone.
+                for _ in range(6000):
+                    if len(await engine.store.list_workers()) == 3:  # with this engine
+                        break
+                    await asyncio.sleep(0.05)
+                ids = [await engine.submit(flow, {"n": i}) for i in range(RUNS)]
                 runs = [await engine.wait(run_id) for run_id in ids]
         finally:
             for worker in workers:
