@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,28 @@ def load_workflow(source: str) -> Any:
     if not isinstance(found, Workflow):
         raise DefinitionError([Problem(f"{source} is a {type(found).__name__}, not a Workflow")])
     return found
+
+
+def load_resources(source: str | None) -> dict[str, Any]:
+    """The shared resources at a `module:attribute` reference: a mapping of name to resource
+    (see `Engine(resources=...)`); none without a reference."""
+    from flowstore.definition.resolution import resolve_call
+    from flowstore.errors import FlowstoreError
+
+    if source is None:
+        return {}
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        found = resolve_call(source)
+    except LookupError as error:
+        raise FlowstoreError(f"--resources {source}: {error}") from None
+    if callable(found):
+        found = found()
+    if not isinstance(found, Mapping):
+        raise FlowstoreError(
+            f"--resources {source}: a {type(found).__name__}, not a mapping of resource names"
+        )
+    return dict(found)
 
 
 def _compiled(args: argparse.Namespace) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowstore.cli.db import database_url
-from flowstore.cli.definitions import load_workflow
+from flowstore.cli.definitions import load_resources, load_workflow
 
 __all__ = ["add_commands"]
 
@@ -28,6 +28,11 @@ def add_commands(commands: Any) -> None:
     run.add_argument("--input", default="{}", help="the inputs as a JSON object")
     run.add_argument("--url", help=url_help)
     run.add_argument(
+        "--resources",
+        metavar="MODULE:ATTRIBUTE",
+        help="the shared resources nodes receive: a mapping (or a function returning one)",
+    )
+    run.add_argument(
         "--debug",
         action="store_true",
         help="debug mode: log every node's inputs, output, attempts and timings to stderr",
@@ -38,6 +43,11 @@ def add_commands(commands: Any) -> None:
     resume.add_argument("run_id", help="the run's id")
     resume.add_argument("source", help=source_help)
     resume.add_argument("--url", help=url_help)
+    resume.add_argument(
+        "--resources",
+        metavar="MODULE:ATTRIBUTE",
+        help="the shared resources nodes receive: a mapping (or a function returning one)",
+    )
     resume.set_defaults(handler=_resume)
 
     cancel = commands.add_parser("cancel", help="cancel a run, wherever it runs")
@@ -99,7 +109,7 @@ class _Progress:
             print(f"  {change.status.value:<9} {change.node}{took}", file=sys.stderr, flush=True)
 
 
-def _open(url: str | None, *, debug: bool = False) -> Any:
+def _open(url: str | None, *, debug: bool = False, resources: str | None = None) -> Any:
     from flowstore.runtime.engine import Engine
 
     if debug:
@@ -108,7 +118,7 @@ def _open(url: str | None, *, debug: bool = False) -> Any:
         logging.getLogger("flowstore").addHandler(handler)
         logging.getLogger("flowstore").setLevel(logging.DEBUG)
     # No claim loops: this command runs what it is told to, not other queued runs.
-    return Engine(database_url(url), workers=0, debug=debug)
+    return Engine(database_url(url), workers=0, debug=debug, resources=load_resources(resources))
 
 
 def _finish(run: Any) -> int:
@@ -136,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidValue("--input must be a JSON object of workflow inputs")
 
     async def run() -> Any:
-        async with _open(args.url, debug=args.debug) as engine:
+        async with _open(args.url, debug=args.debug, resources=args.resources) as engine:
             run_id = str(uuid.uuid4())
             started = f"run {run_id} of {workflow.name!r} in {engine.url}"
             print(started, file=sys.stderr, flush=True)
@@ -149,7 +159,7 @@ def _resume(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.source)
 
     async def resume() -> Any:
-        async with _open(args.url) as engine:
+        async with _open(args.url, resources=args.resources) as engine:
             engine.register(workflow)
             return await engine.resume(args.run_id, observe=_Progress())
 

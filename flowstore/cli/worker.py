@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from flowstore.cli.db import database_url
-from flowstore.cli.definitions import load_workflow
+from flowstore.cli.definitions import load_resources, load_workflow
 
 __all__ = ["add_commands"]
 
@@ -32,6 +32,11 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--concurrency", type=int, default=4, help="runs executed at once")
     worker.add_argument("--lease", type=float, default=30.0, help="lease length in seconds")
     worker.add_argument("--poll", type=float, default=1.0, help="longest sleep between looks")
+    worker.add_argument(
+        "--resources",
+        metavar="MODULE:ATTRIBUTE",
+        help="the shared resources nodes receive: a mapping (or a function returning one)",
+    )
     worker.set_defaults(handler=_worker)
 
 
@@ -39,6 +44,7 @@ def _worker(args: argparse.Namespace) -> int:
     from flowstore.runtime.engine import Engine
 
     workflows = [load_workflow(source) for source in args.workflows]
+    resources = load_resources(args.resources)
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -51,6 +57,7 @@ def _worker(args: argparse.Namespace) -> int:
             workers=args.concurrency,
             lease_seconds=args.lease,
             poll_seconds=args.poll,
+            resources=resources,
         ) as engine:
             names = ", ".join(workflow.name for workflow in workflows)
             print(f"worker {engine.worker_id} running {names}", file=sys.stderr, flush=True)

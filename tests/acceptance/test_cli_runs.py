@@ -220,3 +220,17 @@ def test_debug_mode_logs_every_node_and_show_debug_tells_everything(tmp_path: Pa
     assert "Traceback (most recent call last)" in text
     log = [line.split() for line in text.splitlines() if line[:5].strip().isdigit()]
     assert [row[1] for row in log][:3] == ["run", "node", "event"]
+
+
+def test_the_command_line_gives_nodes_their_shared_resources(tmp_path: Path) -> None:
+    env = {"FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
+    args = ("run", "tests.support.resource_flow:flow", "--input", '{"name": "Ana"}')
+    given = flowstore(*args, "--resources", "tests.support.resource_flow:resources", env=env)
+    assert given.returncode == 0, given.stderr
+    assert json.loads(given.stdout) == "hello, Ana"
+    missing = flowstore(*args, env=env)
+    assert missing.returncode == 1
+    assert "needs the resource 'greeter', which this engine does not provide" in missing.stderr
+    wrong = flowstore(*args, "--resources", "tests.support.resource_flow:flow", env=env)
+    assert wrong.returncode == 1
+    assert "a Workflow, not a mapping of resource names" in wrong.stderr
