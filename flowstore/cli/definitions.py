@@ -58,6 +58,15 @@ def load_workflow(source: str) -> Any:
     return found
 
 
+def add_resources_option(parser: argparse.ArgumentParser) -> None:
+    """`--resources MODULE:ATTRIBUTE`, read by `load_resources`."""
+    parser.add_argument(
+        "--resources",
+        metavar="MODULE:ATTRIBUTE",
+        help="the shared resources nodes receive: a mapping (or a function returning one)",
+    )
+
+
 def load_resources(source: str | None) -> dict[str, Any]:
     """The shared resources at a `module:attribute` reference: a mapping of name to resource
     (see `Engine(resources=...)`); none without a reference."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowstore.cli.db import database_url
-from flowstore.cli.definitions import load_resources, load_workflow
+from flowstore.cli.definitions import add_resources_option, load_resources, load_workflow
 
 __all__ = ["add_commands"]
 
@@ -27,11 +27,7 @@ def add_commands(commands: Any) -> None:
     run.add_argument("source", help=source_help)
     run.add_argument("--input", default="{}", help="the inputs as a JSON object")
     run.add_argument("--url", help=url_help)
-    run.add_argument(
-        "--resources",
-        metavar="MODULE:ATTRIBUTE",
-        help="the shared resources nodes receive: a mapping (or a function returning one)",
-    )
+    add_resources_option(run)
     run.add_argument(
         "--debug",
         action="store_true",
@@ -43,11 +39,7 @@ def add_commands(commands: Any) -> None:
     resume.add_argument("run_id", help="the run's id")
     resume.add_argument("source", help=source_help)
     resume.add_argument("--url", help=url_help)
-    resume.add_argument(
-        "--resources",
-        metavar="MODULE:ATTRIBUTE",
-        help="the shared resources nodes receive: a mapping (or a function returning one)",
-    )
+    add_resources_option(resume)
     resume.set_defaults(handler=_resume)
 
     cancel = commands.add_parser("cancel", help="cancel a run, wherever it runs")

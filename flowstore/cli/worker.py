@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from flowstore.cli.db import database_url
-from flowstore.cli.definitions import load_resources, load_workflow
+from flowstore.cli.definitions import add_resources_option, load_resources, load_workflow
 
 __all__ = ["add_commands"]
 
@@ -32,11 +32,7 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--concurrency", type=int, default=4, help="runs executed at once")
     worker.add_argument("--lease", type=float, default=30.0, help="lease length in seconds")
     worker.add_argument("--poll", type=float, default=1.0, help="longest sleep between looks")
-    worker.add_argument(
-        "--resources",
-        metavar="MODULE:ATTRIBUTE",
-        help="the shared resources nodes receive: a mapping (or a function returning one)",
-    )
+    add_resources_option(worker)
     worker.set_defaults(handler=_worker)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import socket
@@ -31,7 +30,8 @@ from flowstore.hooks import HookKind, Hooks
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.models import Run
-from flowstore.runtime.worker import ClaimLoop
+from flowstore.runtime.resources import SharedResources
+from flowstore.runtime.worker import ClaimLoop, dead_local_workers
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -48,24 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Engine"]
 
 _log = logging.getLogger("flowstore.engine")
-
-
-async def _open_resource(stack: contextlib.AsyncExitStack, name: str, factory: Any) -> Any:
-    """A resource's object: entered if it is an async context manager, awaited if awaitable."""
-    calls = callable(factory) and (isinstance(factory, type) or not _is_context(factory))
-    made = factory() if calls else factory
-    if inspect.isawaitable(made):
-        made = await made
-    if _is_context(made):
-        try:
-            return await stack.enter_async_context(made)
-        except Exception as error:
-            raise ExecutionError(f"resource {name!r} could not be opened: {error}") from error
-    return made
-
-
-def _is_context(value: Any) -> bool:
-    return hasattr(value, "__aenter__") and hasattr(value, "__aexit__")
 
 
 class Engine:
@@ -119,9 +101,7 @@ class Engine:
         )
         self._settings = settings
         self._tracer = tracer
-        self._resource_factories = dict(resources or {})
-        self.resources: dict[str, Any] = {}
-        self._resource_stack: contextlib.AsyncExitStack | None = None
+        self._resources = SharedResources(resources or {})
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
         self._workflows: dict[str, Workflow] = {}
@@ -140,6 +120,11 @@ class Engine:
         # Runs executing in this engine, and the event that cancels each one.
         self._executing: dict[RunId, asyncio.Event] = {}
 
+    @property
+    def resources(self) -> dict[str, Any]:
+        """The shared resources by name, while the engine is open."""
+        return self._resources.opened
+
     def on(self, kind: HookKind, hook: Any = None) -> Any:
         """Register a hook told of `kind` events of every run this engine executes (a
         decorator too); see `flowstore.hooks`."""
@@ -156,11 +141,11 @@ class Engine:
     async def __aenter__(self) -> Self:
         from flowstore.store.sql import open_store
 
-        await self._open_resources()
+        await self._resources.open()
         try:
             self._store = await open_store(self._settings or self.url)
         except BaseException:
-            await self._close_resources()
+            await self._resources.close()
             raise
         now = datetime.now(UTC)
         await self._store.register_worker(
@@ -197,26 +182,7 @@ class Engine:
                 await self._store.close()
                 self._store = None
         finally:
-            await self._close_resources()
-
-    async def _open_resources(self) -> None:
-        """Open every shared resource, in the order given; on a failure, close those opened."""
-        stack = contextlib.AsyncExitStack()
-        try:
-            for name, factory in self._resource_factories.items():
-                self.resources[name] = await _open_resource(stack, name, factory)
-        except BaseException:
-            self.resources.clear()
-            await stack.aclose()
-            raise
-        self._resource_stack = stack
-
-    async def _close_resources(self) -> None:
-        """Close the shared resources, the last opened first."""
-        stack, self._resource_stack = self._resource_stack, None
-        self.resources.clear()
-        if stack is not None:
-            await stack.aclose()
+            await self._resources.close()
 
     async def _beat(self) -> None:
         """Heartbeat three times per lease; look for cancel requests twice a second."""
@@ -491,13 +457,7 @@ class Engine:
         return self._workflows[workflow].compile()
 
     async def _dead_local_workers(self) -> list[WorkerId]:
-        """Workers on this host whose process no longer exists."""
-        host = socket.gethostname()
-        dead = []
-        for worker in await self.store.list_workers():
-            if worker.hostname == host and worker.id != self.worker_id and not _alive(worker.pid):
-                dead.append(worker.id)
-        return dead
+        return await dead_local_workers(self.store, self.worker_id)
 
     # ------------------------------------------------------------------ reading runs
 
@@ -526,13 +486,3 @@ class Engine:
             limit=limit,
         )
         return [Run.from_record(record) for record in await self.store.list_runs(query)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, under another user
-        return True
-    return True

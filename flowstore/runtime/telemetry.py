@@ -136,22 +136,22 @@ class RunTelemetry:
         metrics = []
         if cache_hit is not None:
             metrics.append(self._metric("cache_lookup", float(cache_hit), node=timing.node))
-        # The node's own span is its execution row; it is built here for OpenTelemetry only.
-        node_span = [
-            Span(
-                timing.span_id,
-                self._trace_id,
-                f"node {timing.node}",
-                timing.started_at,
-                parent_span_id=self._span_id,
-                run_id=self._run.id,
-                node=timing.node,
-                key=timing.key,
-                ended_at=ended,
-                status=status,
+        # The node's own span is its execution row; it is built for OpenTelemetry only.
+        if self._tracer is not None:
+            self._spans.append(
+                Span(
+                    timing.span_id,
+                    self._trace_id,
+                    f"node {timing.node}",
+                    timing.started_at,
+                    parent_span_id=self._span_id,
+                    run_id=self._run.id,
+                    node=timing.node,
+                    key=timing.key,
+                    ended_at=ended,
+                    status=status,
+                )
             )
-        ]
-        self._kept(node_span)
         if len(timing.attempts) < 2 and not self._every_attempt:
             return metrics, []  # the node's span is its only attempt's
         spans = [

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -21,7 +23,7 @@ from flowstore.runtime.executor import execute_run
 from flowstore.store.protocol import Store
 from flowstore.store.records import Claim, RunId, WorkerId
 
-__all__ = ["ClaimLoop"]
+__all__ = ["ClaimLoop", "dead_local_workers"]
 
 log = logging.getLogger("flowstore.worker")
 
@@ -130,3 +132,24 @@ class ClaimLoop:
         finally:
             self._executing.pop(claim.run.id, None)
         self._finished(claim.run.id)
+
+
+async def dead_local_workers(store: Store, me: WorkerId) -> list[WorkerId]:
+    """Workers on this host, other than `me`, whose process no longer exists: their runs can
+    be taken over at once, without waiting for their leases to expire."""
+    host = socket.gethostname()
+    return [
+        worker.id
+        for worker in await store.list_workers()
+        if worker.hostname == host and worker.id != me and not _alive(worker.pid)
+    ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    return True

@@ -7,8 +7,8 @@ still a SQLAlchemy construct: it is compiled once for the dialect, parameters ar
 positionally through the same type processors SQLAlchemy would apply, and driver errors are
 wrapped in SQLAlchemy's exception classes, so `translate_errors` maps them as before.
 
-Only the SQLite writer uses this. PostgreSQL and every other statement go through
-`Connection.execute`.
+On any other connection (PostgreSQL, aiosqlite) the same functions hand the statement to
+`Connection.execute`, so a repository calls them without asking which backend it is on.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ def fast_path(conn: Connection) -> bool:
 def execute(
     conn: Connection, statement: Executable, parameters: Mapping[str, Any]
 ) -> list[tuple[Any, ...]]:
-    """Run `statement` once; return its rows (RETURNING), unprocessed."""
+    """Run `statement` once; return its rows (RETURNING), unprocessed on SQLite."""
+    if not fast_path(conn):
+        return [tuple(row) for row in conn.execute(statement, parameters)]
     prepared = _prepare(statement, conn.dialect)
     values = prepared.bind(parameters)
     try:
@@ -69,6 +71,8 @@ def select_rows(
 ) -> list[tuple[Any, ...]]:
     """Run a SELECT once; return its rows with each column's type processing applied
     (JSON decoded, times as aware datetimes), as SQLAlchemy would."""
+    if not fast_path(conn):
+        return [tuple(row) for row in conn.execute(statement, parameters)]
     rows = execute(conn, statement, parameters)
     processors = _result_processors(statement, conn.dialect)
     if not any(processors):
@@ -96,6 +100,11 @@ def execute_many(
     conn: Connection, statement: Executable, rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Run `statement` once per parameter row."""
+    if not rows:
+        return
+    if not fast_path(conn):
+        conn.execute(statement, list(rows))
+        return
     prepared = _prepare(statement, conn.dialect)
     values = [prepared.bind(row) for row in rows]
     try:

@@ -1,7 +1,8 @@
 """`SQLStore`: the `Store` protocol over SQLAlchemy, for SQLite and PostgreSQL.
 
-It owns the engines and decides transactions; the SQL itself lives in `repositories/`, written
-once as synchronous SQLAlchemy Core functions of a `Connection`, and run two ways:
+Each method names its transaction (a write or a read) and the repository function that runs
+in it; the SQL itself lives in `repositories/`, written once as synchronous SQLAlchemy Core
+functions of a `Connection`. How a transaction runs on each backend is `transactions.py`:
 
 - On PostgreSQL, through the async engine (asyncpg) with `AsyncConnection.run_sync`, so the
   event loop never blocks.
@@ -15,20 +16,14 @@ once as synchronous SQLAlchemy Core functions of a `Connection`, and run two way
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import UTC, datetime
-from functools import partial
-from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from flowstore.store import migrate, serde
+from flowstore.store import migrate
 from flowstore.store.engine import (
-    TRANSLATED,
     StoreSettings,
     create_engine,
     normalize_url,
-    store_error,
 )
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
@@ -59,26 +54,15 @@ from flowstore.store.records import (
 from flowstore.store.repositories import (
     breakers,
     cache,
+    commits,
     memory,
     runs,
     telemetry,
     transitions,
 )
-from flowstore.store.sqlite_threads import SQLiteThreads, sqlite_sync_engine
+from flowstore.store.transactions import SQLTransactions
 
 __all__ = ["SQLStore", "open_store"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
-Work = Callable[Concatenate[Connection, P], T]
-
-
-# Reads are short; two threads keep one slow listing from holding up a run's reads.
-_SQLITE_READERS = 2
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 async def open_store(
@@ -107,104 +91,8 @@ async def open_store(
     return SQLStore(engine, settings, clock=clock)
 
 
-def _record_transitions(
-    conn: Connection,
-    run_id: RunId,
-    fencing: int,
-    changes: Sequence[Change],
-    metrics: Sequence[MetricPoint],
-    spans: Sequence[Span],
-    cache_keys: Sequence[str],
-    *,
-    now: datetime,
-    encode: Callable[..., Any],
-) -> CommitResult:
-    """The transitions, the telemetry measured with them and the cache lookups of the nodes
-    they start, in one transaction."""
-    result = transitions.record_transitions(conn, run_id, fencing, changes, now=now, encode=encode)
-    telemetry.record_metrics(conn, metrics, now=now)
-    telemetry.record_spans(conn, spans, encode=encode)
-    if not cache_keys:
-        return result
-    found = {}
-    for key in dict.fromkeys(cache_keys):
-        entry = cache.get_cached(conn, key, now=now)
-        if entry is not None:
-            found[key] = entry
-    return CommitResult(result.first_seq, result.last_seq, found)
-
-
-class SQLStore(Store):
+class SQLStore(SQLTransactions, Store):
     """The store over one SQLAlchemy async engine. Create it with `open_store`."""
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        settings: StoreSettings,
-        *,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        self.engine = engine
-        self.settings = settings
-        self._now = clock or _utcnow
-        self._encode = partial(serde.encode, limits=settings.value_limits)
-        self._writer: SQLiteThreads | None = None
-        self._readers: SQLiteThreads | None = None
-        self._sync_engine: Engine | None = None
-        if engine.dialect.name == "sqlite":
-            sync = self._sync_engine = sqlite_sync_engine(
-                engine, settings, connections=1 + _SQLITE_READERS
-            )
-            self._writer = SQLiteThreads(
-                sync, threads=1, begin="BEGIN IMMEDIATE", name="flowstore-writer"
-            )
-            self._readers = SQLiteThreads(
-                sync, threads=_SQLITE_READERS, begin="BEGIN", name="flowstore-reader"
-            )
-
-    @property
-    def dialect(self) -> str:
-        """The backend's name: `sqlite` or `postgresql`."""
-        return str(self.engine.dialect.name)
-
-    def encode(self, value: Any, *, what: str) -> Any:
-        return self._encode(value, what=what)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        for threads in (self._writer, self._readers):
-            if threads is not None:
-                await threads.close()
-        if self._sync_engine is not None:
-            self._sync_engine.dispose()
-        await self.engine.dispose()
-
-    # ---------------------------------------------------------------- transactions
-
-    async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `work` in one write transaction."""
-        try:
-            if self._writer is not None:
-                return await self._writer.run(lambda conn: work(conn, *args, **kwargs))
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(work, *args, **kwargs)
-        except TRANSLATED as error:
-            raise store_error(action, error) from error
-
-    async def _read(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `work` in one read transaction (a consistent snapshot; no write lock)."""
-        try:
-            if self._readers is not None:
-                return await self._readers.run(lambda conn: work(conn, *args, **kwargs))
-            async with self.engine.connect() as conn:
-                return await conn.run_sync(work, *args, **kwargs)
-        except TRANSLATED as error:
-            raise store_error(action, error) from error
 
     # ---------------------------------------------------------------- runs and leases
 
@@ -295,7 +183,7 @@ class SQLStore(Store):
     ) -> CommitResult:
         return await self._write(
             f"recording transitions of run {run_id}",
-            _record_transitions,
+            commits.record_commit,
             run_id,
             fencing,
             changes,

@@ -7,9 +7,9 @@ dataclasses with `from_row` constructors).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flowstore.store.records import RunId, from_columns
 
@@ -210,18 +210,7 @@ class NodeStats:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> NodeStats:
         """Build a record from a row of the view (numbers as Python floats and ints)."""
-        return cls(
-            workflow=row["workflow"],
-            node=row["node"],
-            executions=int(row["executions"] or 0),
-            success_rate=_float(row["success_rate"]),
-            p50_ms=_float(row["p50_ms"]),
-            p95_ms=_float(row["p95_ms"]),
-            mean_ms=_float(row["mean_ms"]),
-            retries=int(row["retries"] or 0),
-            cache_lookups=int(row["cache_lookups"] or 0),
-            cache_hit_rate=_float(row["cache_hit_rate"]),
-        )
+        return _numbers(cls, row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,22 +230,24 @@ class RunStats:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunStats:
         """Build a record from a row of the view (numbers as Python floats and ints)."""
-        return cls(
-            workflow=row["workflow"],
-            runs=int(row["runs"] or 0),
-            succeeded=int(row["succeeded"] or 0),
-            failed=int(row["failed"] or 0),
-            cancelled=int(row["cancelled"] or 0),
-            success_rate=_float(row["success_rate"]),
-            p50_ms=_float(row["p50_ms"]),
-            p95_ms=_float(row["p95_ms"]),
-            mean_queue_wait_ms=_float(row["mean_queue_wait_ms"]),
-        )
+        return _numbers(cls, row)
 
 
-def _float(value: Any) -> float | None:
-    # PostgreSQL gives NUMERIC (Decimal) for a division; SQLite gives float.
-    return None if value is None else float(value)
+S = TypeVar("S", "NodeStats", "RunStats")
+
+
+def _numbers(cls: type[S], row: Mapping[Any, Any]) -> S:
+    """A statistics record from a view row: counts as ints (0 for none), rates and times as
+    floats (PostgreSQL gives NUMERIC, a Decimal, for a division; SQLite a float)."""
+    values: dict[str, Any] = {}
+    for column in fields(cls):
+        value = row[column.name]
+        if column.type == "int":
+            value = int(value or 0)
+        elif column.type == "float | None" and value is not None:
+            value = float(value)
+        values[column.name] = value
+    return cls(**values)
 
 
 # --------------------------------------------------------------------------- circuit breakers

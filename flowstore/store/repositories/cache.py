@@ -18,12 +18,9 @@ __all__ = ["clear_cache", "get_cached", "put_cached"]
 
 def get_cached(conn: Connection, key: str, *, now: datetime) -> CacheEntry | None:
     """The entry under `key`, unless it has expired."""
-    parameters = {"c_key": key, "c_now": now}
-    if prepared.fast_path(conn):  # a hit is on the path of every cached node
-        rows = prepared.select_rows(conn, _GET, parameters)
-        return CacheEntry(*rows[0]) if rows else None
-    row = conn.execute(_GET, parameters).first()
-    return None if row is None else CacheEntry(*row)
+    # A lookup is on the path of every cached node: straight to the driver on SQLite.
+    rows = prepared.select_rows(conn, _GET, {"c_key": key, "c_now": now})
+    return CacheEntry(*rows[0]) if rows else None
 
 
 _GET = select(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
 
 from sqlalchemy import Executable, bindparam, select
 from sqlalchemy.engine import Connection
@@ -72,7 +71,8 @@ def record_metrics(conn: Connection, points: Sequence[MetricPoint], *, now: date
     """Store measurements."""
     if not points:
         return
-    _insert(
+    # Telemetry rides along with a run's transitions: on SQLite, straight to the driver.
+    prepared.execute_many(
         conn,
         _APPEND_METRICS,
         [
@@ -111,14 +111,6 @@ def _span_upsert(dialect: str) -> Executable:
         },
     )
     return upserted
-
-
-def _insert(conn: Connection, statement: Executable, rows: list[dict[str, Any]]) -> None:
-    # Telemetry rides along with a run's transitions: on SQLite, straight to the driver.
-    if prepared.fast_path(conn):
-        prepared.execute_many(conn, statement, rows)
-    else:
-        conn.execute(statement, rows)
 
 
 def read_trace(conn: Connection, run_id: RunId) -> list[Span]:
@@ -177,7 +169,8 @@ def record_spans(conn: Connection, items: Sequence[Span], *, encode: Encoder) ->
     """Store spans; a span written again (when it ends) replaces its earlier row."""
     if not items:
         return
-    _insert(
+    # Telemetry rides along with a run's transitions: on SQLite, straight to the driver.
+    prepared.execute_many(
         conn,
         _span_upsert(conn.dialect.name),
         [

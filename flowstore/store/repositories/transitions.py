@@ -103,11 +103,8 @@ def record_transitions(
     reserving = {"r_run_id": run_id, "r_fencing": fencing, "r_count": len(changes), "r_now": now}
     reserving.update({f"r_{name}": value for name, value in run_values.items()})
     reserve = _reserve(tuple(sorted(run_values)))
-    if prepared.fast_path(conn):
-        reserved = prepared.execute(conn, reserve, reserving)
-        last_seq = reserved[0][0] if reserved else None
-    else:
-        last_seq = conn.execute(reserve, reserving).scalar()
+    reserved = prepared.execute(conn, reserve, reserving)
+    last_seq = reserved[0][0] if reserved else None
     if last_seq is None:
         raise lease_lost(conn, run_id, fencing)
     first_seq = last_seq - len(changes) + 1
@@ -187,10 +184,7 @@ def record_transitions(
         _upsert_nodes(conn, run_id, node_rows.values(), now)
     if log_rows:
         _execute_rows(conn, _append_log, transitions, log_rows)
-    if checkpoint_rows and prepared.fast_path(conn):
-        prepared.execute_many(conn, _APPEND_CHECKPOINT, checkpoint_rows)
-    elif checkpoint_rows:
-        conn.execute(_APPEND_CHECKPOINT, checkpoint_rows)
+    prepared.execute_many(conn, _APPEND_CHECKPOINT, checkpoint_rows)
     if error_rows:
         conn.execute(error_reports.insert(), error_rows)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
@@ -293,20 +287,12 @@ def _execute_rows(
 ) -> None:
     """INSERT `rows` (lists in the order of `table.c`) with `statement(dialect, from_json)`."""
     dialect = conn.dialect.name
-    fast = prepared.fast_path(conn)
     if dialect == "sqlite" and len(rows) >= _JSON_BATCH_MIN:
-        batch, parameters = statement(dialect, True), {"rows": json_rows(rows, table)}
-        if fast:
-            prepared.execute(conn, batch, parameters)
-        else:
-            conn.execute(batch, parameters)
+        prepared.execute(conn, statement(dialect, True), {"rows": json_rows(rows, table)})
         return
     columns = table.c.keys()
     mappings = [dict(zip(columns, row, strict=True)) for row in rows]
-    if fast:
-        prepared.execute_many(conn, statement(dialect, False), mappings)
-    else:
-        conn.execute(statement(dialect, False), mappings)
+    prepared.execute_many(conn, statement(dialect, False), mappings)
 
 
 @cache

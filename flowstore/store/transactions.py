@@ -1,0 +1,105 @@
+"""Transactions on one SQLAlchemy async engine: the plumbing under `SQLStore`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flowstore.store import serde
+from flowstore.store.engine import TRANSLATED, StoreSettings, store_error
+from flowstore.store.sqlite_threads import SQLiteThreads, sqlite_sync_engine
+
+__all__ = ["SQLTransactions", "Work"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Work = Callable[Concatenate[Connection, P], T]
+"""A repository function: runs on a connection inside a transaction."""
+
+# Reads are short; two threads keep one slow listing from holding up a run's reads.
+_SQLITE_READERS = 2
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SQLTransactions:
+    """One SQLAlchemy async engine and the transactions run on it, for `SQLStore`.
+
+    On PostgreSQL a transaction runs through the async engine with `run_sync`; on SQLite it
+    runs whole on a thread that owns a connection (`sqlite_threads`): writes on one writer
+    thread, reads on a few reader threads. Driver errors become flowstore errors here.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: StoreSettings,
+        *,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self._now = clock or _utcnow
+        self._encode = partial(serde.encode, limits=settings.value_limits)
+        self._writer: SQLiteThreads | None = None
+        self._readers: SQLiteThreads | None = None
+        self._sync_engine: Engine | None = None
+        if engine.dialect.name == "sqlite":
+            sync = self._sync_engine = sqlite_sync_engine(
+                engine, settings, connections=1 + _SQLITE_READERS
+            )
+            self._writer = SQLiteThreads(
+                sync, threads=1, begin="BEGIN IMMEDIATE", name="flowstore-writer"
+            )
+            self._readers = SQLiteThreads(
+                sync, threads=_SQLITE_READERS, begin="BEGIN", name="flowstore-reader"
+            )
+
+    @property
+    def dialect(self) -> str:
+        """The backend's name: `sqlite` or `postgresql`."""
+        return str(self.engine.dialect.name)
+
+    def encode(self, value: Any, *, what: str) -> Any:
+        return self._encode(value, what=what)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for threads in (self._writer, self._readers):
+            if threads is not None:
+                await threads.close()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        await self.engine.dispose()
+
+    async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `work` in one write transaction."""
+        try:
+            if self._writer is not None:
+                return await self._writer.run(lambda conn: work(conn, *args, **kwargs))
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(work, *args, **kwargs)
+        except TRANSLATED as error:
+            raise store_error(action, error) from error
+
+    async def _read(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `work` in one read transaction (a consistent snapshot; no write lock)."""
+        try:
+            if self._readers is not None:
+                return await self._readers.run(lambda conn: work(conn, *args, **kwargs))
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(work, *args, **kwargs)
+        except TRANSLATED as error:
+            raise store_error(action, error) from error
