@@ -203,6 +203,9 @@ class ExecutionConfig(_Spec):
         node_timeout: Default seconds a node may take; a node's own `timeout` wins.
         run_timeout: Seconds a whole run may take.
         debug: Capture every node's inputs, outputs and timings, and log verbosely.
+        secret_fields: Names of fields (in the run's inputs, a node's inputs or outputs) whose
+            values are never stored with an error: they are replaced in error reports,
+            stored errors and debug logs (see `flowstore.runtime.redaction`).
     """
 
     strategy: Literal["sequential", "parallel"] = "parallel"
@@ -211,6 +214,7 @@ class ExecutionConfig(_Spec):
     node_timeout: Seconds | None = None
     run_timeout: Seconds | None = None
     debug: bool = False
+    secret_fields: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = ()
 
 
 def _inputs_mapping(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
+from flowstore.runtime.redaction import Redactor
 from flowstore.store.protocol import Store
 from flowstore.store.records import CacheEntry, Change, Claim, MetricPoint, Span
 
@@ -21,11 +22,19 @@ class Committer:
     itself, without a task or an extra turn of the event loop (a chain of nodes). `submit`
     (durability `batched`) queues changes and returns at once. Changes queued during a commit
     are committed together by a flush task once it ends. After a failed commit (a lost lease)
-    nothing more is written, and every later call raises that failure.
+    nothing more is written, and every later call raises that failure. With a `redactor`,
+    the errors among the changes lose their secrets before they are stored or observed.
     """
 
-    def __init__(self, store: Store, claim: Claim, observe: Observer | None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        claim: Claim,
+        observe: Observer | None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._store = store
+        self._redactor = redactor
         self._claim = claim
         self._observe = observe
         self._pending: list[Change] = []
@@ -108,6 +117,8 @@ class Committer:
         spans: Sequence[Span],
         keys: Sequence[str] = (),
     ) -> Mapping[str, CacheEntry]:
+        if self._redactor is not None:
+            batch = self._redactor.changes(batch)
         result = await self._store.record_transitions(
             self._claim.run.id,
             self._claim.fencing,

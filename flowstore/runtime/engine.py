@@ -76,6 +76,8 @@ class Engine:
             `url`.
         tracer: An OpenTelemetry tracer every run's spans are exported to when it ends;
             by default the global provider's, when the `otel` extra is installed.
+        secret_fields: Field names whose values are kept out of every run's stored errors
+            and debug logs, with each workflow's own `config.secret_fields`.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class Engine:
         resources: Mapping[str, Any] | None = None,
         settings: StoreSettings | None = None,
         tracer: Any = None,
+        secret_fields: Sequence[str] = (),
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -101,6 +104,7 @@ class Engine:
         )
         self._settings = settings
         self._tracer = tracer
+        self._secret_fields = tuple(secret_fields)
         self._resources = SharedResources(resources or {})
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
@@ -285,6 +289,7 @@ class Engine:
             debug=self._debug,
             resources=self.resources,
             tracer=self._tracer_for_runs(),
+            secret_fields=self._secret_fields,
         )
 
     def _tracer_for_runs(self) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +38,7 @@ from flowstore.runtime.context import NodeContext, RunContext
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
 from flowstore.runtime.policies.cache import cache_key
+from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.state import RunState
 from flowstore.runtime.telemetry import RunTelemetry, new_span_id
 from flowstore.store.protocol import Store
@@ -71,6 +73,7 @@ async def execute_run(
     debug: bool = False,
     resources: Mapping[str, Any] | None = None,
     tracer: Any = None,
+    secret_fields: Sequence[str] = (),
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -81,7 +84,8 @@ async def execute_run(
     (`debug`, or the workflow's `config.debug`), every node's inputs, output, attempts and
     timings are logged at DEBUG level and every attempt gets a span. `resources` are the
     shared objects nodes receive by name (the engine's). With an OpenTelemetry `tracer`, the
-    run's spans are exported when it ends (see `otel.py`).
+    run's spans are exported when it ends (see `otel.py`). The values of `secret_fields` (with
+    the workflow's `config.secret_fields`) are kept out of the errors it stores (`redaction.py`).
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -90,7 +94,10 @@ async def execute_run(
         raise ExecutionError(
             f"workflow {graph.name!r} has subworkflow nodes: run it with an Engine"
         )
-    run_hooks = RunHooks(hooks, store, claim.run.id, graph.name) if hooks else None
+    redactor = Redactor.of(secret_fields, graph.spec.config.secret_fields)
+    if redactor is not None:
+        redactor.learn(dict(inputs))
+    run_hooks = RunHooks(hooks, store, claim.run.id, graph.name, redactor) if hooks else None
     if run_hooks is not None:
         observe = _both(observe, run_hooks.observe)
         run_hooks.run_starts()
@@ -108,6 +115,7 @@ async def execute_run(
             debug or graph.spec.config.debug,
             resources or {},
             tracer,
+            redactor,
         )
     finally:
         if run_hooks is not None:
@@ -146,11 +154,18 @@ def _deadline(claim: Claim, graph: Graph) -> float | None:
 
 
 def _log_end(
-    log: logging.Logger, journal: NodeJournal, how: str, error: BaseException | None = None
+    log: logging.Logger,
+    journal: NodeJournal,
+    how: str,
+    redactor: Redactor | None,
+    error: BaseException | None = None,
 ) -> None:
     """Debug mode: a node execution ended (`how`: its output, or `failed`)."""
     key = f"[{journal.key}]" if journal.key else ""
     took = journal.timing.took_ms()
+    if error is not None and redactor is not None:  # the traceback, with the secrets out
+        how = f"{how}\n{redactor.text(''.join(traceback.format_exception(error)))}"
+        error = None
     log.debug(
         "node %s%s ended in %.1f ms after %d attempt(s): %s",
         journal.node,
@@ -162,9 +177,12 @@ def _log_end(
     )
 
 
-def _shown(value: Any) -> str:
-    """A value as JSON for a debug log line (stored values are JSON already)."""
+def _shown(value: Any, redactor: Redactor | None) -> str:
+    """A value as JSON for a debug log line (stored values are JSON already), its secrets
+    replaced."""
     text = str(value) if isinstance(value, str) else json.dumps(value, default=repr)
+    if redactor is not None:
+        text = redactor.text(text)
     return text if len(text) <= 2000 else text[:2000] + "..."
 
 
@@ -192,10 +210,11 @@ async def _execute(
     debug: bool,
     resources: Mapping[str, Any],
     tracer: Any,
+    redactor: Redactor | None,
 ) -> RunStatus:
     state = RunState(graph, inputs)
     loops = Loops(graph)
-    committer = Committer(store, claim, observe)
+    committer = Committer(store, claim, observe, redactor)
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
@@ -204,6 +223,8 @@ async def _execute(
     debug_log = log if debug else None
     attempts: dict[tuple[str, str], int] = {}
     recovered = await _restore(store, claim, state, loops, attempts)
+    if redactor is not None:
+        redactor.learn(state.outputs)
     limit = graph.spec.config.max_concurrency
     if graph.spec.config.strategy == "sequential":
         limit = 1
@@ -266,7 +287,12 @@ async def _execute(
                 if error is None:
                     outcome: NodeOutcome = task.result()
                     if debug_log is not None:
-                        _log_end(debug_log, journal, f"output {_shown(outcome.encoded)}")
+                        _log_end(
+                            debug_log,
+                            journal,
+                            f"output {_shown(outcome.encoded, redactor)}",
+                            redactor,
+                        )
                     ended = measure.node_ends(
                         journal.timing, "succeeded", cache_hit=outcome.cache_hit
                     )
@@ -291,7 +317,7 @@ async def _execute(
                 else:
                     ended = measure.node_ends(journal.timing, "failed")
                     if debug_log is not None:
-                        _log_end(debug_log, journal, "failed", error)
+                        _log_end(debug_log, journal, "failed", redactor, error)
                     metrics += ended[0]
                     spans += ended[1]
                     state.ended(node.name, NodeStatus.FAILED)
@@ -348,7 +374,7 @@ async def _execute(
                         node.name,
                         f"[{context.key}]" if context.key else "",
                         context.attempt,
-                        _shown(arguments),
+                        _shown(arguments, redactor),
                     )
                 journal = NodeJournal(committer.commit, timing, measure, context.attempt)
                 task = asyncio.create_task(

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowstore.hooks import Hook, HookEvent, HookKind, Hooks
+from flowstore.runtime.redaction import Redactor
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     Change,
@@ -32,8 +33,16 @@ log = logging.getLogger("flowstore.hooks")
 class RunHooks:
     """Tells one run's hooks of its committed changes; `drain` waits for async hooks."""
 
-    def __init__(self, hooks: Hooks, store: Store, run_id: RunId, workflow: str) -> None:
+    def __init__(
+        self,
+        hooks: Hooks,
+        store: Store,
+        run_id: RunId,
+        workflow: str,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._hooks = hooks
+        self._redactor = redactor
         self._store = store
         self._run_id = run_id
         self._workflow = workflow
@@ -135,12 +144,15 @@ class RunHooks:
     def _failed(self, hook: Hook, event: HookEvent, error: Exception) -> None:
         name = getattr(hook, "__qualname__", repr(hook))
         log.error("hook %s failed on %s of run %s", name, event.kind, self._run_id, exc_info=error)
+        message, trace = str(error), "".join(traceback.format_exception(error))
+        if self._redactor is not None:
+            message, trace = self._redactor.text(message), self._redactor.text(trace)
         report = ErrorReport(
             self._run_id,
             event.node,
             f"{type(error).__module__}.{type(error).__qualname__}",
-            str(error),
-            traceback="".join(traceback.format_exception(error)),
+            message,
+            traceback=trace,
             key=event.key,
             outcome="hook_failed",
             details={"hook": name, "event": event.kind},

@@ -23,7 +23,11 @@ HERE = Path(__file__).parent
 
 
 def chain() -> Workflow:
-    flow = Workflow("chain", version="2", config=ExecutionConfig(strategy="sequential"))
+    flow = Workflow(
+        "chain",
+        version="2",
+        config=ExecutionConfig(strategy="sequential", secret_fields=("api_key",)),
+    )
     flow.node(shapes.classify)
     flow.node(retry=Retry(attempts=5, backoff=0.5))(shapes.draft)
     flow.node(timeout=30)(shapes.review)
