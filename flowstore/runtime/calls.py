@@ -186,8 +186,8 @@ async def execute_node(
         if entry is not None:
             output = validate_output(graph, node, entry.value)
             hit = EventChange("cache_hit", {"key": key}, node=node.name, key=context.key)
-            encoded = store.encode(output, what=f"output of node {node.name!r}")
-            return NodeOutcome(output, encoded, (hit,), cache_hit=True)
+            # The entry is the output as it was encoded for storage: stored again as it is.
+            return NodeOutcome(output, entry.value, (hit,), cache_hit=True)
     timeout = spec.timeout if spec.timeout is not None else graph.spec.config.node_timeout
 
     async def attempt(number: int) -> Any:

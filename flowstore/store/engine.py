@@ -160,6 +160,24 @@ def begin_transaction(connection: Connection, statement: str) -> None:
         cursor.close()
 
 
+def set_busy_timeout(connection: Connection, milliseconds: int) -> None:
+    """Set how long this SQLite connection waits for a lock before failing with SQLITE_BUSY."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
+    finally:
+        cursor.close()
+
+
+_SQLITE_BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+
+
+def is_sqlite_busy(error: exc.DBAPIError) -> bool:
+    """Whether `error` is SQLite refusing for a lock held elsewhere (not a broken query)."""
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_BUSY
+
+
 @asynccontextmanager
 async def translate_errors(action: str) -> AsyncIterator[None]:
     """Turn driver and SQLAlchemy errors raised inside the block into flowstore errors."""

@@ -252,7 +252,8 @@ class SQLStore(SQLTransactions, Store):
     # ---------------------------------------------------------------- cache
 
     async def get_cached(self, key: str) -> CacheEntry | None:
-        return await self._read("reading the cache", cache.get_cached, key, now=self._now())
+        # On the path of every cached node: read here, not on a thread, when SQLite allows.
+        return await self._read_here("reading the cache", cache.get_cached, key, now=self._now())
 
     async def put_cached(
         self, key: str, *, workflow: str, node: str, value: Any, ttl_seconds: float | None = None

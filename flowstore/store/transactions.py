@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowstore.store import serde
 from flowstore.store.engine import TRANSLATED, StoreSettings, store_error
-from flowstore.store.sqlite_threads import SQLiteThreads, sqlite_sync_engine
+from flowstore.store.sqlite_threads import BUSY, LoopReads, SQLiteThreads, sqlite_sync_engine
 
 __all__ = ["SQLTransactions", "Work"]
 
@@ -34,7 +34,9 @@ class SQLTransactions:
 
     On PostgreSQL a transaction runs through the async engine with `run_sync`; on SQLite it
     runs whole on a thread that owns a connection (`sqlite_threads`): writes on one writer
-    thread, reads on a few reader threads. Driver errors become flowstore errors here.
+    thread, reads on a few reader threads, and the reads on the path of a run that must not
+    wait for a thread (`_read_here`) on the event loop itself when SQLite is not busy. Driver
+    errors become flowstore errors here.
     """
 
     def __init__(
@@ -51,10 +53,12 @@ class SQLTransactions:
         self._writer: SQLiteThreads | None = None
         self._readers: SQLiteThreads | None = None
         self._sync_engine: Engine | None = None
+        self._loop_reads: LoopReads | None = None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
-                engine, settings, connections=1 + _SQLITE_READERS
+                engine, settings, connections=2 + _SQLITE_READERS
             )
+            self._loop_reads = LoopReads(sync)
             self._writer = SQLiteThreads(
                 sync, threads=1, begin="BEGIN IMMEDIATE", name="flowstore-writer"
             )
@@ -77,6 +81,8 @@ class SQLTransactions:
         await self.close()
 
     async def close(self) -> None:
+        if self._loop_reads is not None:
+            self._loop_reads.close()
         for threads in (self._writer, self._readers):
             if threads is not None:
                 await threads.close()
@@ -103,3 +109,17 @@ class SQLTransactions:
                 return await conn.run_sync(work, *args, **kwargs)
         except TRANSLATED as error:
             raise store_error(action, error) from error
+
+    async def _read_here(
+        self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`_read` for a short point read: on SQLite, run on the event loop's thread when the
+        database is not busy (`LoopReads`), else on a reader thread."""
+        if self._loop_reads is not None:
+            try:
+                done = self._loop_reads.run(lambda conn: work(conn, *args, **kwargs))
+            except TRANSLATED as error:
+                raise store_error(action, error) from error
+            if done is not BUSY:
+                return done
+        return await self._read(action, work, *args, **kwargs)

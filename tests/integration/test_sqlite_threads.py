@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
 
 from flowstore.store import EventChange, NewRun, WorkerId, open_store
 from flowstore.store.sql import SQLStore
+from flowstore.store.sqlite_threads import BUSY, LoopReads
 
 
 def _threads(name: str) -> list[threading.Thread]:
@@ -59,3 +66,68 @@ async def test_a_read_sees_one_snapshot_while_writes_go_on(sqlite_url: str) -> N
             assert [t.seq for t in log] == list(range(1, len(log) + 1))
     finally:
         await store.close()
+
+
+async def test_a_cache_lookup_reads_on_the_loop_without_waiting_for_the_threads(
+    sqlite_url: str,
+) -> None:
+    store: SQLStore = await open_store(sqlite_url)
+    try:
+        await store.put_cached("k", workflow="w", node="n", value={"answer": 42})
+        first = await store.get_cached("k")  # opens the loop's connection on a thread
+        for _ in range(100):
+            if store._loop_reads is not None and store._loop_reads._conn is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert store._readers is not None
+        release = threading.Event()
+        stalls = [
+            asyncio.create_task(store._readers.run(lambda _conn: release.wait(10)))
+            for _ in range(2)
+        ]
+        await asyncio.sleep(0.05)  # both reader threads are held now
+        second = await store.get_cached("k")
+        missing = await store.get_cached("other")
+        assert not any(stall.done() for stall in stalls), "the lookup waited for a reader"
+        release.set()
+        await asyncio.gather(*stalls)
+        assert first is not None and second is not None and missing is None
+        assert second.value == first.value == {"answer": 42}
+    finally:
+        await store.close()
+
+
+def test_a_loop_read_returns_busy_at_once_when_sqlite_is_locked(tmp_path: Path) -> None:
+    # A rollback journal, where a writer's EXCLUSIVE lock keeps readers out (WAL rarely does).
+    path = tmp_path / "locked.db"
+    engine = create_engine(f"sqlite+pysqlite:///{path}", connect_args={"timeout": 30})
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    reads = LoopReads(engine)
+
+    async def main() -> None:
+        assert reads.run(_count) is BUSY  # not open yet: opens on a thread
+        for _ in range(100):
+            if reads._conn is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert reads.run(_count) == 1
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        started = time.monotonic()
+        assert reads.run(_count) is BUSY
+        assert time.monotonic() - started < 5, "waited for the lock (timeout 30 s)"
+        locker.execute("COMMIT")
+        locker.close()
+        assert reads.run(_count) == 1
+        reads.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.dispose()
+
+
+def _count(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
