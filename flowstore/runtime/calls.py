@@ -257,7 +257,7 @@ async def _call(
             )
         checked[param.name] = resources[param.source]
     if node.spec.map is None:
-        return validate_output(graph, node, await _invoke(node, checked))
+        return validate_output(graph, node, await _invoke(node, checked, context))
     if not isinstance(items, list | tuple):
         raise ExecutionError(
             f"node {node.name!r} maps over {node.spec.map.over!r}, which is a "
@@ -269,22 +269,41 @@ async def _call(
     async def one(item: Any) -> Any:
         async with limit:
             single = validate_arguments(graph, node, {item_name: item})
-            result = await _invoke(node, {**checked, **single})
+            result = await _invoke(node, {**checked, **single}, context)
             return validate_output(graph, node, result)
 
     return list(await asyncio.gather(*(one(item) for item in items)))
 
 
-async def _invoke(node: CompiledNode, arguments: dict[str, Any]) -> Any:
-    """Call the node's function the way its style needs; never block the event loop."""
+async def _invoke(node: CompiledNode, arguments: dict[str, Any], context: NodeContext) -> Any:
+    """Call the node's function the way its style needs; never block the event loop.
+
+    A generator's string items are streamed as tokens as they come (`emit_token`).
+    """
     function = node.function
     assert function is not None
     if node.style == "async":
         return await function(**arguments)
     if node.style == "async_generator":
-        return _joined([item async for item in function(**arguments)])
+        items = []
+        async for item in function(**arguments):
+            if isinstance(item, str) and context.run.emit is not None:
+                await context.emit_token(item)
+            items.append(item)
+        return _joined(items)
     if node.style == "sync_generator":
-        return _joined(await asyncio.to_thread(lambda: list(function(**arguments))))
+        loop = asyncio.get_running_loop()
+
+        def iterate() -> list[Any]:
+            items = []
+            for item in function(**arguments):
+                if isinstance(item, str) and context.run.emit is not None:
+                    # Waits while the run's queue is full, as an async generator would.
+                    asyncio.run_coroutine_threadsafe(context.emit_token(item), loop).result()
+                items.append(item)
+            return items
+
+        return _joined(await asyncio.to_thread(iterate))
     return await asyncio.to_thread(function, **arguments)
 
 

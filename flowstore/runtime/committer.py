@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 
 from flowstore.runtime.redaction import Redactor
+from flowstore.runtime.streams import LiveRun
 from flowstore.store.protocol import Store
 from flowstore.store.records import CacheEntry, Change, Claim, MetricPoint, Span
 
@@ -23,7 +24,11 @@ class Committer:
     (durability `batched`) queues changes and returns at once. Changes queued during a commit
     are committed together by a flush task once it ends. After a failed commit (a lost lease)
     nothing more is written, and every later call raises that failure. With a `redactor`,
-    the errors among the changes lose their secrets before they are stored or observed.
+    the errors among the changes lose their secrets before they are stored or shown.
+
+    The committer numbers the changes itself, in the order they arrive, and the store checks
+    that the log agrees. So a `live` run can show each change to its readers, with its final
+    sequence number, the moment it arrives, before it is committed.
     """
 
     def __init__(
@@ -32,9 +37,15 @@ class Committer:
         claim: Claim,
         observe: Observer | None,
         redactor: Redactor | None = None,
+        live: LiveRun | None = None,
     ) -> None:
         self._store = store
         self._redactor = redactor
+        self._live = live
+        self._next_seq = claim.run.last_seq + 1
+        self._committing: tuple[int, Sequence[Change]] = (self._next_seq, ())
+        if live is not None:
+            live.unconfirmed = self._unconfirmed
         self._claim = claim
         self._observe = observe
         self._pending: list[Change] = []
@@ -56,6 +67,7 @@ class Committer:
         """Commit `changes` (and the telemetry measured with them) after everything queued
         before them; return once durable, with the live cache entries of `cache_keys`."""
         self._raise_failure()
+        changes = self._number(changes)
         if not self._busy:
             if not changes and not metrics and not spans and not cache_keys:
                 return {}
@@ -85,7 +97,7 @@ class Committer:
         self._raise_failure()
         if not changes and not metrics and not spans:
             return
-        self._queue(changes, metrics, spans)
+        self._queue(self._number(changes), metrics, spans)
         if not self._busy:
             self._busy = True
             self._flushing = asyncio.create_task(self._flush())
@@ -98,6 +110,28 @@ class Committer:
     async def drain(self) -> None:
         """Wait until everything queued is committed."""
         await self.commit([])
+
+    @property
+    def queued(self) -> int:
+        """How many changes wait for the next commit."""
+        return len(self._pending)
+
+    def _number(self, changes: Sequence[Change]) -> Sequence[Change]:
+        """Take `changes` in: their secrets out, their sequence numbers given, readers told."""
+        if not changes:
+            return changes
+        if self._redactor is not None:
+            changes = self._redactor.changes(changes)
+        if self._live is not None:
+            self._live.publish(self._next_seq, changes)
+        self._next_seq += len(changes)
+        return changes
+
+    def _unconfirmed(self) -> list[tuple[int, Change]]:
+        """The changes numbered but not yet committed, with their sequence numbers."""
+        first, committing = self._committing
+        numbered = list(enumerate(committing, start=first))
+        return numbered + list(enumerate(self._pending, start=self._next_seq - len(self._pending)))
 
     def _queue(
         self, changes: Sequence[Change], metrics: Sequence[MetricPoint], spans: Sequence[Span]
@@ -117,16 +151,25 @@ class Committer:
         spans: Sequence[Span],
         keys: Sequence[str] = (),
     ) -> Mapping[str, CacheEntry]:
-        if self._redactor is not None:
-            batch = self._redactor.changes(batch)
-        result = await self._store.record_transitions(
-            self._claim.run.id,
-            self._claim.fencing,
-            batch,
-            metrics=metrics,
-            spans=spans,
-            cache_keys=keys,
-        )
+        # Everything numbered before `batch` has been committed or is in it (see `commit`).
+        first = self._next_seq - len(batch) - len(self._pending)
+        self._committing = (first, batch)
+        try:
+            result = await self._store.record_transitions(
+                self._claim.run.id,
+                self._claim.fencing,
+                batch,
+                metrics=metrics,
+                spans=spans,
+                cache_keys=keys,
+                expected_seq=first if batch else None,
+            )
+        except BaseException:
+            if self._live is not None:
+                self._live.interrupted()
+            raise
+        finally:
+            self._committing = (self._next_seq, ())
         if self._observe is not None and batch:
             self._observe(batch)
         return result.cached

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowstore.store.records import RunId
+from flowstore.errors import ExecutionError
+from flowstore.store.records import EventChange, RunId
 
-__all__ = ["NodeContext", "RunContext"]
+__all__ = ["Emit", "NodeContext", "RunContext"]
+
+Emit = Callable[[EventChange], Awaitable[None]]
+"""Puts an event on its way to the run's log, in order (the executor's)."""
+
+_ENGINE_EVENTS = frozenset({"token", "error", "cache_hit", "fallback", "breaker"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,11 +26,13 @@ class RunContext:
         run_id: The run's id.
         workflow: The workflow's name.
         inputs: The run's validated inputs.
+        emit: Where the run's events go; None outside an executing run.
     """
 
     run_id: RunId
     workflow: str
     inputs: Mapping[str, Any]
+    emit: Emit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +77,28 @@ class NodeContext:
         """
         suffix = f"/{self.key}" if self.key else ""
         return f"{self.run.run_id}/{self.node}{suffix}"
+
+    async def emit_token(self, text: str) -> None:
+        """Stream a piece of this node's output.
+
+        Readers following the run (`Engine.events`, `Engine.stream`, `flowstore runs tail`)
+        get it at once; it is stored in the run's log, in order, with the commits that follow.
+        A node that is an async generator of strings streams each one this way.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"node {self.node!r} emitted a token that is not a str: {text!r}")
+        await self._emit(EventChange("token", text, self.node, self.key, self.attempt))
+
+    async def emit(self, name: str, payload: Any = None) -> None:
+        """Record a custom event in the run's log (a JSON `payload`), told to its readers."""
+        if name in _ENGINE_EVENTS:
+            raise ExecutionError(
+                f"node {self.node!r} cannot emit an event named {name!r}: the engine's own "
+                f"events are {', '.join(sorted(_ENGINE_EVENTS))}"
+            )
+        await self._emit(EventChange(name, payload, self.node, self.key, self.attempt))
+
+    async def _emit(self, change: EventChange) -> None:
+        if self.run.emit is None:
+            raise ExecutionError(f"node {self.node!r} emits outside of an executing run")
+        await self.run.emit(change)

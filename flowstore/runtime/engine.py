@@ -14,24 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from flowstore.definition.builder import Workflow
-from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.definition.graph import Graph
 from flowstore.definition.validation import validate_inputs
-from flowstore.errors import ExecutionError, RunNotFound, StoreUnavailable
+from flowstore.errors import ExecutionError
 from flowstore.hooks import HookKind, Hooks
-from flowstore.runtime.context import NodeContext
+from flowstore.runtime.children import run_child
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.models import Run
 from flowstore.runtime.resources import SharedResources
-from flowstore.runtime.worker import ClaimLoop, dead_local_workers
+from flowstore.runtime.streams import LiveRuns
+from flowstore.runtime.streams import follow as follow_run
+from flowstore.runtime.worker import ClaimLoop, dead_local_workers, heartbeat
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -43,6 +46,7 @@ from flowstore.store.records import (
 )
 
 if TYPE_CHECKING:
+    from flowstore.events import StreamEvent
     from flowstore.store.engine import StoreSettings
 
 __all__ = ["Engine"]
@@ -123,6 +127,7 @@ class Engine:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         # Runs executing in this engine, and the event that cancels each one.
         self._executing: dict[RunId, asyncio.Event] = {}
+        self._live = LiveRuns()
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -155,7 +160,9 @@ class Engine:
         await self._store.register_worker(
             WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now)
         )
-        self._heartbeat = asyncio.create_task(self._beat())
+        self._heartbeat = asyncio.create_task(
+            heartbeat(self._store, self.worker_id, self.lease_seconds, self._executing)
+        )
         for _ in range(self._worker_count):
             loop = ClaimLoop(
                 self._store,
@@ -187,22 +194,6 @@ class Engine:
                 self._store = None
         finally:
             await self._resources.close()
-
-    async def _beat(self) -> None:
-        """Heartbeat three times per lease; look for cancel requests twice a second."""
-        next_beat = asyncio.get_running_loop().time() + self.lease_seconds / 3
-        while True:
-            await asyncio.sleep(min(0.5, self.lease_seconds / 3))
-            try:
-                if asyncio.get_running_loop().time() >= next_beat:
-                    await self.store.heartbeat(self.worker_id, lease_seconds=self.lease_seconds)
-                    next_beat += self.lease_seconds / 3
-                if self._executing:
-                    for run_id in await self.store.cancel_requests(self.worker_id):
-                        if run_id in self._executing:
-                            self._executing[run_id].set()
-            except StoreUnavailable as error:  # keep beating: fencing guards what was lost
-                _log.warning("engine %s: heartbeat failed: %s", self.worker_id, error)
 
     @property
     def store(self) -> Any:
@@ -276,21 +267,23 @@ class Engine:
         observe: Observer | None = None,
     ) -> RunStatus:
         """Execute a claimed run with this engine's settings (a worker loop's, or `run`'s)."""
-        return await execute_run(
-            store,
-            claim,
-            graph,
-            inputs,
-            observe=observe,
-            cancelled=cancelled,
-            run_child=self._run_child,
-            telemetry=self._telemetry,
-            hooks=self._hooks_for(graph.name),
-            debug=self._debug,
-            resources=self.resources,
-            tracer=self._tracer_for_runs(),
-            secret_fields=self._secret_fields,
-        )
+        with self._live.executing(claim.run.id) as live:
+            return await execute_run(
+                store,
+                claim,
+                graph,
+                inputs,
+                observe=observe,
+                cancelled=cancelled,
+                run_child=functools.partial(run_child, self),
+                telemetry=self._telemetry,
+                hooks=self._hooks_for(graph.name),
+                debug=self._debug,
+                resources=self.resources,
+                tracer=self._tracer_for_runs(),
+                secret_fields=self._secret_fields,
+                live=live,
+            )
 
     def _tracer_for_runs(self) -> Any:
         if self._tracer is None and self._telemetry:
@@ -315,49 +308,6 @@ class Engine:
         finally:
             self._executing.pop(claim.run.id, None)
             self._run_ended(claim.run.id)
-
-    async def _run_child(
-        self, node: CompiledNode, arguments: dict[str, Any], ctx: NodeContext
-    ) -> Any:
-        """Run a subworkflow node's child run to its end, here; return its output.
-
-        The child's id is derived from the parent run and the node execution, so a parent
-        that runs the node again after a crash takes up the same child run instead of
-        starting a second one.
-        """
-        assert node.spec.workflow is not None
-        graph = self._graph_for(node.spec.workflow)
-        child_id = RunId(str(uuid.uuid5(uuid.UUID(ctx.run_id), ctx.idempotency_key)))
-        try:
-            record = await self.store.get_run(child_id)
-        except RunNotFound:
-            inputs = validate_inputs(graph, arguments)
-            record = await self.store.create_run(
-                self._new_run(graph, inputs, id=child_id, parent_run_id=ctx.run_id, owned=True)
-            )
-            assert record.lease_expires_at is not None
-            claim: Claim | None = Claim(
-                record, self.worker_id, record.fencing, record.lease_expires_at
-            )
-        else:
-            claim = None
-            if not record.status.is_terminal:
-                claim = await self.store.claim_run(
-                    self.worker_id,
-                    lease_seconds=self.lease_seconds,
-                    run_id=child_id,
-                    steal_from=await self._dead_local_workers(),
-                )
-        if claim is not None:
-            await self._execute(claim, graph, validate_inputs(graph, claim.run.inputs), None)
-        child = await self.wait(child_id)
-        if child.status is not RunStatus.SUCCEEDED:
-            error = child.error or {}
-            raise ExecutionError(
-                f"child run {child_id} of workflow {graph.name!r} {child.status.value}"
-                + (f": {error.get('type')}: {error.get('message')}" if error else "")
-            )
-        return child.output
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run: at once when it is queued; when it runs, its owner (this engine or
@@ -465,6 +415,40 @@ class Engine:
         return await dead_local_workers(self.store, self.worker_id)
 
     # ------------------------------------------------------------------ reading runs
+
+    def events(
+        self, run_id: str, *, after: int = 0, follow: bool = True
+    ) -> AsyncIterator[StreamEvent]:
+        """The run's events after sequence number `after`, in order, each once (see
+        `flowstore.events`): with `follow`, live until the run ends, wherever it executes;
+        else those in its log now. Raises `RunNotFound` once iterated, for an unknown run."""
+
+        async def events() -> AsyncIterator[StreamEvent]:
+            await self.store.get_run(RunId(run_id))
+            async for event in follow_run(
+                self.store, self._live, RunId(run_id), after=after, live=follow
+            ):
+                yield event
+
+        return events()
+
+    async def stream(
+        self, workflow: Workflow, inputs: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[StreamEvent]:
+        """Execute a run of `workflow` here, as `run` does, yielding its events as they happen
+        (tokens included), up to the run's end. Leaving the loop early cancels the run."""
+        validate_inputs(workflow.compile(), inputs or {})  # raised here, not in a task
+        run_id = str(uuid.uuid4())
+        running = asyncio.ensure_future(self.run(workflow, inputs, run_id=run_id))
+        try:
+            async for event in follow_run(self.store, self._live, RunId(run_id), executing=running):
+                yield event
+            await running
+        finally:
+            if not running.done():
+                running.cancel()
+                with contextlib.suppress(BaseException):
+                    await running
 
     async def get_run(self, run_id: str) -> Run:
         """One run. Raises `RunNotFound`."""

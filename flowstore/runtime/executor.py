@@ -15,6 +15,7 @@ least once), and the scheduler carries on from there.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import traceback
@@ -34,12 +35,13 @@ from flowstore.runtime.calls import (
     execute_node,
 )
 from flowstore.runtime.committer import Committer, Observer
-from flowstore.runtime.context import NodeContext, RunContext
+from flowstore.runtime.context import Emit, NodeContext, RunContext
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
 from flowstore.runtime.policies.cache import cache_key
 from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.state import RunState
+from flowstore.runtime.streams import LiveRun
 from flowstore.runtime.telemetry import RunTelemetry, new_span_id
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
@@ -47,6 +49,7 @@ from flowstore.store.records import (
     Change,
     CheckpointChange,
     Claim,
+    EventChange,
     MetricPoint,
     NodeChange,
     NodeStatus,
@@ -74,6 +77,7 @@ async def execute_run(
     resources: Mapping[str, Any] | None = None,
     tracer: Any = None,
     secret_fields: Sequence[str] = (),
+    live: LiveRun | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -86,6 +90,7 @@ async def execute_run(
     shared objects nodes receive by name (the engine's). With an OpenTelemetry `tracer`, the
     run's spans are exported when it ends (see `otel.py`). The values of `secret_fields` (with
     the workflow's `config.secret_fields`) are kept out of the errors it stores (`redaction.py`).
+    A `live` run shows its changes to readers in this process as they are made (`streams.py`).
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -116,6 +121,7 @@ async def execute_run(
             resources or {},
             tracer,
             redactor,
+            live,
         )
     finally:
         if run_hooks is not None:
@@ -186,6 +192,24 @@ def _shown(value: Any, redactor: Redactor | None) -> str:
     return text if len(text) <= 2000 else text[:2000] + "..."
 
 
+_EMIT_HIGH_WATER = 10_000
+"""Queued changes past which a node that emits waits for a commit (tokens outrunning SQL)."""
+
+
+def _emitter(store: Store, committer: Committer) -> Emit:
+    """How the run's nodes emit events: queued with the run's changes, in order."""
+
+    async def emit(change: EventChange) -> None:
+        if change.name != "token":  # a payload that cannot be stored fails the emitting node
+            what = f"payload of event {change.name!r} of node {change.node!r}"
+            change = dataclasses.replace(change, payload=store.encode(change.payload, what=what))
+        committer.submit([change])
+        if committer.queued >= _EMIT_HIGH_WATER:
+            await committer.drain()
+
+    return emit
+
+
 def _both(first: Observer | None, second: Observer) -> Observer:
     if first is None:
         return second
@@ -211,14 +235,15 @@ async def _execute(
     resources: Mapping[str, Any],
     tracer: Any,
     redactor: Redactor | None,
+    live: LiveRun | None,
 ) -> RunStatus:
     state = RunState(graph, inputs)
     loops = Loops(graph)
-    committer = Committer(store, claim, observe, redactor)
+    committer = Committer(store, claim, observe, redactor, live)
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
-    run_context = RunContext(claim.run.id, graph.name, state.inputs)
+    run_context = RunContext(claim.run.id, graph.name, state.inputs, _emitter(store, committer))
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
     debug_log = log if debug else None
     attempts: dict[tuple[str, str], int] = {}

@@ -23,7 +23,7 @@ from flowstore.runtime.executor import execute_run
 from flowstore.store.protocol import Store
 from flowstore.store.records import Claim, RunId, WorkerId
 
-__all__ = ["ClaimLoop", "dead_local_workers"]
+__all__ = ["ClaimLoop", "dead_local_workers", "heartbeat"]
 
 log = logging.getLogger("flowstore.worker")
 
@@ -153,3 +153,26 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
+
+
+async def heartbeat(
+    store: Store,
+    worker_id: WorkerId,
+    lease_seconds: float,
+    executing: Mapping[RunId, asyncio.Event],
+) -> None:
+    """Heartbeat three times per lease (renewing the leases of the worker's runs); look for
+    cancel requests of the runs `executing` twice a second, and set their events."""
+    next_beat = asyncio.get_running_loop().time() + lease_seconds / 3
+    while True:
+        await asyncio.sleep(min(0.5, lease_seconds / 3))
+        try:
+            if asyncio.get_running_loop().time() >= next_beat:
+                await store.heartbeat(worker_id, lease_seconds=lease_seconds)
+                next_beat += lease_seconds / 3
+            if executing:
+                for run_id in await store.cancel_requests(worker_id):
+                    if run_id in executing:
+                        executing[run_id].set()
+        except StoreUnavailable as error:  # keep beating: fencing guards what was lost
+            log.warning("engine %s: heartbeat failed: %s", worker_id, error)

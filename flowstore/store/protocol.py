@@ -128,16 +128,20 @@ class Store(Protocol):
         metrics: Sequence[MetricPoint] = (),
         spans: Sequence[Span] = (),
         cache_keys: Sequence[str] = (),
+        expected_seq: int | None = None,
     ) -> CommitResult:
         """Apply and log a batch of changes atomically, each with the next sequence number.
 
         `metrics` and `spans` measured while making the changes are stored in the same
         transaction (they take no place in the log). The live cache entries of `cache_keys`
         are looked up in it too, and returned in `CommitResult.cached`: the nodes a batch
-        starts learn whether their output is cached without a second round trip.
+        starts learn whether their output is cached without a second round trip. With
+        `expected_seq`, the first change must take that sequence number (a writer that numbers
+        its changes itself, to tell live readers).
 
         Raises:
-            LeaseLost: The fencing number is stale; nothing was written.
+            LeaseLost: The fencing number is stale, or the log does not end at
+                `expected_seq - 1`; nothing was written.
             UnserializableValue, ValueTooLarge: A value cannot be stored; nothing was written.
         """
         ...

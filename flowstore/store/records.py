@@ -289,12 +289,22 @@ class NodeChange:
 
 @dataclass(frozen=True, slots=True)
 class EventChange:
-    """An event recorded in the log (a state update, tokens, a custom event)."""
+    """An event recorded in the log (a token, a custom event, the engine's own).
+
+    Attributes:
+        name: What happened: `token` for a piece of a node's streamed output, else the
+            event's name.
+        payload: Its JSON value (a token's text).
+        node: The node it belongs to, if any.
+        key: The node execution's key.
+        attempt: The node's attempt that emitted it, if a node did.
+    """
 
     name: str
     payload: Any = None
     node: str | None = None
     key: str = ""
+    attempt: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -180,6 +180,7 @@ class SQLStore(SQLTransactions, Store):
         metrics: Sequence[MetricPoint] = (),
         spans: Sequence[Span] = (),
         cache_keys: Sequence[str] = (),
+        expected_seq: int | None = None,
     ) -> CommitResult:
         return await self._write(
             f"recording transitions of run {run_id}",
@@ -192,6 +193,7 @@ class SQLStore(SQLTransactions, Store):
             cache_keys,
             now=self._now(),
             encode=self._encode,
+            expected_seq=expected_seq,
         )
 
     async def read_transitions(

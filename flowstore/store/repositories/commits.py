@@ -26,10 +26,13 @@ def record_commit(
     *,
     now: datetime,
     encode: Callable[..., Any],
+    expected_seq: int | None = None,
 ) -> CommitResult:
     """The transitions, the telemetry measured with them and the cache lookups of the nodes
     they start, in one transaction."""
-    result = transitions.record_transitions(conn, run_id, fencing, changes, now=now, encode=encode)
+    result = transitions.record_transitions(
+        conn, run_id, fencing, changes, now=now, encode=encode, expected_seq=expected_seq
+    )
     telemetry.record_metrics(conn, metrics, now=now)
     telemetry.record_spans(conn, spans, encode=encode)
     if not cache_keys:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Executable, Table, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from flowstore.errors import LeaseLost
 from flowstore.store import prepared
 from flowstore.store.records import (
     UNSET,
@@ -83,11 +84,16 @@ def record_transitions(
     *,
     now: datetime,
     encode: Encoder,
+    expected_seq: int | None = None,
 ) -> CommitResult:
     """Append `changes` to the run's log and apply them, all or nothing.
 
+    With `expected_seq`, the first change must take that sequence number (the writer numbered
+    the changes itself, and told live readers so).
+
     Raises:
-        LeaseLost: `fencing` is not the run's current fencing number; nothing is written.
+        LeaseLost: `fencing` is not the run's current fencing number, or the log is not where
+            `expected_seq` says; nothing is written.
         RunNotFound: There is no such run.
     """
     run_values: dict[str, Any] = {}
@@ -102,11 +108,13 @@ def record_transitions(
                 run_values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
     reserving = {"r_run_id": run_id, "r_fencing": fencing, "r_count": len(changes), "r_now": now}
     reserving.update({f"r_{name}": value for name, value in run_values.items()})
-    reserve = _reserve(tuple(sorted(run_values)))
+    if expected_seq is not None:
+        reserving["r_after"] = expected_seq - 1
+    reserve = _reserve(tuple(sorted(run_values)), expected_seq is not None)
     reserved = prepared.execute(conn, reserve, reserving)
     last_seq = reserved[0][0] if reserved else None
     if last_seq is None:
-        raise lease_lost(conn, run_id, fencing)
+        raise _refused(conn, run_id, fencing, expected_seq)
     first_seq = last_seq - len(changes) + 1
 
     # Rows are lists in the order of their table's columns: a batch of hundreds is built
@@ -168,7 +176,7 @@ def record_transitions(
                     change.node,
                     change.key,
                     None,
-                    None,
+                    change.attempt,
                     payload,
                     now,
                 ]
@@ -260,14 +268,31 @@ class _Where:
 
 # Statements built once: building and cache-keying a statement costs more than running it.
 @cache
-def _reserve(columns: tuple[str, ...]) -> Executable:
-    """Check the fencing number, reserve sequence numbers, and set `columns` of the run."""
+def _reserve(columns: tuple[str, ...], expected: bool) -> Executable:
+    """Check the fencing number (and with `expected`, where the log is), reserve sequence
+    numbers, and set `columns` of the run."""
+    stmt = update(runs).where(
+        runs.c.id == bindparam("r_run_id"), runs.c.fencing == bindparam("r_fencing")
+    )
+    if expected:
+        stmt = stmt.where(runs.c.last_seq == bindparam("r_after"))
     return (
-        update(runs)
-        .where(runs.c.id == bindparam("r_run_id"), runs.c.fencing == bindparam("r_fencing"))
-        .values(last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now"))
+        stmt.values(last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now"))
         .values({name: bindparam(f"r_{name}", type_=runs.c[name].type) for name in columns})
         .returning(runs.c.last_seq)
+    )
+
+
+def _refused(conn: Connection, run_id: RunId, fencing: int, expected_seq: int | None) -> LeaseLost:
+    error = lease_lost(conn, run_id, fencing)
+    if expected_seq is None:
+        return error
+    row = conn.execute(select(runs.c.fencing, runs.c.last_seq).where(runs.c.id == run_id)).first()
+    if row is None or row.fencing != fencing:
+        return error
+    return LeaseLost(
+        f"run {run_id}'s log ends at sequence number {row.last_seq}, but this write was "
+        f"numbered from {expected_seq}: another writer appended to it; nothing was written"
     )
 
 
