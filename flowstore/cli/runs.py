@@ -64,6 +64,17 @@ def add_commands(commands: Any) -> None:
         help="also every node's full inputs and output, errors with tracebacks, and the log",
     )
     show.set_defaults(handler=_show)
+    tail = runs_commands.add_parser(
+        "tail", help="follow a run's events live (tokens as they come), wherever it runs"
+    )
+    tail.add_argument("run_id", help="the run's id")
+    tail.add_argument("--after", type=int, default=0, help="start after this sequence number")
+    tail.add_argument("--json", action="store_true", help="one JSON object per event")
+    tail.add_argument(
+        "--no-follow", action="store_true", help="print what the log holds now and stop"
+    )
+    tail.add_argument("--url", help=url_help)
+    tail.set_defaults(handler=_tail)
 
 
 _TOLD = {"retried": "retrying", "fell_back": "fallback"}
@@ -267,3 +278,62 @@ def _show_debug(executions: Any, errors: Any, log: Any, spans: Any) -> None:
 
 def _started(span: Any) -> Any:
     return span.started_at
+
+
+def _tail(args: argparse.Namespace) -> int:
+    from flowstore.events import RunEvent, stream_event_adapter
+
+    render = _EventLines()
+
+    async def tail() -> RunEvent | None:
+        ended = None
+        async with _open(args.url) as engine:
+            async for event in engine.events(
+                args.run_id, after=args.after, follow=not args.no_follow
+            ):
+                if args.json:
+                    print(stream_event_adapter.dump_json(event).decode(), flush=True)
+                else:
+                    render(event)
+                if isinstance(event, RunEvent) and event.is_terminal:
+                    ended = event
+        render.close()
+        return ended
+
+    ended = asyncio.run(tail())
+    return 0 if ended is None or ended.status == "succeeded" else 1
+
+
+class _EventLines:
+    """Prints events for a terminal: tokens run on as text, every other event on a line."""
+
+    def __init__(self) -> None:
+        self._in_text = False
+
+    def __call__(self, event: Any) -> None:
+        if event.type == "token":
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+            self._in_text = True
+            return
+        self.close()
+        where = ""
+        if getattr(event, "node", None):
+            where = f" {event.node}" + (f"[{event.key}]" if event.key else "")
+        line = f"[{event.seq}] {event.type}{where}"
+        if event.type in ("run", "node"):
+            line += f" {event.status}"
+            if event.type == "node" and event.status == "running":
+                line += f" (attempt {event.attempt})"
+            if event.error:
+                line += f": {event.error.get('type')}: {event.error.get('message')}"
+            elif event.type == "run" and event.status == "succeeded":
+                line += f": {json.dumps(event.output, default=str)}"
+        elif event.type == "event":
+            line += f" {event.name}: {json.dumps(event.payload, default=str)}"
+        print(line, flush=True)
+
+    def close(self) -> None:
+        if self._in_text:
+            print(flush=True)
+            self._in_text = False

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from flowstore.errors import RunNotFound
 from flowstore.events import (
     CheckpointEvent,
     CustomEvent,
@@ -30,7 +31,6 @@ from flowstore.events import (
     StreamInterrupted,
     TokenEvent,
 )
-from flowstore.errors import RunNotFound
 from flowstore.store import serde
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
@@ -165,67 +165,94 @@ async def follow(
     """
     encode = _encoder(store)
     with runs.subscribe(run_id) as subscription:
-        if executing is not None:
-            executing.add_done_callback(lambda _: subscription.wake.set())
-        last = after
-        shown_live = 0  # the highest seq shown before its commit
-        held: list[tuple[int, Change]] = []  # live changes ahead of `last`
-        from_log = True
-        while True:
-            if executing is not None and executing.done() and not from_log:
-                executing.result()  # its error, if it failed
-                from_log = True  # it ended the run: the end is in the log
-            if from_log:
-                async for event in _from_log(store, run_id, last):
-                    yield event
-                    last = event.seq
-                    if isinstance(event, RunEvent) and event.is_terminal:
-                        return
-                if not live:
-                    return
-                from_log = False
-            if subscription.interrupted:
-                confirmed = (await store.get_run(run_id)).last_seq
-                if shown_live > confirmed:
-                    raise StreamInterrupted(
-                        f"run {run_id} lost its owner after showing events up to {shown_live}, "
-                        f"which its log does not hold (it ends at {confirmed})",
-                        resume_after=confirmed,
-                    )
-                subscription.interrupted = False
-                held, from_log = [], True
-                continue
-            if subscription.cut_loose:
-                subscription.cut_loose = False
-                held, from_log = [], True
-                continue
-            held += subscription.take()
-            shown = 0
-            for seq, change in held:
-                if seq <= last:
-                    shown += 1
-                    continue
-                if seq > last + 1:
-                    break
-                event = event_of_change(run_id, seq, change, encode)
+        async with store.watch(run_id, subscription.wake) as told:
+            async for event in _follow(
+                store,
+                runs,
+                run_id,
+                subscription,
+                after,
+                live,
+                executing,
+                encode,
+                # Told of each commit: polling only guards against a lost notice.
+                poll_seconds * 20 if told else poll_seconds,
+            ):
                 yield event
-                last = shown_live = seq
-                shown += 1
+
+
+async def _follow(
+    store: Store,
+    runs: LiveRuns,
+    run_id: RunId,
+    subscription: Subscription,
+    after: int,
+    live: bool,
+    executing: asyncio.Future[Any] | None,
+    encode: Encode,
+    poll_seconds: float,
+) -> AsyncIterator[StreamEvent]:
+    if executing is not None:
+        executing.add_done_callback(lambda _: subscription.wake.set())
+    last = after
+    shown_live = 0  # the highest seq shown before its commit
+    held: list[tuple[int, Change]] = []  # live changes ahead of `last`
+    from_log = True
+    while True:
+        if executing is not None and executing.done() and not from_log:
+            executing.result()  # its error, if it failed
+            from_log = True  # it ended the run: the end is in the log
+        if from_log:
+            async for event in _from_log(store, run_id, last):
+                yield event
+                last = event.seq
                 if isinstance(event, RunEvent) and event.is_terminal:
                     return
-            held = held[shown:]
-            if held:  # a gap: what is missing is in the log, or soon will be
-                from_log = True
-                if not shown:
-                    await _wait(subscription.wake, poll_seconds)
-            elif runs.is_executing(run_id):
-                # Everything arrives live; look at the log now and then all the same.
-                from_log = not await _wait(subscription.wake, 1.0)
-            else:  # executing elsewhere, or not yet: poll the log
-                if await _has_ended(store, run_id, last):
-                    return
+            if not live:
+                return
+            from_log = False
+        if subscription.interrupted:
+            confirmed = (await store.get_run(run_id)).last_seq
+            if shown_live > confirmed:
+                raise StreamInterrupted(
+                    f"run {run_id} lost its owner after showing events up to {shown_live}, "
+                    f"which its log does not hold (it ends at {confirmed})",
+                    resume_after=confirmed,
+                )
+            subscription.interrupted = False
+            held, from_log = [], True
+            continue
+        if subscription.cut_loose:
+            subscription.cut_loose = False
+            held, from_log = [], True
+            continue
+        held += subscription.take()
+        shown = 0
+        for seq, change in held:
+            if seq <= last:
+                shown += 1
+                continue
+            if seq > last + 1:
+                break
+            event = event_of_change(run_id, seq, change, encode)
+            yield event
+            last = shown_live = seq
+            shown += 1
+            if isinstance(event, RunEvent) and event.is_terminal:
+                return
+        held = held[shown:]
+        if held:  # a gap: what is missing is in the log, or soon will be
+            from_log = True
+            if not shown:
                 await _wait(subscription.wake, poll_seconds)
-                from_log = True
+        elif runs.is_executing(run_id):
+            # Everything arrives live; look at the log now and then all the same.
+            from_log = not await _wait(subscription.wake, 1.0)
+        else:  # executing elsewhere, or not yet: poll the log
+            if await _has_ended(store, run_id, last):
+                return
+            await _wait(subscription.wake, poll_seconds)
+            from_log = True
 
 
 async def _has_ended(store: Store, run_id: RunId, last: int) -> bool:

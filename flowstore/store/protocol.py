@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -144,6 +146,11 @@ class Store(Protocol):
                 `expected_seq - 1`; nothing was written.
             UnserializableValue, ValueTooLarge: A value cannot be stored; nothing was written.
         """
+        ...
+
+    def watch(self, run_id: RunId, wake: asyncio.Event) -> AbstractAsyncContextManager[bool]:
+        """Set `wake` whenever a commit of the run's log lands, from any process, for as long
+        as the block runs. Yields whether it will; when not (SQLite), readers poll."""
         ...
 
     async def read_transitions(

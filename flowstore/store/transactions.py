@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
@@ -12,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowstore.store import serde
 from flowstore.store.engine import TRANSLATED, StoreSettings, store_error
+from flowstore.store.notices import RunNotices
+from flowstore.store.records import RunId
 from flowstore.store.sqlite_threads import BUSY, LoopReads, SQLiteThreads, sqlite_sync_engine
 
 __all__ = ["SQLTransactions", "Work"]
@@ -54,6 +59,7 @@ class SQLTransactions:
         self._readers: SQLiteThreads | None = None
         self._sync_engine: Engine | None = None
         self._loop_reads: LoopReads | None = None
+        self._notices = RunNotices(engine) if engine.dialect.name == "postgresql" else None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
                 engine, settings, connections=2 + _SQLITE_READERS
@@ -80,7 +86,16 @@ class SQLTransactions:
     async def __aexit__(self, *_: object) -> None:
         await self.close()
 
+    def watch(self, run_id: RunId, wake: asyncio.Event) -> AbstractAsyncContextManager[bool]:
+        """Set `wake` whenever a commit of the run lands, from any process, while the block
+        runs; yields whether it will (PostgreSQL's LISTEN/NOTIFY) or the caller must poll."""
+        if self._notices is None:
+            return contextlib.nullcontext(False)
+        return self._notices.watch(run_id, wake)
+
     async def close(self) -> None:
+        if self._notices is not None:
+            await self._notices.close()
         if self._loop_reads is not None:
             self._loop_reads.close()
         for threads in (self._writer, self._readers):

@@ -14,7 +14,7 @@ from flowstore.errors import ExecutionError, RunNotFound
 from flowstore.events import CustomEvent, NodeEvent, RunEvent, TokenEvent, stream_event_adapter
 from flowstore.runtime.context import NodeContext, RunContext
 from flowstore.runtime.engine import Engine
-from flowstore.store import RunId, RunStatus
+from flowstore.store import EventChange, NewRun, RunId, RunStatus, WorkerId, open_store
 
 
 def talking_flow() -> Workflow:
@@ -151,3 +151,21 @@ async def test_emitting_checks_names_and_payloads(migrated_url: str) -> None:
     outside = NodeContext(RunContext(RunId("r"), "w", {}), "n", "", 1, logging.getLogger("t"))
     with pytest.raises(ExecutionError, match="emits outside of an executing run"):
         await outside.emit_token("x")
+
+
+async def test_a_reader_elsewhere_is_woken_by_each_commit_on_postgresql(
+    migrated_url: str,
+) -> None:
+    writer_store = await open_store(migrated_url)
+    reader_store = await open_store(migrated_url)
+    try:
+        run = await writer_store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        wake = asyncio.Event()
+        async with reader_store.watch(run.id, wake) as told:
+            assert told is migrated_url.startswith("postgresql")
+            await writer_store.record_transitions(run.id, 1, [EventChange("e")])
+            if told:
+                await asyncio.wait_for(wake.wait(), 10)
+    finally:
+        await writer_store.close()
+        await reader_store.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from flowstore.store.notices import notify_run
 from flowstore.store.records import Change, CommitResult, MetricPoint, RunId, Span
 from flowstore.store.repositories import cache, telemetry, transitions
 
@@ -33,6 +34,8 @@ def record_commit(
     result = transitions.record_transitions(
         conn, run_id, fencing, changes, now=now, encode=encode, expected_seq=expected_seq
     )
+    if changes and conn.dialect.name == "postgresql":
+        notify_run(conn, run_id)  # readers in other processes wake when this commit lands
     telemetry.record_metrics(conn, metrics, now=now)
     telemetry.record_spans(conn, spans, encode=encode)
     if not cache_keys:
