@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Fallback,
         Loop,
         MapOver,
+        MemoryConfig,
         Retry,
     )
     from flowstore.hooks import HookEvent
@@ -37,6 +38,7 @@ __all__ = [
     "HookEvent",
     "Loop",
     "MapOver",
+    "MemoryConfig",
     "Retry",
     "Workflow",
     "__version__",
@@ -51,7 +53,16 @@ _LAZY = {
     "node_type": "flowstore.definition.node_types",
     "HookEvent": "flowstore.hooks",
     **dict.fromkeys(
-        ["Breaker", "Cache", "ExecutionConfig", "Fallback", "Loop", "MapOver", "Retry"],
+        [
+            "Breaker",
+            "Cache",
+            "ExecutionConfig",
+            "Fallback",
+            "Loop",
+            "MapOver",
+            "MemoryConfig",
+            "Retry",
+        ],
         "flowstore.definition.spec",
     ),
 }

@@ -37,6 +37,7 @@ __all__ = [
     "Fallback",
     "Loop",
     "MapOver",
+    "MemoryConfig",
     "NodeSpec",
     "Retry",
     "WorkflowSpec",
@@ -191,6 +192,25 @@ class MapOver(_Spec):
     concurrency: int | None = Field(default=None, ge=1, le=100_000)
 
 
+class MemoryConfig(_Spec):
+    """How a workflow's runs keep conversation memory (`NodeContext.memory`).
+
+    Attributes:
+        max_messages: The most messages a thread keeps: appending more deletes the oldest.
+            None keeps them all.
+        max_message_bytes: The largest content of one message, as JSON; a larger one fails
+            the append (and the node) with an error naming the thread.
+        message_ttl: Seconds a message is kept; after that it is no longer read, and it is
+            deleted. None keeps it.
+        clear_after_run: Delete the messages a run wrote when the run ends (scratch memory).
+    """
+
+    max_messages: int | None = Field(default=None, ge=1, le=10_000_000)
+    max_message_bytes: int = Field(default=256 * 1024, ge=1, le=2 * 1024 * 1024)
+    message_ttl: Seconds | None = None
+    clear_after_run: bool = False
+
+
 class ExecutionConfig(_Spec):
     """How a workflow's runs execute.
 
@@ -206,6 +226,7 @@ class ExecutionConfig(_Spec):
         secret_fields: Names of fields (in the run's inputs, a node's inputs or outputs) whose
             values are never stored with an error: they are replaced in error reports,
             stored errors and debug logs (see `flowstore.runtime.redaction`).
+        memory: Limits of the conversation memory the run's nodes write.
     """
 
     strategy: Literal["sequential", "parallel"] = "parallel"
@@ -215,6 +236,7 @@ class ExecutionConfig(_Spec):
     run_timeout: Seconds | None = None
     debug: bool = False
     secret_fields: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = ()
+    memory: MemoryConfig = MemoryConfig()
 
 
 def _inputs_mapping(value: Any) -> Any:

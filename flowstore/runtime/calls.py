@@ -19,6 +19,7 @@ from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import validate_arguments, validate_output
 from flowstore.errors import ExecutionError, NodeTimeout
 from flowstore.runtime.context import NodeContext
+from flowstore.runtime.memory import MemoryStage
 from flowstore.runtime.policies import fall_back, with_breaker, with_retry, with_timeout
 from flowstore.runtime.policies.cache import cache_key
 from flowstore.runtime.telemetry import NodeTiming, RunTelemetry
@@ -190,11 +191,12 @@ async def execute_node(
             return NodeOutcome(output, entry.value, (hit,), cache_hit=True)
     timeout = spec.timeout if spec.timeout is not None else graph.spec.config.node_timeout
 
+    staged: list[MemoryStage] = []  # the memory writes of the attempt that succeeded
+
     async def attempt(number: int) -> Any:
-        current = (
-            context if number == context.attempt else dataclasses.replace(context, attempt=number)
-        )
-        return await with_breaker(
+        stage = MemoryStage(context.run.run_id, node.name, context.key, context.run.memory_config)
+        current = dataclasses.replace(context, attempt=number, memory_stage=stage)
+        output = await with_breaker(
             spec.breaker,
             store,
             lambda: with_timeout(
@@ -204,15 +206,19 @@ async def execute_node(
             ),
             moved=journal.breaker_moved,
         )
+        staged[:] = [stage]
+        return output
 
     changes: tuple[Change, ...] = ()
+    fell_back = False
     try:
         output = await with_retry(spec.retry, context.attempt, attempt, journal)
+        changes = tuple(staged[0].changes) if staged else ()
     except Exception as error:
         if spec.fallback is None:
             raise
         used = await fall_back(node, error, arguments, outputs)
-        output = used.output
+        output, fell_back = used.output, True
         changes = (
             error_change(
                 node.name,
@@ -225,7 +231,7 @@ async def execute_node(
             EventChange("fallback", {"source": used.source}, node=node.name, key=context.key),
         )
     encoded = store.encode(output, what=f"output of node {node.name!r}")
-    if key is not None and spec.cache is not None and not changes:  # never a fallback's output
+    if key is not None and spec.cache is not None and not fell_back:  # never a fallback's output
         await store.put_cached(
             key, workflow=graph.name, node=node.name, value=encoded, ttl_seconds=spec.cache.ttl
         )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from flowstore.definition.spec import MemoryConfig
 from flowstore.errors import ExecutionError
+from flowstore.runtime.memory import Memory, MemoryStage
+from flowstore.store.protocol import Store
 from flowstore.store.records import EventChange, RunId
 
 __all__ = ["Emit", "NodeContext", "RunContext"]
@@ -15,7 +18,11 @@ __all__ = ["Emit", "NodeContext", "RunContext"]
 Emit = Callable[[EventChange], Awaitable[None]]
 """Puts an event on its way to the run's log, in order (the executor's)."""
 
-_ENGINE_EVENTS = frozenset({"token", "error", "cache_hit", "fallback", "breaker"})
+_NO_LIMITS: Final = MemoryConfig()
+
+_ENGINE_EVENTS = frozenset(
+    {"token", "error", "cache_hit", "fallback", "breaker", "message", "entity", "memory_cleared"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,12 +34,16 @@ class RunContext:
         workflow: The workflow's name.
         inputs: The run's validated inputs.
         emit: Where the run's events go; None outside an executing run.
+        store: The run's store (for memory); None outside an executing run.
+        memory_config: The workflow's memory limits.
     """
 
     run_id: RunId
     workflow: str
     inputs: Mapping[str, Any]
     emit: Emit | None = None
+    store: Store | None = None
+    memory_config: MemoryConfig = _NO_LIMITS
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +56,7 @@ class NodeContext:
         key: Tells executions of the same node apart (a map item, a loop iteration); "" else.
         attempt: 1 for the first call, 2 for the first retry, and so on.
         run_logger: The run's logger; `logger` is its child named after the node.
+        memory_stage: The memory writes of this attempt, committed with its success.
     """
 
     run: RunContext
@@ -52,6 +64,15 @@ class NodeContext:
     key: str
     attempt: int
     run_logger: logging.Logger
+    memory_stage: MemoryStage | None = None
+
+    @property
+    def memory(self) -> Memory:
+        """Conversation threads and entities; what this node writes is committed with its
+        success (see `flowstore.runtime.memory`)."""
+        if self.run.store is None or self.memory_stage is None:
+            raise ExecutionError(f"node {self.node!r} uses memory outside of an executing run")
+        return Memory(self.run.store, self.run.memory_config, self.memory_stage)
 
     @property
     def logger(self) -> logging.Logger:

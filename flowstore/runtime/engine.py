@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import Graph
+from flowstore.definition.spec import MemoryConfig
 from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError
 from flowstore.hooks import HookKind, Hooks
 from flowstore.runtime.children import run_child
 from flowstore.runtime.executor import Observer, execute_run
+from flowstore.runtime.memory import Memory
 from flowstore.runtime.models import Run
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.streams import LiveRuns
@@ -82,6 +84,7 @@ class Engine:
             by default the global provider's, when the `otel` extra is installed.
         secret_fields: Field names whose values are kept out of every run's stored errors
             and debug logs, with each workflow's own `config.secret_fields`.
+        memory: Limits of the conversation memory written through `Engine.memory`.
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Engine:
         settings: StoreSettings | None = None,
         tracer: Any = None,
         secret_fields: Sequence[str] = (),
+        memory: MemoryConfig | None = None,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -109,6 +113,7 @@ class Engine:
         self._settings = settings
         self._tracer = tracer
         self._secret_fields = tuple(secret_fields)
+        self._memory_config = memory or MemoryConfig()
         self._resources = SharedResources(resources or {})
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
@@ -194,6 +199,11 @@ class Engine:
                 self._store = None
         finally:
             await self._resources.close()
+
+    @property
+    def memory(self) -> Memory:
+        """Conversation threads and entities, written at once (`flowstore.runtime.memory`)."""
+        return Memory(self.store, self._memory_config)
 
     @property
     def store(self) -> Any:

@@ -50,6 +50,7 @@ from flowstore.store.records import (
     CheckpointChange,
     Claim,
     EventChange,
+    MemoryClearChange,
     MetricPoint,
     NodeChange,
     NodeStatus,
@@ -243,7 +244,14 @@ async def _execute(
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
-    run_context = RunContext(claim.run.id, graph.name, state.inputs, _emitter(store, committer))
+    run_context = RunContext(
+        claim.run.id,
+        graph.name,
+        state.inputs,
+        _emitter(store, committer),
+        store,
+        graph.spec.config.memory,
+    )
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
     debug_log = log if debug else None
     attempts: dict[tuple[str, str], int] = {}
@@ -295,12 +303,34 @@ async def _execute(
                 )
                 ending = RunChange(RunStatus.FAILED, error=error_value(None, timeout))
                 changes.append(error_change(None, "", None, timeout, "failed_run"))
-                await _stop(committer, running, changes, loops, ending, measure, metrics, spans)
+                await _stop(
+                    graph,
+                    claim,
+                    committer,
+                    running,
+                    changes,
+                    loops,
+                    ending,
+                    measure,
+                    metrics,
+                    spans,
+                )
                 return RunStatus.FAILED
             if cancelled.is_set():
                 await committer.drain()
                 ending = RunChange(RunStatus.CANCELLED)
-                await _stop(committer, running, changes, loops, ending, measure, metrics, spans)
+                await _stop(
+                    graph,
+                    claim,
+                    committer,
+                    running,
+                    changes,
+                    loops,
+                    ending,
+                    measure,
+                    metrics,
+                    spans,
+                )
                 return RunStatus.CANCELLED
             failure = None
             done_now, finished[:] = finished[:], []
@@ -363,10 +393,22 @@ async def _execute(
                 await committer.drain()
                 node_name, error = failure
                 ending = RunChange(RunStatus.FAILED, error=error_value(node_name, error))
-                await _stop(committer, running, changes, loops, ending, measure, metrics, spans)
+                await _stop(
+                    graph,
+                    claim,
+                    committer,
+                    running,
+                    changes,
+                    loops,
+                    ending,
+                    measure,
+                    metrics,
+                    spans,
+                )
                 return RunStatus.FAILED
             starting = _ready(graph, state, running, limit, changes, attempts, loops)
             if not running and not starting:
+                changes += _memory_cleared(graph, claim)
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
                 run_metrics, run_spans = measure.run_ends(RunStatus.SUCCEEDED)
                 await committer.commit(changes, metrics + run_metrics, spans + run_spans)
@@ -518,7 +560,14 @@ def _ready(
     return starting
 
 
+def _memory_cleared(graph: Graph, claim: Claim) -> list[Change]:
+    """At the run's end: delete the messages it wrote, if its workflow says so."""
+    return [MemoryClearChange(claim.run.id)] if graph.spec.config.memory.clear_after_run else []
+
+
 async def _stop(
+    graph: Graph,
+    claim: Claim,
     committer: Committer,
     running: dict[asyncio.Task[Any], CompiledNode],
     changes: list[Change],
@@ -537,6 +586,7 @@ async def _stop(
         for node in running.values()
     )
     running.clear()
+    changes += _memory_cleared(graph, claim)
     changes.append(ending)
     run_metrics, run_spans = measure.run_ends(ending.status)
     await committer.commit(changes, metrics + run_metrics, spans + run_spans)

@@ -34,11 +34,13 @@ from flowstore.events import (
 from flowstore.store import serde
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
+    MEMORY_EVENTS,
     UNSET,
     Change,
     CheckpointChange,
     ErrorChange,
     EventChange,
+    MemoryClearChange,
     NodeChange,
     NodeStatus,
     RunChange,
@@ -410,5 +412,15 @@ def event_of_change(run_id: RunId, seq: int, change: Change, encode: Encode) -> 
             attempt=change.attempt,
             payload=summary,
         )
-    assert isinstance(change, CheckpointChange)
-    return CheckpointEvent.model_construct(**common, type="checkpoint")
+    if isinstance(change, CheckpointChange):
+        return CheckpointEvent.model_construct(**common, type="checkpoint")
+    node = None if isinstance(change, MemoryClearChange) else change.node
+    return CustomEvent.model_construct(
+        **common,
+        type="event",
+        name=MEMORY_EVENTS[type(change)],
+        node=node,
+        key="" if isinstance(change, MemoryClearChange) else change.key,
+        attempt=None,
+        payload=change.summary(),
+    )

@@ -214,9 +214,19 @@ class Store(Protocol):
     # ---------------------------------------------------------------- memory
 
     async def append_messages(
-        self, thread_id: str, messages: Sequence[NewMessage]
+        self,
+        thread_id: str,
+        messages: Sequence[NewMessage],
+        *,
+        ttl_seconds: float | None = None,
+        keep_last: int | None = None,
     ) -> list[Message]:
-        """Append messages to a conversation thread."""
+        """Append messages to a conversation thread (kept `ttl_seconds`, when given; the
+        thread trimmed to its last `keep_last` messages, when given)."""
+        ...
+
+    async def list_threads(self, *, limit: int = 100) -> list[tuple[str, int, datetime]]:
+        """Threads with their number of messages and the time of the last, latest first."""
         ...
 
     async def read_messages(

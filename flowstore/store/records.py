@@ -28,6 +28,11 @@ __all__ = [
     "ErrorReport",
     "ErrorChange",
     "EventChange",
+    "EntityChange",
+    "MEMORY_EVENTS",
+    "MemoryChange",
+    "MemoryClearChange",
+    "MessageChange",
     "Message",
     "MetricPoint",
     "NodeStats",
@@ -346,7 +351,28 @@ class ErrorChange:
     details: Any = None
 
 
-Change = RunChange | NodeChange | EventChange | CheckpointChange | ErrorChange
+# The records of cache, memory, telemetry and breakers live in their own module; re-exported
+# here so every record is imported from one place. Imported last: that module uses RunId.
+from flowstore.store.support_records import (  # noqa: E402
+    MEMORY_EVENTS,
+    BreakerState,
+    CacheEntry,
+    Entity,
+    EntityChange,
+    EntityVersion,
+    ErrorReport,
+    MemoryChange,
+    MemoryClearChange,
+    Message,
+    MessageChange,
+    MetricPoint,
+    NewMessage,
+    NodeStats,
+    RunStats,
+    Span,
+)
+
+Change = RunChange | NodeChange | EventChange | CheckpointChange | ErrorChange | MemoryChange
 """One entry of a transition batch; each takes one sequence number."""
 
 
@@ -444,20 +470,3 @@ class WorkerInfo:
     def from_row(cls, row: Mapping[Any, Any]) -> WorkerInfo:
         """Build a record from a row of the workers table."""
         return from_columns(cls, row)
-
-
-# The records of cache, memory, telemetry and breakers live in their own module; re-exported
-# here so every record is imported from one place. Imported last: that module uses RunId.
-from flowstore.store.support_records import (  # noqa: E402
-    BreakerState,
-    CacheEntry,
-    Entity,
-    EntityVersion,
-    ErrorReport,
-    Message,
-    MetricPoint,
-    NewMessage,
-    NodeStats,
-    RunStats,
-    Span,
-)

@@ -208,6 +208,7 @@ messages = Table(
     Column("node", NAME),
     Column("tokens", Integer),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
     Index(None, "thread_id", "id"),
 )
 

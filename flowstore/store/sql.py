@@ -287,7 +287,12 @@ class SQLStore(SQLTransactions, Store):
     # ---------------------------------------------------------------- memory
 
     async def append_messages(
-        self, thread_id: str, messages: Sequence[NewMessage]
+        self,
+        thread_id: str,
+        messages: Sequence[NewMessage],
+        *,
+        ttl_seconds: float | None = None,
+        keep_last: int | None = None,
     ) -> list[Message]:
         return await self._write(
             f"appending to thread {thread_id!r}",
@@ -296,6 +301,8 @@ class SQLStore(SQLTransactions, Store):
             messages,
             now=self._now(),
             encode=self._encode,
+            ttl_seconds=ttl_seconds,
+            keep_last=keep_last,
         )
 
     async def read_messages(
@@ -307,7 +314,11 @@ class SQLStore(SQLTransactions, Store):
             thread_id,
             limit=limit,
             before_id=before_id,
+            now=self._now(),
         )
+
+    async def list_threads(self, *, limit: int = 100) -> list[tuple[str, int, datetime]]:
+        return await self._read("listing threads", memory.list_threads, limit=limit)
 
     async def delete_thread(self, thread_id: str) -> int:
         return await self._write(f"deleting thread {thread_id!r}", memory.delete_thread, thread_id)

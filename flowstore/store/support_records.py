@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from flowstore.store.records import RunId, from_columns
 
@@ -17,8 +17,13 @@ __all__ = [
     "BreakerState",
     "CacheEntry",
     "Entity",
+    "EntityChange",
     "EntityVersion",
     "ErrorReport",
+    "MEMORY_EVENTS",
+    "MemoryChange",
+    "MemoryClearChange",
+    "MessageChange",
     "NodeStats",
     "RunStats",
     "Message",
@@ -124,6 +129,85 @@ class EntityVersion:
     def from_row(cls, row: Mapping[Any, Any]) -> EntityVersion:
         """Build a record from a row of the entity history table."""
         return from_columns(cls, row)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageChange:
+    """Messages appended to a conversation thread by a node execution, committed with it.
+
+    Logged as a `message` event; the messages go to the thread in the same transaction.
+
+    Attributes:
+        thread_id: The thread.
+        messages: The messages, in order.
+        node: The node that wrote them.
+        key: The node execution's key.
+        ttl_seconds: Seconds the messages are kept; None keeps them.
+        keep_last: Trim the thread to its last this many messages afterwards.
+    """
+
+    thread_id: str
+    messages: tuple[NewMessage, ...]
+    node: str | None = None
+    key: str = ""
+    ttl_seconds: float | None = None
+    keep_last: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What the log keeps of it (the messages themselves are in their thread)."""
+        return {"thread": self.thread_id, "messages": len(self.messages)}
+
+
+@dataclass(frozen=True, slots=True)
+class EntityChange:
+    """An entity created or changed by a node execution, committed with it.
+
+    Logged as an `entity` event; the entity and its history change in the same transaction.
+
+    Attributes:
+        namespace: The entity's namespace.
+        name: Its name.
+        attributes: The attributes to set.
+        merge: Lay them over the current attributes (else replace those).
+        node: The node that wrote it.
+        key: The node execution's key.
+    """
+
+    namespace: str
+    name: str
+    attributes: Mapping[str, Any]
+    merge: bool = True
+    node: str | None = None
+    key: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """What the log keeps of it (the attributes are in the entity's history)."""
+        return {"namespace": self.namespace, "name": self.name, "merge": self.merge}
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryClearChange:
+    """Delete the messages a run wrote (`MemoryConfig.clear_after_run`), at its end.
+
+    Logged as a `memory_cleared` event.
+    """
+
+    run_id: RunId
+
+    def summary(self) -> dict[str, Any]:
+        """What the log keeps of it."""
+        return {"run": str(self.run_id)}
+
+
+MemoryChange = MessageChange | EntityChange | MemoryClearChange
+"""A change of conversation or entity memory, made in the same transaction as the run's."""
+
+MEMORY_EVENTS: Final[Mapping[type[Any], str]] = {
+    MessageChange: "message",
+    EntityChange: "entity",
+    MemoryClearChange: "memory_cleared",
+}
+"""The name of the log event each kind of memory change is recorded as."""
 
 
 # --------------------------------------------------------------------------- telemetry

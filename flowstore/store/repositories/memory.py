@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, func, or_, select
 from sqlalchemy.engine import Connection
 
-from flowstore.store.records import Entity, EntityVersion, Message, NewMessage, RunId
+from flowstore.store.records import (
+    Entity,
+    EntityChange,
+    EntityVersion,
+    MemoryChange,
+    Message,
+    MessageChange,
+    NewMessage,
+    RunId,
+)
 from flowstore.store.repositories._common import Encoder
 from flowstore.store.schema import entities, entity_history, messages
 
 __all__ = [
     "append_messages",
+    "apply_change",
+    "list_threads",
     "delete_entity",
     "delete_thread",
     "entity_history_of",
@@ -27,6 +38,35 @@ __all__ = [
 AttributeValue = str | int | float | bool
 
 
+def apply_change(
+    conn: Connection, run_id: RunId, change: MemoryChange, *, now: datetime, encode: Encoder
+) -> None:
+    """Apply a memory change that a run commits with its transitions."""
+    if isinstance(change, MessageChange):
+        append_messages(
+            conn,
+            change.thread_id,
+            change.messages,
+            now=now,
+            encode=encode,
+            ttl_seconds=change.ttl_seconds,
+            keep_last=change.keep_last,
+        )
+    elif isinstance(change, EntityChange):
+        upsert_entity(
+            conn,
+            change.namespace,
+            change.name,
+            change.attributes,
+            merge=change.merge,
+            run_id=run_id,
+            now=now,
+            encode=encode,
+        )
+    else:
+        conn.execute(delete(messages).where(messages.c.run_id == change.run_id))
+
+
 def append_messages(
     conn: Connection,
     thread_id: str,
@@ -34,10 +74,17 @@ def append_messages(
     *,
     now: datetime,
     encode: Encoder,
+    ttl_seconds: float | None = None,
+    keep_last: int | None = None,
 ) -> list[Message]:
-    """Append messages to a thread, in order; return them with their ids."""
+    """Append messages to a thread, in order; return them with their ids.
+
+    With `ttl_seconds` they are read no more after that long (and deleted by the next
+    append to the thread); with `keep_last`, the thread keeps only its last that many.
+    """
     if not new:
         return []
+    expires_at = None if ttl_seconds is None else now + timedelta(seconds=ttl_seconds)
     rows = [
         {
             "thread_id": thread_id,
@@ -50,6 +97,7 @@ def append_messages(
             "node": message.node,
             "tokens": message.tokens,
             "created_at": now,
+            "expires_at": expires_at,
         }
         for message in new
     ]
@@ -57,6 +105,21 @@ def append_messages(
         messages.insert().returning(messages.c.id, sort_by_parameter_order=True), rows
     )
     ids = list(result.scalars())
+    conn.execute(
+        delete(messages).where(messages.c.thread_id == thread_id, messages.c.expires_at <= now)
+    )
+    if keep_last is not None:
+        oldest_kept = (
+            select(messages.c.id)
+            .where(messages.c.thread_id == thread_id)
+            .order_by(messages.c.id.desc())
+            .offset(keep_last - 1)
+            .limit(1)
+            .scalar_subquery()
+        )
+        conn.execute(
+            delete(messages).where(messages.c.thread_id == thread_id, messages.c.id < oldest_kept)
+        )
     return [
         Message(
             id=message_id,
@@ -74,10 +137,19 @@ def append_messages(
 
 
 def read_messages(
-    conn: Connection, thread_id: str, *, limit: int | None, before_id: int | None
+    conn: Connection,
+    thread_id: str,
+    *,
+    limit: int | None,
+    before_id: int | None,
+    now: datetime,
 ) -> list[Message]:
-    """The thread's messages in order; with `limit`, the latest that many (before `before_id`)."""
-    stmt = select(messages).where(messages.c.thread_id == thread_id)
+    """The thread's live messages in order; with `limit`, the latest that many (before
+    `before_id`)."""
+    stmt = select(*_MESSAGE_COLUMNS).where(
+        messages.c.thread_id == thread_id,
+        or_(messages.c.expires_at.is_(None), messages.c.expires_at > now),
+    )
     if before_id is not None:
         stmt = stmt.where(messages.c.id < before_id)
     stmt = stmt.order_by(messages.c.id.desc())
@@ -86,6 +158,21 @@ def read_messages(
     rows = [Message.from_row(row) for row in (conn.execute(stmt)).mappings()]
     rows.reverse()
     return rows
+
+
+_MESSAGE_COLUMNS = [column for column in messages.c if column.name != "expires_at"]
+
+
+def list_threads(conn: Connection, *, limit: int) -> list[tuple[str, int, datetime]]:
+    """Threads with their message count and last message time, latest first."""
+    last = func.max(messages.c.created_at).label("last")
+    stmt = (
+        select(messages.c.thread_id, func.count().label("count"), last)
+        .group_by(messages.c.thread_id)
+        .order_by(last.desc())
+        .limit(limit)
+    )
+    return [(row[0], int(row[1]), row[2]) for row in conn.execute(stmt)]
 
 
 def delete_thread(conn: Connection, thread_id: str) -> int:

@@ -20,12 +20,17 @@ from sqlalchemy.engine import Connection
 from flowstore.errors import LeaseLost
 from flowstore.store import prepared
 from flowstore.store.records import (
+    MEMORY_EVENTS,
     UNSET,
     Change,
     Checkpoint,
     CommitResult,
+    EntityChange,
     ErrorChange,
     EventChange,
+    MemoryChange,
+    MemoryClearChange,
+    MessageChange,
     NodeChange,
     NodeExecution,
     NodeStatus,
@@ -34,6 +39,7 @@ from flowstore.store.records import (
     Transition,
     TransitionKind,
 )
+from flowstore.store.repositories import memory
 from flowstore.store.repositories._common import Encoder, json_rows, json_rows_select, upsert_for
 from flowstore.store.repositories.runs import lease_lost
 from flowstore.store.schema import checkpoints, error_reports, node_executions, runs, transitions
@@ -123,6 +129,7 @@ def record_transitions(
     node_rows: dict[tuple[str, str], _NodeRow] = {}
     checkpoint_rows: list[dict[str, Any]] = []
     error_rows: list[dict[str, Any]] = []
+    memory_changes: list[MemoryChange] = []
     for seq, change in enumerate(changes, start=first_seq):
         if isinstance(change, NodeChange):
             error = _fold_node(node_rows, change, seq, run_id, now, encode)
@@ -181,6 +188,13 @@ def record_transitions(
                     now,
                 ]
             )
+        elif isinstance(change, MessageChange | EntityChange | MemoryClearChange):
+            summary = encode(change.summary(), what="a memory change")
+            name = MEMORY_EVENTS[type(change)]
+            node = None if isinstance(change, MemoryClearChange) else change.node
+            key = "" if isinstance(change, MemoryClearChange) else change.key
+            log_rows.append([run_id, seq, _EVENT, name, node, key, None, None, summary, now])
+            memory_changes.append(change)
         else:
             state = encode(change.state, what=f"checkpoint of run {run_id}")
             log_rows.append([run_id, seq, _CHECKPOINT, None, None, "", None, None, None, now])
@@ -195,6 +209,8 @@ def record_transitions(
     prepared.execute_many(conn, _APPEND_CHECKPOINT, checkpoint_rows)
     if error_rows:
         conn.execute(error_reports.insert(), error_rows)
+    for memory_change in memory_changes:
+        memory.apply_change(conn, run_id, memory_change, now=now, encode=encode)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
 
 

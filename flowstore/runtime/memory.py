@@ -1,0 +1,345 @@
+"""Conversation and entity memory, as nodes and applications use it.
+
+```python
+@flow.node
+async def reply(question: str, ctx: NodeContext) -> str:
+    thread = ctx.memory.thread(ctx.inputs["user"])
+    history = await thread.window(max_tokens=2_000)
+    await thread.append("user", question)
+    ...
+    await thread.append("assistant", answer)
+    await ctx.memory.entities("people").upsert(ctx.inputs["user"], {"last_topic": topic})
+    return answer
+```
+
+Inside a node (`NodeContext.memory`) writes are staged, and committed in the same transaction
+as the node's success: memory is never ahead of the run (a node that fails, or a process that
+dies, leaves nothing behind) nor behind it (a node that succeeded never runs again, so its
+messages are never written twice). The node reads its own staged writes. Outside runs
+(`Engine.memory`) writes are committed at once.
+
+Threads hold ordered messages (role, content, metadata, token count). `window` picks the
+latest messages by count or by token budget, and can summarize the older ones with a hook.
+Entities are keyed by namespace and name, with JSON attributes, upsert and merge, a history of
+every version, and lookup by name prefix or attribute values. The workflow's `MemoryConfig`
+limits threads (`max_messages`, `max_message_bytes`, `message_ttl`, `clear_after_run`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flowstore.definition.spec import MemoryConfig
+from flowstore.errors import ExecutionError, InvalidValue
+from flowstore.store import serde
+from flowstore.store.protocol import Store
+from flowstore.store.records import (
+    Entity,
+    EntityChange,
+    EntityVersion,
+    MemoryChange,
+    Message,
+    MessageChange,
+    NewMessage,
+    RunId,
+)
+
+__all__ = ["Entities", "Memory", "MemoryStage", "Thread", "estimate_tokens"]
+
+Summarize = Callable[[list[Message]], Awaitable[str]]
+"""Turns the messages a window leaves out into one summary text."""
+
+AttributeValue = str | int | float | bool
+
+
+def estimate_tokens(content: Any) -> int:
+    """A token count for a message that was given none: about four characters per token."""
+    text = content if isinstance(content, str) else str(content)
+    return max(1, math.ceil(len(text) / 4))
+
+
+@dataclass
+class MemoryStage:
+    """The memory writes of one node attempt, committed with its success.
+
+    Attributes:
+        run_id: The run.
+        node: The node.
+        key: The node execution's key.
+        config: The workflow's memory limits.
+    """
+
+    run_id: RunId
+    node: str
+    key: str
+    config: MemoryConfig
+    changes: list[MemoryChange] = field(default_factory=list)
+
+    def messages_of(self, thread_id: str) -> list[NewMessage]:
+        """The messages staged for a thread, in order."""
+        return [
+            message
+            for change in self.changes
+            if isinstance(change, MessageChange) and change.thread_id == thread_id
+            for message in change.messages
+        ]
+
+
+class Memory:
+    """Conversation threads and entities: `Engine.memory`, or `NodeContext.memory` in a node."""
+
+    def __init__(
+        self, store: Store, config: MemoryConfig, stage: MemoryStage | None = None
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._stage = stage
+
+    def thread(self, thread_id: str) -> Thread:
+        """A conversation thread (created by its first message)."""
+        _check_name("thread id", thread_id)
+        return Thread(thread_id, self._store, self._config, self._stage)
+
+    def entities(self, namespace: str) -> Entities:
+        """The entities of a namespace."""
+        _check_name("namespace", namespace)
+        return Entities(namespace, self._store, self._stage)
+
+
+class Thread:
+    """One conversation thread."""
+
+    def __init__(
+        self, thread_id: str, store: Store, config: MemoryConfig, stage: MemoryStage | None
+    ) -> None:
+        self.thread_id = thread_id
+        self._store = store
+        self._config = config
+        self._stage = stage
+
+    async def append(
+        self,
+        role: str,
+        content: Any,
+        *,
+        metadata: Any = None,
+        tokens: int | None = None,
+    ) -> None:
+        """Append a message (in a node: committed with the node's success).
+
+        `tokens` defaults to an estimate (`estimate_tokens`); pass your model's count.
+
+        Raises:
+            InvalidValue: The role is empty or too long, the content or metadata has no JSON
+                form, or the content is larger than `MemoryConfig.max_message_bytes`.
+        """
+        if not role or len(role) > 50:
+            raise InvalidValue(f"a message's role must be 1 to 50 characters, not {role!r}")
+        where = f"thread {self.thread_id!r}" + (
+            f" (node {self._stage.node!r})" if self._stage else ""
+        )
+        encoded = self._store.encode(content, what=f"message content in {where}")
+        if len(encoded.encode()) > self._config.max_message_bytes:
+            raise InvalidValue(
+                f"a message of {len(encoded.encode()):,} bytes in {where} is larger than "
+                f"memory.max_message_bytes ({self._config.max_message_bytes:,})"
+            )
+        message = NewMessage(
+            role,
+            encoded,
+            None if metadata is None else self._store.encode(metadata, what=f"metadata in {where}"),
+            run_id=None if self._stage is None else self._stage.run_id,
+            node=None if self._stage is None else self._stage.node,
+            tokens=estimate_tokens(content) if tokens is None else tokens,
+        )
+        if self._stage is None:
+            await self._store.append_messages(
+                self.thread_id,
+                [message],
+                ttl_seconds=self._config.message_ttl,
+                keep_last=self._config.max_messages,
+            )
+            return
+        self._stage.changes.append(
+            MessageChange(
+                self.thread_id,
+                (message,),
+                node=self._stage.node,
+                key=self._stage.key,
+                ttl_seconds=self._config.message_ttl,
+                keep_last=self._config.max_messages,
+            )
+        )
+
+    async def messages(self, *, limit: int | None = None) -> list[Message]:
+        """The thread's messages in order (the latest `limit`), with those this node staged
+        (their `id` is 0 until committed)."""
+        stored = await self._store.read_messages(self.thread_id, limit=limit)
+        staged = [] if self._stage is None else self._stage.messages_of(self.thread_id)
+        now = datetime.now(UTC)
+        messages = stored + [
+            Message(
+                0,
+                self.thread_id,
+                new.role,
+                _plain(new.content),
+                _plain(new.metadata),
+                new.run_id,
+                new.node,
+                new.tokens,
+                now,
+            )
+            for new in staged
+        ]
+        return messages if limit is None else messages[-limit:]
+
+    async def window(
+        self,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        summarize: Summarize | None = None,
+    ) -> list[Message]:
+        """The latest messages that fit both limits, in order.
+
+        With `summarize`, the messages left out are summarized by it into one message of
+        role `summary`, put first (it is not stored).
+        """
+        messages = await self.messages()
+        kept: list[Message] = []
+        budget = max_tokens
+        for message in reversed(messages):
+            if max_messages is not None and len(kept) >= max_messages:
+                break
+            cost = message.tokens or estimate_tokens(message.content)
+            if budget is not None:
+                if cost > budget:
+                    break
+                budget -= cost
+            kept.append(message)
+        kept.reverse()
+        left_out = messages[: len(messages) - len(kept)]
+        if summarize is None or not left_out:
+            return kept
+        text = await summarize(left_out)
+        summary = Message(
+            0,
+            self.thread_id,
+            "summary",
+            text,
+            {"summarizes": len(left_out)},
+            None,
+            None,
+            estimate_tokens(text),
+            left_out[-1].created_at,
+        )
+        return [summary, *kept]
+
+    async def clear(self) -> int:
+        """Delete the thread's messages; return how many (outside runs only)."""
+        if self._stage is not None:
+            raise ExecutionError(
+                f"node {self._stage.node!r} cannot clear thread {self.thread_id!r}: a run's "
+                "nodes append to memory; clear it from the engine, or set "
+                "memory.clear_after_run"
+            )
+        return await self._store.delete_thread(self.thread_id)
+
+
+class Entities:
+    """The entities of one namespace."""
+
+    def __init__(self, namespace: str, store: Store, stage: MemoryStage | None) -> None:
+        self.namespace = namespace
+        self._store = store
+        self._stage = stage
+
+    async def upsert(self, name: str, attributes: Mapping[str, Any], *, merge: bool = True) -> None:
+        """Create the entity or change it: `merge` lays `attributes` over the current ones,
+        else they replace them. Every version is kept in its history."""
+        _check_name("entity name", name)
+        if not isinstance(attributes, Mapping):
+            raise InvalidValue(f"entity {self.namespace}/{name}: attributes must be a mapping")
+        encoded = self._store.encode(
+            dict(attributes), what=f"attributes of entity {self.namespace}/{name}"
+        )
+        if self._stage is None:
+            await self._store.upsert_entity(self.namespace, name, attributes, merge=merge)
+            return
+        self._stage.changes.append(
+            EntityChange(
+                self.namespace,
+                name,
+                _plain(encoded),
+                merge=merge,
+                node=self._stage.node,
+                key=self._stage.key,
+            )
+        )
+
+    async def get(self, name: str) -> Entity | None:
+        """The entity, with this node's staged changes laid over it, or None."""
+        entity = await self._store.get_entity(self.namespace, name)
+        for change in self._staged(name):
+            now = datetime.now(UTC)
+            base = entity.attributes if entity is not None and change.merge else {}
+            entity = Entity(
+                self.namespace,
+                name,
+                {**base, **change.attributes},
+                (entity.version if entity is not None else 0) + 1,
+                entity.created_at if entity is not None else now,
+                now,
+            )
+        return entity
+
+    async def find(
+        self,
+        *,
+        where: Mapping[str, AttributeValue] | None = None,
+        name_prefix: str | None = None,
+        limit: int = 100,
+    ) -> list[Entity]:
+        """Entities whose attributes equal every value in `where` (and whose name starts
+        with `name_prefix`), by name, as stored."""
+        return await self._store.find_entities(
+            self.namespace, where=where, name_prefix=name_prefix, limit=limit
+        )
+
+    async def history(self, name: str) -> list[EntityVersion]:
+        """Every stored version of the entity's attributes, oldest first."""
+        return await self._store.entity_history(self.namespace, name)
+
+    async def delete(self, name: str) -> bool:
+        """Delete the entity and its history (outside runs only)."""
+        if self._stage is not None:
+            raise ExecutionError(
+                f"node {self._stage.node!r} cannot delete entity {self.namespace}/{name}: "
+                "delete it from the engine"
+            )
+        return await self._store.delete_entity(self.namespace, name)
+
+    def _staged(self, name: str) -> Sequence[EntityChange]:
+        if self._stage is None:
+            return ()
+        return [
+            change
+            for change in self._stage.changes
+            if isinstance(change, EntityChange)
+            and change.namespace == self.namespace
+            and change.name == name
+        ]
+
+
+def _check_name(what: str, value: str) -> None:
+    if not isinstance(value, str) or not value or len(value) > 200:
+        raise InvalidValue(f"a {what} must be a string of 1 to 200 characters, not {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    """An encoded value as it reads back from the store."""
+    return serde.decode(value) if isinstance(value, serde.Encoded) else value
