@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from flowstore.cli import cache, db, definitions, reports, runs, worker
+from flowstore.cli import cache, db, definitions, memory, reports, runs, worker
 from flowstore.errors import FlowstoreError
 
 __all__ = ["main"]
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_commands(commands)
     reports.add_commands(commands)
     cache.add_commands(commands)
+    memory.add_commands(commands)
     worker.add_commands(commands)
     return parser
 

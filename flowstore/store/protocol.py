@@ -257,13 +257,14 @@ class Store(Protocol):
 
     async def find_entities(
         self,
-        namespace: str,
+        namespace: str | None,
         *,
         where: Mapping[str, str | int | float | bool] | None = None,
         name_prefix: str | None = None,
         limit: int = 100,
     ) -> list[Entity]:
-        """Entities whose attributes equal the given values."""
+        """Entities whose attributes equal the given values, by namespace and name (in every
+        namespace when `namespace` is None)."""
         ...
 
     async def entity_history(self, namespace: str, name: str) -> list[EntityVersion]:

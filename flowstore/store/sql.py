@@ -351,14 +351,14 @@ class SQLStore(SQLTransactions, Store):
 
     async def find_entities(
         self,
-        namespace: str,
+        namespace: str | None,
         *,
         where: Mapping[str, str | int | float | bool] | None = None,
         name_prefix: str | None = None,
         limit: int = 100,
     ) -> list[Entity]:
         return await self._read(
-            f"finding entities in {namespace!r}",
+            f"finding entities in {namespace or 'every namespace'!r}",
             memory.find_entities,
             namespace,
             where=where,

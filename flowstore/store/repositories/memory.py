@@ -266,19 +266,22 @@ def _attribute_equals(key: str, value: AttributeValue) -> ColumnElement[bool]:
 
 def find_entities(
     conn: Connection,
-    namespace: str,
+    namespace: str | None,
     *,
     where: Mapping[str, AttributeValue] | None,
     name_prefix: str | None,
     limit: int,
 ) -> list[Entity]:
-    """Entities of a namespace whose attributes equal every value in `where`, by name."""
-    stmt = select(entities).where(entities.c.namespace == namespace)
+    """Entities of a namespace (None: of all) whose attributes equal every value in `where`,
+    by namespace and name."""
+    stmt = select(entities)
+    if namespace is not None:
+        stmt = stmt.where(entities.c.namespace == namespace)
     for key, value in (where or {}).items():
         stmt = stmt.where(_attribute_equals(key, value))
     if name_prefix is not None:
         stmt = stmt.where(entities.c.name.startswith(name_prefix, autoescape=True))
-    stmt = stmt.order_by(entities.c.name).limit(limit)
+    stmt = stmt.order_by(entities.c.namespace, entities.c.name).limit(limit)
     return [Entity.from_row(row) for row in (conn.execute(stmt)).mappings()]
 
 
