@@ -4,6 +4,7 @@
         --input '{"conversation": "ana", "question": "What is the weather in Paris?"}'
     flowstore runs tail RUN          # the tokens as they come, from another terminal
     flowstore memory show ana        # the conversation, each turn once
+    flowstore memory entities        # what the agent remembers of its users
 
 The model is a deterministic local stand-in that streams its reply word by word (no hosted
 model is needed): asked about the weather or the time in a city, it first calls a tool, then
@@ -38,8 +39,9 @@ flow = Workflow(
 
 @flow.node
 async def listen(conversation: str, question: str, ctx: NodeContext) -> str:
-    """The user's turn, into the conversation."""
+    """The user's turn, into the conversation; what we know of the user, into entities."""
     await ctx.memory.thread(conversation).append("user", question)
+    await ctx.memory.entities("users").upsert(conversation, {"last_question": question})
     return question
 
 
@@ -63,6 +65,7 @@ async def tool(model: str, conversation: str, ctx: NodeContext) -> str:
     name, city = call.groups()
     result = TOOLS.get(name, {}).get(city.lower(), "unknown")
     await ctx.memory.thread(conversation).append("tool", f"{name}({city}) = {result}")
+    await ctx.memory.entities("users").upsert(conversation, {"last_city": city})  # merged
     return result
 
 

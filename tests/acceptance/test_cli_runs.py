@@ -234,3 +234,46 @@ def test_the_command_line_gives_nodes_their_shared_resources(tmp_path: Path) -> 
     wrong = flowstore(*args, "--resources", "tests.support.resource_flow:flow", env=env)
     assert wrong.returncode == 1
     assert "a Workflow, not a mapping of resource names" in wrong.stderr
+
+
+def test_the_agent_conversation_and_its_stream_from_the_command_line(tmp_path: Path) -> None:
+    env = {
+        "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+        "FLOWSTORE_AGENT_TOKEN_SECONDS": "0",
+    }
+    asked = json.dumps({"conversation": "ana", "question": "What time is it in Lima?"})
+    done = flowstore("run", "examples.agent:flow", "--input", asked, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == "It is 08:05 in Lima at the moment."
+    run_id = done.stderr.splitlines()[0].split()[1]
+
+    tail = flowstore("runs", "tail", run_id, env=env)
+    assert tail.returncode == 0, tail.stderr
+    lines = tail.stdout.splitlines()
+    assert lines[0] == "[1] run running"
+    assert "CALL time(Lima)" in lines and "It is 08:05 in Lima at the moment." in lines
+    assert lines[-1].endswith('run succeeded: "It is 08:05 in Lima at the moment."')
+    as_json = flowstore("runs", "tail", run_id, "--json", "--after", "5", env=env)
+    seqs = [json.loads(line)["seq"] for line in as_json.stdout.splitlines()]
+    assert seqs == list(range(6, seqs[-1] + 1))
+
+    shown = flowstore("memory", "show", "ana", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert [line.split()[3] for line in shown.stdout.splitlines() if line.startswith("#")] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    assert "    time(Lima) = 08:05" in shown.stdout
+    threads = flowstore("memory", "threads", env=env)
+    assert threads.stdout.splitlines()[1].split()[:2] == ["ana", "4"]
+    entities = flowstore("memory", "entities", "--where", "last_city=Lima", env=env)
+    assert entities.returncode == 0, entities.stderr
+    [ana] = entities.stdout.splitlines()[1:]
+    assert ana.split()[:3] == ["users", "ana", "2"]
+    assert ana.endswith('{"last_city": "Lima", "last_question": "What time is it in Lima?"}')
+    none = flowstore("memory", "entities", "--namespace", "none", env=env)
+    assert none.returncode == 0 and len(none.stdout.splitlines()) == 1
+    bad = flowstore("memory", "entities", "--where", "nokey", env=env)
+    assert bad.returncode == 1 and "--where takes KEY=VALUE" in bad.stderr
