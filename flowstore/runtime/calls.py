@@ -213,7 +213,7 @@ async def execute_node(
     fell_back = False
     try:
         output = await with_retry(spec.retry, context.attempt, attempt, journal)
-        changes = tuple(staged[0].changes) if staged else ()
+        changes = tuple(staged[0].changes()) if staged else ()
     except Exception as error:
         if spec.fallback is None:
             raise

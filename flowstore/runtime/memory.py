@@ -28,7 +28,7 @@ limits threads (`max_messages`, `max_message_bytes`, `message_ttl`, `clear_after
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -77,15 +77,53 @@ class MemoryStage:
     node: str
     key: str
     config: MemoryConfig
-    changes: list[MemoryChange] = field(default_factory=list)
+    # In order: a run of appends to one thread, or an entity change.
+    _writes: list[tuple[str, list[NewMessage]] | EntityChange] = field(default_factory=list)
+
+    def add_message(self, thread_id: str, message: NewMessage) -> None:
+        """Stage a message; appends in a row to one thread become one change."""
+        last = self._writes[-1] if self._writes else None
+        if isinstance(last, tuple) and last[0] == thread_id:
+            last[1].append(message)
+        else:
+            self._writes.append((thread_id, [message]))
+
+    def add_entity(self, change: EntityChange) -> None:
+        """Stage an entity change."""
+        self._writes.append(change)
+
+    def changes(self) -> list[MemoryChange]:
+        """The staged writes as changes to commit, in order."""
+        return [
+            write
+            if isinstance(write, EntityChange)
+            else MessageChange(
+                write[0],
+                tuple(write[1]),
+                node=self.node,
+                key=self.key,
+                ttl_seconds=self.config.message_ttl,
+                keep_last=self.config.max_messages,
+            )
+            for write in self._writes
+        ]
 
     def messages_of(self, thread_id: str) -> list[NewMessage]:
         """The messages staged for a thread, in order."""
         return [
             message
-            for change in self.changes
-            if isinstance(change, MessageChange) and change.thread_id == thread_id
-            for message in change.messages
+            for write in self._writes
+            if isinstance(write, tuple) and write[0] == thread_id
+            for message in write[1]
+        ]
+
+    def entity_changes(self, namespace: str, name: str) -> list[EntityChange]:
+        """The changes staged for an entity, in order."""
+        return [
+            write
+            for write in self._writes
+            if isinstance(write, EntityChange)
+            and (write.namespace, write.name) == (namespace, name)
         ]
 
 
@@ -164,16 +202,7 @@ class Thread:
                 keep_last=self._config.max_messages,
             )
             return
-        self._stage.changes.append(
-            MessageChange(
-                self.thread_id,
-                (message,),
-                node=self._stage.node,
-                key=self._stage.key,
-                ttl_seconds=self._config.message_ttl,
-                keep_last=self._config.max_messages,
-            )
-        )
+        self._stage.add_message(self.thread_id, message)
 
     async def messages(self, *, limit: int | None = None) -> list[Message]:
         """The thread's messages in order (the latest `limit`), with those this node staged
@@ -181,20 +210,7 @@ class Thread:
         stored = await self._store.read_messages(self.thread_id, limit=limit)
         staged = [] if self._stage is None else self._stage.messages_of(self.thread_id)
         now = datetime.now(UTC)
-        messages = stored + [
-            Message(
-                0,
-                self.thread_id,
-                new.role,
-                _plain(new.content),
-                _plain(new.metadata),
-                new.run_id,
-                new.node,
-                new.tokens,
-                now,
-            )
-            for new in staged
-        ]
+        messages = stored + [self._staged_message(new, now) for new in staged]
         return messages if limit is None else messages[-limit:]
 
     async def window(
@@ -204,26 +220,34 @@ class Thread:
         max_tokens: int | None = None,
         summarize: Summarize | None = None,
     ) -> list[Message]:
-        """The latest messages that fit both limits, in order.
+        """The latest messages that fit both limits, in order, read newest first (a window
+        of a long thread reads only what it keeps).
 
         With `summarize`, the messages left out are summarized by it into one message of
         role `summary`, put first (it is not stored).
         """
-        messages = await self.messages()
         kept: list[Message] = []
         budget = max_tokens
-        for message in reversed(messages):
-            if max_messages is not None and len(kept) >= max_messages:
-                break
+        full = False
+        if max_messages == 0:
+            return []
+        async for message in self._newest_first(page=max_messages or 100):
             cost = message.tokens or estimate_tokens(message.content)
             if budget is not None:
                 if cost > budget:
+                    full = True
                     break
                 budget -= cost
             kept.append(message)
+            if max_messages is not None and len(kept) >= max_messages:
+                full = True  # older messages may be left: `summarize` looks
+                break
         kept.reverse()
-        left_out = messages[: len(messages) - len(kept)]
-        if summarize is None or not left_out:
+        if summarize is None or not full:
+            return kept
+        older = await self.messages()
+        left_out = older[: len(older) - len(kept)]
+        if not left_out:
             return kept
         text = await summarize(left_out)
         summary = Message(
@@ -238,6 +262,34 @@ class Thread:
             left_out[-1].created_at,
         )
         return [summary, *kept]
+
+    async def _newest_first(self, page: int = 100) -> AsyncIterator[Message]:
+        """The thread's messages from the newest: this node's staged ones, then pages."""
+        staged = [] if self._stage is None else self._stage.messages_of(self.thread_id)
+        now = datetime.now(UTC)
+        for new in reversed(staged):
+            yield self._staged_message(new, now)
+        before = None
+        while True:
+            stored = await self._store.read_messages(self.thread_id, limit=page, before_id=before)
+            for message in reversed(stored):
+                yield message
+            if len(stored) < page:
+                return
+            before = stored[0].id
+
+    def _staged_message(self, new: NewMessage, now: datetime) -> Message:
+        return Message(
+            0,
+            self.thread_id,
+            new.role,
+            _plain(new.content),
+            _plain(new.metadata),
+            new.run_id,
+            new.node,
+            new.tokens,
+            now,
+        )
 
     async def clear(self) -> int:
         """Delete the thread's messages; return how many (outside runs only)."""
@@ -270,7 +322,7 @@ class Entities:
         if self._stage is None:
             await self._store.upsert_entity(self.namespace, name, attributes, merge=merge)
             return
-        self._stage.changes.append(
+        self._stage.add_entity(
             EntityChange(
                 self.namespace,
                 name,
@@ -324,15 +376,7 @@ class Entities:
         return await self._store.delete_entity(self.namespace, name)
 
     def _staged(self, name: str) -> Sequence[EntityChange]:
-        if self._stage is None:
-            return ()
-        return [
-            change
-            for change in self._stage.changes
-            if isinstance(change, EntityChange)
-            and change.namespace == self.namespace
-            and change.name == name
-        ]
+        return () if self._stage is None else self._stage.entity_changes(self.namespace, name)
 
 
 def _check_name(what: str, value: str) -> None:

@@ -99,6 +99,8 @@ class LiveRun:
 
     def publish(self, first_seq: int, changes: Sequence[Change]) -> None:
         """`changes` were numbered from `first_seq` and are on their way to the log."""
+        if not self._runs.followed(self.run_id):  # the common case, once per token
+            return
         for subscription in self._runs.subscriptions(self.run_id):
             subscription.put(first_seq, changes)
 
@@ -114,6 +116,10 @@ class LiveRuns:
     def __init__(self) -> None:
         self._live: dict[RunId, LiveRun] = {}
         self._readers: dict[RunId, set[Subscription]] = {}
+
+    def followed(self, run_id: RunId) -> bool:
+        """Whether a reader follows the run."""
+        return run_id in self._readers
 
     def subscriptions(self, run_id: RunId) -> Iterator[Subscription]:
         return iter(tuple(self._readers.get(run_id, ())))

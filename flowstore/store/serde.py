@@ -74,6 +74,8 @@ def encode(value: Any, *, what: object, limits: ValueLimits = DEFAULT_LIMITS) ->
     """
     if isinstance(value, Encoded):  # checked and encoded already (`Store.encode`)
         return value
+    if type(value) is str and 6 * len(value) + 2 <= limits.warn_bytes:
+        return Encoded(pydantic_core.to_json(value).decode())  # a token: no limit to check
     try:
         raw = _ANY.dump_json(value)
     except pydantic_core.PydanticSerializationError as exc:

@@ -173,7 +173,7 @@ def record_transitions(
             )
             error_rows.append(_error_row(run_id, change, now, encode))
         elif isinstance(change, EventChange):
-            payload = encode(change.payload, what=f"payload of event {change.name!r}")
+            payload = encode(change.payload, what=_EventPayload(change.name))
             log_rows.append(
                 [
                     run_id,
@@ -297,6 +297,17 @@ def _reserve(columns: tuple[str, ...], expected: bool) -> Executable:
         .values({name: bindparam(f"r_{name}", type_=runs.c[name].type) for name in columns})
         .returning(runs.c.last_seq)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _EventPayload:
+    """Names an event's payload in an error, formatted only then (tokens come by the
+    hundred thousand)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"payload of event {self.name!r}"
 
 
 def _refused(conn: Connection, run_id: RunId, fencing: int, expected_seq: int | None) -> LeaseLost:
