@@ -8,7 +8,8 @@ FlowstoreError
 │   ├── InvalidValue              an input or output does not match its declared type
 │   ├── NodeTimeout               a node call took longer than its timeout (also a TimeoutError)
 │   ├── RunTimeout                a run took longer than its run_timeout (also a TimeoutError)
-│   └── CircuitOpen               a circuit breaker is open: the dependency was not called
+│   ├── CircuitOpen               a circuit breaker is open: the dependency was not called
+│   └── StreamInterrupted         a reader was shown events that its run's owner never committed
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
     ├── SchemaError               the database schema is missing or not at the expected revision
@@ -46,6 +47,7 @@ __all__ = [
     "SchemaError",
     "StoreError",
     "StoreUnavailable",
+    "StreamInterrupted",
     "StoredValueError",
     "UnserializableValue",
     "ValueTooLarge",
@@ -136,6 +138,18 @@ class RunTimeout(ExecutionError, TimeoutError):
 
 class CircuitOpen(ExecutionError):
     """A circuit breaker is open: the dependency behind it was not called."""
+
+
+class StreamInterrupted(ExecutionError):
+    """A reader was shown events live that the run's owner never committed: it lost the run.
+
+    Those events may be replaced by the next owner's. Read again with
+    `Engine.events(run_id, after=resume_after)`.
+    """
+
+    def __init__(self, message: str | None = None, resume_after: int = 0) -> None:
+        super().__init__(message)
+        self.resume_after = resume_after
 
 
 class StoreError(FlowstoreError):

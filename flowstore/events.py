@@ -28,6 +28,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from flowstore.errors import StreamInterrupted
+
 __all__ = [
     "CheckpointEvent",
     "CustomEvent",
@@ -109,15 +111,3 @@ StreamEvent = Annotated[
 
 stream_event_adapter: TypeAdapter[StreamEvent] = TypeAdapter(StreamEvent)
 """Validates and dumps `StreamEvent`s (JSON lines, say): `stream_event_adapter.dump_json(e)`."""
-
-
-class StreamInterrupted(Exception):
-    """The run's owner lost it after showing events it never committed.
-
-    Events after `resume_after` were shown live but are not in the log; the run goes on
-    elsewhere. Read again with `Engine.events(run_id, after=resume_after)`.
-    """
-
-    def __init__(self, message: str, resume_after: int) -> None:
-        super().__init__(message)
-        self.resume_after = resume_after

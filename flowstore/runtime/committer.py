@@ -170,6 +170,8 @@ class Committer:
             raise
         finally:
             self._committing = (self._next_seq, ())
+        if self._live is not None and batch:
+            self._live.confirmed(first + len(batch) - 1)
         if self._observe is not None and batch:
             self._observe(batch)
         return result.cached

@@ -67,6 +67,7 @@ class Subscription:
         self.items: list[tuple[int, Change]] = []
         self.cut_loose = False
         self.interrupted = False
+        self.confirmed = 0  # when interrupted: the last seq the run's owner committed here
         self.wake = asyncio.Event()
 
     def put(self, first_seq: int, changes: Sequence[Change]) -> None:
@@ -79,8 +80,9 @@ class Subscription:
             self.items.extend(enumerate(changes, start=first_seq))
         self.wake.set()
 
-    def interrupt(self) -> None:
+    def interrupt(self, confirmed: int) -> None:
         self.interrupted = True
+        self.confirmed = confirmed
         self.wake.set()
 
     def take(self) -> list[tuple[int, Change]]:
@@ -96,6 +98,7 @@ class LiveRun:
         self._runs = runs
         self.run_id = run_id
         self.unconfirmed: Callable[[], list[tuple[int, Change]]] = list
+        self.confirmed_seq = 0
 
     def publish(self, first_seq: int, changes: Sequence[Change]) -> None:
         """`changes` were numbered from `first_seq` and are on their way to the log."""
@@ -104,10 +107,14 @@ class LiveRun:
         for subscription in self._runs.subscriptions(self.run_id):
             subscription.put(first_seq, changes)
 
+    def confirmed(self, last_seq: int) -> None:
+        """The changes up to `last_seq` are committed."""
+        self.confirmed_seq = last_seq
+
     def interrupted(self) -> None:
         """The run stopped writing here before its last changes were committed."""
         for subscription in self._runs.subscriptions(self.run_id):
-            subscription.interrupt()
+            subscription.interrupt(self.confirmed_seq)
 
 
 class LiveRuns:
@@ -220,11 +227,11 @@ async def _follow(
                 return
             from_log = False
         if subscription.interrupted:
-            confirmed = (await store.get_run(run_id)).last_seq
-            if shown_live > confirmed:
+            confirmed = subscription.confirmed
+            if shown_live > confirmed:  # the log's next rows may be another owner's
                 raise StreamInterrupted(
-                    f"run {run_id} lost its owner after showing events up to {shown_live}, "
-                    f"which its log does not hold (it ends at {confirmed})",
+                    f"run {run_id} lost its owner here after showing events up to "
+                    f"{shown_live}, of which it committed up to {confirmed}",
                     resume_after=confirmed,
                 )
             subscription.interrupted = False

@@ -169,3 +169,55 @@ async def test_a_reader_elsewhere_is_woken_by_each_commit_on_postgresql(
     finally:
         await writer_store.close()
         await reader_store.close()
+
+
+async def test_a_reader_that_falls_behind_catches_up_from_the_log(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowstore.runtime import streams
+
+    monkeypatch.setattr(streams, "_HOLD", 50)
+    flow = Workflow("chatty", output="speak")
+
+    @flow.node
+    async def speak(ctx: NodeContext) -> int:
+        for index in range(400):
+            await ctx.emit_token(str(index))
+        return 400
+
+    async with Engine(migrated_url, workers=0) as engine:
+        seen = []
+        async for event in engine.stream(flow, {}):
+            seen.append(event)
+            if len(seen) == 3:
+                await asyncio.sleep(0.5)  # the node emits all 400 meanwhile: cut loose
+        replayed = [event async for event in engine.events(seen[0].run_id)]
+    assert [event.seq for event in seen] == list(range(1, len(seen) + 1))
+    assert comparable(seen) == comparable(replayed)
+    texts = [event.text for event in seen if isinstance(event, TokenEvent)]
+    assert texts == [str(index) for index in range(400)]
+
+
+async def test_a_reader_shown_changes_its_run_never_committed_is_told(
+    migrated_url: str,
+) -> None:
+    from flowstore.events import StreamInterrupted
+    from flowstore.runtime.streams import LiveRuns, follow
+
+    store = await open_store(migrated_url)
+    try:
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        runs = LiveRuns()
+        with runs.executing(run.id) as live:
+            live.confirmed(run.last_seq)
+            reader = follow(store, runs, run.id)
+            first = await anext(reader)  # from the log
+            live.publish(run.last_seq + 1, [EventChange("token", "x", node="n")])
+            shown = await anext(reader)  # live, before any commit
+            assert (first.seq, shown.seq) == (run.last_seq, run.last_seq + 1)
+            live.interrupted()  # its commit failed: another worker owns the run now
+            with pytest.raises(StreamInterrupted) as told:
+                await anext(reader)
+        assert told.value.resume_after == run.last_seq
+    finally:
+        await store.close()
