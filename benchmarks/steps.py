@@ -24,3 +24,13 @@ async def nap(n: int) -> int:
 
 async def gather(**values: int) -> int:
     return len(values)
+
+
+async def slow_start(n: int) -> int:
+    await asyncio.sleep(0.01)
+    return n
+
+
+async def slow_step(previous: int) -> int:
+    await asyncio.sleep(0.01)
+    return previous + 1

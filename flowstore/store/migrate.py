@@ -3,35 +3,55 @@
 The revisions live in `migrations/` at the top of a checkout (for `alembic upgrade head`) and
 ship inside the wheel as `flowstore/_migrations`, so `flowstore db upgrade` works after a plain
 `pip install`. Both paths run the same `env.py` and the same revision files.
+
+Opening a store checks the revision without Alembic: a database at `HEAD_REVISION` needs no
+migration, and a new, empty one is created from `schema.py` and stamped at the head in one
+transaction (Alembic's own recipe for a database built from scratch; a test checks that it
+equals the migrated schema on both backends). Alembic, about 11 MB of memory and a tenth of a
+second, is imported only to upgrade a database that is behind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowstore.errors import SchemaError
 from flowstore.store.engine import WRITE_OPTION, translate_errors
-from flowstore.store.schema import PREFIX, VERSION_TABLE
+from flowstore.store.schema import PREFIX, VERSION_TABLE, metadata
+from flowstore.store.views import VIEWS
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 __all__ = [
+    "HEAD_REVISION",
     "SchemaStatus",
     "alembic_config",
     "check_schema",
+    "create_schema",
     "downgrade",
     "head_revision",
     "migrations_location",
     "schema_status",
     "upgrade",
 ]
+
+HEAD_REVISION: Final = "0004"
+"""The newest revision, as `head_revision()` reads it from the revisions (a test checks)."""
+
+# Alembic's version table, as Alembic creates it.
+_versions = Table(
+    VERSION_TABLE,
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name=f"{VERSION_TABLE}_pkc"),
+)
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -49,6 +69,8 @@ def migrations_location() -> Path:
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic configuration for flowstore's revisions, without an ini file."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(migrations_location()))
     if url is not None:
@@ -57,7 +79,9 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def head_revision() -> str:
-    """The newest revision this version of flowstore knows."""
+    """The newest revision this version of flowstore knows, read from the revisions."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise SchemaError("the flowstore migrations have no head revision; reinstall flowstore")
@@ -85,11 +109,13 @@ class SchemaStatus:
 
 
 def _status(connection: Connection) -> SchemaStatus:
-    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
     tables = inspect(connection).get_table_names()
+    current = None
+    if VERSION_TABLE in tables:
+        current = connection.execute(select(_versions.c.version_num)).scalar()
     return SchemaStatus(
-        current=context.get_current_revision(),
-        head=head_revision(),
+        current=current,
+        head=HEAD_REVISION,
         has_tables=any(name.startswith(PREFIX) and name != VERSION_TABLE for name in tables),
     )
 
@@ -101,6 +127,8 @@ async def schema_status(engine: AsyncEngine) -> SchemaStatus:
 
 
 def _run_command(connection: Connection, name: str, revision: str) -> None:
+    from alembic import command
+
     config = alembic_config()
     config.attributes["connection"] = connection
     getattr(command, name)(config, revision)
@@ -150,11 +178,35 @@ async def check_schema(engine: AsyncEngine, *, auto_upgrade: bool, url: str) -> 
             f"the database at {url} has {found}, and this version of flowstore needs "
             f"revision {status.head}: run `flowstore db upgrade --url {url}`"
         )
-    await upgrade(engine)
+    if status.current is None:
+        await create_schema(engine)
+    else:
+        await upgrade(engine)
     return await schema_status(engine)
 
 
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create the current schema in an empty database and stamp it at the head revision, in
+    one transaction (what upgrading from nothing gives, without running every revision)."""
+    async with translate_errors("creating the schema"), engine.connect() as conn:
+        conn = await conn.execution_options(**{WRITE_OPTION: True})
+        async with conn.begin():
+            await conn.run_sync(_create)
+
+
+def _create(connection: Connection) -> None:
+    if _status(connection).current is not None:  # another process was first
+        return
+    metadata.create_all(connection)
+    for view in VIEWS:
+        connection.execute(view)
+    _versions.create(connection)
+    connection.execute(_versions.insert().values(version_num=HEAD_REVISION))
+
+
 def _is_known(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config())
     try:
         return script.get_revision(revision) is not None

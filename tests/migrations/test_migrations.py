@@ -115,3 +115,43 @@ def test_alembic_upgrade_head_works_from_a_checkout(tmp_path: Path) -> None:
         [*alembic, "current"], check=True, cwd=tmp_path, capture_output=True, text=True
     )
     assert migrate.head_revision() in current.stdout
+
+
+def test_the_head_revision_constant_is_the_revisions_head() -> None:
+    assert migrate.head_revision() == migrate.HEAD_REVISION
+
+
+async def test_a_schema_created_from_scratch_equals_the_migrated_one(database_url: str) -> None:
+    store = await open_store(StoreSettings(url=database_url, auto_upgrade=True))
+    try:
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+            expected = {table.name for table in metadata.sorted_tables} | {VERSION_TABLE}
+            assert await conn.run_sync(_flowstore_tables) == expected
+            views = await conn.run_sync(lambda sync: set(inspect(sync).get_view_names()))
+            assert views >= {"flowstore_node_stats", "flowstore_run_stats", "flowstore_trace"}
+        assert (await migrate.schema_status(store.engine)).up_to_date
+        # Alembic takes it from there: all the way down and up again.
+        await migrate.downgrade(store.engine, "base")
+        await migrate.upgrade(store.engine)
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(_differences) == []
+    finally:
+        await store.close()
+
+
+def test_opening_a_store_needs_no_alembic_unless_it_upgrades(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from flowstore.store import open_store\n"
+        "async def main():\n"
+        f"    for _ in range(2):\n"
+        f"        store = await open_store('sqlite+aiosqlite:///{tmp_path / 'new.db'}')\n"
+        "        await store.close()\n"
+        "asyncio.run(main())\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=True, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "False"
