@@ -15,6 +15,8 @@ functions of a `Connection`. How a transaction runs on each backend is `transact
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -64,6 +66,8 @@ from flowstore.store.transactions import SQLTransactions
 
 __all__ = ["SQLStore", "open_store"]
 
+log = logging.getLogger("flowstore.store")
+
 
 async def open_store(
     settings: StoreSettings | str | None = None,
@@ -88,11 +92,33 @@ async def open_store(
     except BaseException:
         await engine.dispose()
         raise
-    return SQLStore(engine, settings, clock=clock)
+    store = SQLStore(engine, settings, clock=clock)
+    if is_sqlite:
+        store.rehearse()
+    return store
 
 
 class SQLStore(SQLTransactions, Store):
     """The store over one SQLAlchemy async engine. Create it with `open_store`."""
+
+    def rehearse(self) -> None:
+        """Queue a run's usual commits on the writer, rolled back (`commits.rehearse`): the
+        first to run there, without holding up the store's opening (nor failing it, when
+        another process holds SQLite's lock)."""
+        self._rehearsal = asyncio.ensure_future(self._rehearse())
+
+    async def _rehearse(self) -> None:
+        try:
+            await self._write("rehearsing", commits.rehearse, now=self._now(), encode=self._encode)
+        except commits.Rehearsed:
+            pass
+        except Exception as error:  # only a warm-up: the first run compiles instead
+            log.debug("rehearsing the run path failed: %s", error)
+
+    async def close(self) -> None:
+        if self._rehearsal is not None:
+            await asyncio.gather(self._rehearsal, return_exceptions=True)
+        await super().close()
 
     # ---------------------------------------------------------------- runs and leases
 

@@ -59,6 +59,7 @@ class SQLTransactions:
         self._readers: SQLiteThreads | None = None
         self._sync_engine: Engine | None = None
         self._loop_reads: LoopReads | None = None
+        self._rehearsal: asyncio.Future[None] | None = None
         self._notices = RunNotices(engine) if engine.dialect.name == "postgresql" else None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
