@@ -46,6 +46,9 @@ from typing import Annotated, Any, TypedDict
 ROOT = Path(__file__).resolve().parents[1]
 
 SIZES = {"W1": (10, 100, 500), "W2": (10, 50, 100, 500), "W3": (10, 50, 100, 500)}
+QUICK_SIZES = {"W1": (10, 50), "W2": (10,), "W3": (10, 50)}
+"""`--quick`: a check that every engine runs, in seconds (no figure to quote)."""
+Sizes = dict[str, tuple[int, ...]]
 TARGETS_MS = {
     "W2": {10: 100, 50: 500, 100: 1_000, 500: 5_000},
     "W3": {10: 30, 50: 120, 100: 200, 500: 800},
@@ -324,14 +327,17 @@ def ratio(mine: float, theirs: float | None) -> str:
     return "" if theirs is None else f"{mine / theirs:.2f}"
 
 
-def table(results: dict[tuple[str, str, int], dict[str, float]], engines: list[str]) -> str:
+Results = dict[tuple[str, str, int], dict[str, float]]
+
+
+def table(results: Results, engines: list[str], sizes_of: Sizes) -> str:
     lines = []
     peers = [engine for engine in engines if not engine.startswith("flowstore")]
     heading = ["workload", "N", "target"] + [ENGINES[engine] for engine in engines]
     heading += [f"fs sync / {ENGINES[peer]}" for peer in peers]
     lines.append("| " + " | ".join(heading) + " |")
     lines.append("|" + " --- |" * len(heading))
-    for workload, sizes in SIZES.items():
+    for workload, sizes in sizes_of.items():
         for size in sizes:
             target = TARGETS_MS.get(workload, {}).get(size)
             row = [workload, str(size), f"{target} ms" if target else ""]
@@ -346,30 +352,32 @@ def table(results: dict[tuple[str, str, int], dict[str, float]], engines: list[s
     return "\n".join(lines)
 
 
-def footprint(results: dict[tuple[str, str, int], dict[str, float]], engines: list[str]) -> str:
+def footprint(results: Results, engines: list[str], sizes_of: Sizes) -> str:
+    small, large = min(sizes_of["W1"]), max(sizes_of["W1"])
+    widest = max(sizes_of["W3"])
     heading = [
         "engine",
         "import",
         "RSS after import",
-        "peak RSS, W1 N=500",
-        "peak RSS, W3 N=500",
+        f"peak RSS, W1 N={large}",
+        f"peak RSS, W3 N={widest}",
         "memory per added step",
         "disk per step (W1)",
     ]
     lines = ["| " + " | ".join(heading) + " |", "|" + " --- |" * len(heading)]
     for engine in engines:
-        small, large = results[(engine, "W1", 10)], results[(engine, "W1", 500)]
-        fan = results[(engine, "W3", 500)]
-        per_step_kb = max(large["peak_kb"] - small["peak_kb"], 0) / 490
-        disk_per_step = (large["disk_bytes"] - small["disk_bytes"]) / 490
+        first, last = results[(engine, "W1", small)], results[(engine, "W1", large)]
+        fan = results[(engine, "W3", widest)]
+        per_step_kb = max(last["peak_kb"] - first["peak_kb"], 0) / (large - small)
+        disk_per_step = (last["disk_bytes"] - first["disk_bytes"]) / (large - small)
         lines.append(
             "| "
             + " | ".join(
                 [
                     ENGINES[engine],
-                    f"{large['import_ms']:.0f} ms",
-                    f"{large['rss_import_kb'] / 1024:.1f} MB",
-                    f"{large['peak_kb'] / 1024:.1f} MB",
+                    f"{last['import_ms']:.0f} ms",
+                    f"{last['rss_import_kb'] / 1024:.1f} MB",
+                    f"{last['peak_kb'] / 1024:.1f} MB",
                     f"{fan['peak_kb'] / 1024:.1f} MB",
                     f"{per_step_kb:.1f} KB",
                     f"{disk_per_step:,.0f} B",
@@ -381,14 +389,16 @@ def footprint(results: dict[tuple[str, str, int], dict[str, float]], engines: li
     return "\n".join(lines)
 
 
-def goals(results: dict[tuple[str, str, int], dict[str, float]], engines: list[str]) -> str:
+def goals(results: Results, engines: list[str], sizes_of: Sizes) -> str:
     said = []
+    small, large = min(sizes_of["W1"]), max(sizes_of["W1"])
+    widest = max(sizes_of["W3"])
 
     def took(engine: str, workload: str, size: int) -> float:
         return results[(engine, workload, size)]["took_ms"]
 
     if "langgraph-sync" in engines:
-        for size in SIZES["W1"]:
+        for size in sizes_of["W1"]:
             times = took("langgraph-sync", "W1", size) / took("flowstore-sync", "W1", size)
             said.append(
                 f"- W1 N={size}: flowstore `sync` is {times:.1f}x faster per step than LangGraph "
@@ -396,25 +406,25 @@ def goals(results: dict[tuple[str, str, int], dict[str, float]], engines: list[s
             )
     if "langgraph" in engines:
         for engine in ("langgraph", "langgraph-sync"):
-            times = took(engine, "W3", 500) / took("flowstore-sync", "W3", 500)
+            times = took(engine, "W3", widest) / took("flowstore-sync", "W3", widest)
             said.append(
-                f"- W3 N=500: flowstore `sync` is {times:.1f}x faster than {ENGINES[engine]} "
-                "(goal: 8x)"
+                f"- W3 N={widest}: flowstore `sync` is {times:.1f}x faster than "
+                f"{ENGINES[engine]} (goal at N=500: 8x)"
             )
-    for workload in ("W1", "W3"):
-        mine = results[("flowstore-sync", workload, 500)]["peak_kb"]
+    for workload, size in (("W1", large), ("W3", widest)):
+        mine = results[("flowstore-sync", workload, size)]["peak_kb"]
         for peer in (engine for engine in engines if not engine.startswith("flowstore")):
-            theirs = results[(peer, workload, 500)]["peak_kb"]
+            theirs = results[(peer, workload, size)]["peak_kb"]
             verdict = "below" if mine < theirs else "NOT below"
             said.append(
-                f"- peak RSS, {workload} N=500: flowstore `sync` {mine / 1024:.1f} MB, "
+                f"- peak RSS, {workload} N={size}: flowstore `sync` {mine / 1024:.1f} MB, "
                 f"{verdict} {ENGINES[peer]} {theirs / 1024:.1f} MB"
             )
-    small = results[("flowstore-sync", "W1", 10)]["disk_bytes"]
-    large = results[("flowstore-sync", "W1", 500)]["disk_bytes"]
+    first = results[("flowstore-sync", "W1", small)]["disk_bytes"]
+    last = results[("flowstore-sync", "W1", large)]["disk_bytes"]
     said.append(
-        f"- disk per step of W1, flowstore `sync`: {(large - small) / 490:,.0f} bytes "
-        "(goal: at most 1,024)"
+        f"- disk per step of W1, flowstore `sync`: {(last - first) / (large - small):,.0f} "
+        "bytes (goal: at most 1,024)"
     )
     return "\n".join(said)
 
@@ -423,6 +433,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the tables to this file")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes only: check that every engine runs"
+    )
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "WORKLOAD", "N", "DB"))
     args = parser.parse_args()
     if args.child:
@@ -430,8 +443,9 @@ def main() -> None:
         child(engine, workload, int(size), Path(db))
         return
     engines, missing = available()
-    results = {}
-    for workload, sizes in SIZES.items():
+    sizes_of = QUICK_SIZES if args.quick else SIZES
+    results: Results = {}
+    for workload, sizes in sizes_of.items():
         for size in sizes:
             for engine in engines:
                 results[(engine, workload, size)] = measure(engine, workload, size, args.repeat)
@@ -457,15 +471,15 @@ def main() -> None:
         "",
         "Time of one run (flowstore / peer: below 1, flowstore is faster):",
         "",
-        table(results, engines),
+        table(results, engines, sizes_of),
         "",
         "Footprint:",
         "",
-        footprint(results, engines),
+        footprint(results, engines, sizes_of),
         "",
         "Goals:",
         "",
-        goals(results, engines),
+        goals(results, engines, sizes_of),
     ]
     text = "\n".join(report)
     print(text)
