@@ -266,6 +266,13 @@ async def _execute(
     changes: list[Change] = [
         NodeChange(name, NodeStatus.RECOVERED, key=loops.key(name)) for name in recovered
     ]
+
+    async def stop(ending: RunChange) -> None:
+        """End the run (failed or cancelled) after cancelling what runs."""
+        await _stop(
+            graph, claim, committer, running, changes, loops, ending, measure, metrics, spans
+        )
+
     # `batched`: dependents start before their inputs are committed; commits stay in order.
     batched = graph.spec.config.durability == "batched"
     cancelled = cancelled or asyncio.Event()
@@ -303,34 +310,12 @@ async def _execute(
                 )
                 ending = RunChange(RunStatus.FAILED, error=error_value(None, timeout))
                 changes.append(error_change(None, "", None, timeout, "failed_run"))
-                await _stop(
-                    graph,
-                    claim,
-                    committer,
-                    running,
-                    changes,
-                    loops,
-                    ending,
-                    measure,
-                    metrics,
-                    spans,
-                )
+                await stop(ending)
                 return RunStatus.FAILED
             if cancelled.is_set():
                 await committer.drain()
                 ending = RunChange(RunStatus.CANCELLED)
-                await _stop(
-                    graph,
-                    claim,
-                    committer,
-                    running,
-                    changes,
-                    loops,
-                    ending,
-                    measure,
-                    metrics,
-                    spans,
-                )
+                await stop(ending)
                 return RunStatus.CANCELLED
             failure = None
             done_now, finished[:] = finished[:], []
@@ -393,18 +378,7 @@ async def _execute(
                 await committer.drain()
                 node_name, error = failure
                 ending = RunChange(RunStatus.FAILED, error=error_value(node_name, error))
-                await _stop(
-                    graph,
-                    claim,
-                    committer,
-                    running,
-                    changes,
-                    loops,
-                    ending,
-                    measure,
-                    metrics,
-                    spans,
-                )
+                await stop(ending)
                 return RunStatus.FAILED
             starting = _ready(graph, state, running, limit, changes, attempts, loops)
             if not running and not starting:

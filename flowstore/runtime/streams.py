@@ -344,25 +344,26 @@ def event_of_transition(
             error=row.payload,
         )
     if row.kind is TransitionKind.EVENT:
-        if row.name == "token" and row.node is not None:
-            return TokenEvent.model_construct(
-                **common,
-                type="token",
-                node=row.node,
-                key=row.key,
-                attempt=row.attempt,
-                text=row.payload,
-            )
-        return CustomEvent.model_construct(
-            **common,
-            type="event",
-            name=row.name or "",
-            node=row.node,
-            key=row.key,
-            attempt=row.attempt,
-            payload=row.payload,
-        )
+        return _event(common, row.name or "", row.node, row.key, row.attempt, row.payload)
     return CheckpointEvent.model_construct(**common, type="checkpoint")
+
+
+def _event(
+    common: dict[str, Any],
+    name: str,
+    node: str | None,
+    key: str,
+    attempt: int | None,
+    payload: Any,
+) -> StreamEvent:
+    """A token, or a custom event (the engine's own included)."""
+    if name == "token" and node is not None:
+        return TokenEvent.model_construct(
+            **common, type="token", node=node, key=key, attempt=attempt, text=payload
+        )
+    return CustomEvent.model_construct(
+        **common, type="event", name=name, node=node, key=key, attempt=attempt, payload=payload
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -374,24 +375,8 @@ def event_of_change(run_id: RunId, seq: int, change: Change, encode: Encode) -> 
     """The event a change will be in the log, as its writer tells it before committing."""
     common: dict[str, Any] = {"run_id": str(run_id), "seq": seq, "at": datetime.now(UTC)}
     if isinstance(change, EventChange):
-        if change.name == "token" and change.node is not None:
-            return TokenEvent.model_construct(
-                **common,
-                type="token",
-                node=change.node,
-                key=change.key,
-                attempt=change.attempt,
-                text=change.payload,
-            )
-        return CustomEvent.model_construct(
-            **common,
-            type="event",
-            name=change.name,
-            node=change.node,
-            key=change.key,
-            attempt=change.attempt,
-            payload=_plain(change.payload),
-        )
+        payload = _plain(change.payload)
+        return _event(common, change.name, change.node, change.key, change.attempt, payload)
     if isinstance(change, NodeChange):
         return NodeEvent.model_construct(
             **common,

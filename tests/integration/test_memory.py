@@ -108,10 +108,10 @@ async def test_memory_limits_from_the_workflow(migrated_url: str) -> None:
         assert run.status is RunStatus.SUCCEEDED
         assert await engine.memory.thread("cy").messages() == []
 
-        fleeting = chat_flow(MemoryConfig(message_ttl=0.2))
+        fleeting = chat_flow(MemoryConfig(message_ttl=1.5))
         await engine.run(fleeting, {"user": "di", "text": "soon gone"})
         assert len(await engine.memory.thread("di").messages()) == 2
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.6)
         assert await engine.memory.thread("di").messages() == []
 
         small = chat_flow(MemoryConfig(max_message_bytes=10))

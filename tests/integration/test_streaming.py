@@ -117,10 +117,13 @@ async def test_a_reader_in_the_middle_of_a_run_misses_nothing(migrated_url: str)
         running = asyncio.create_task(engine.run(flow, {}, run_id=run_id))
         while not go.is_set():
             await asyncio.sleep(0.01)
-            async for event in engine.events(run_id, follow=False):
-                if isinstance(event, TokenEvent) and event.text == "50":
-                    go.set()  # tokens up to 100 are queued or committed; join now
-                    break
+            try:
+                async for event in engine.events(run_id, follow=False):
+                    if isinstance(event, TokenEvent) and event.text == "50":
+                        go.set()  # tokens up to 100 are queued or committed; join now
+                        break
+            except RunNotFound:
+                continue  # not created yet
         joined = [event async for event in engine.events(run_id, after=5)]
         assert (await running).status is RunStatus.SUCCEEDED
     assert [event.seq for event in joined] == list(range(6, joined[-1].seq + 1))
