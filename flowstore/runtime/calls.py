@@ -191,12 +191,17 @@ async def execute_node(
             return NodeOutcome(output, entry.value, (hit,), cache_hit=True)
     timeout = spec.timeout if spec.timeout is not None else graph.spec.config.node_timeout
 
-    staged: list[MemoryStage] = []  # the memory writes of the attempt that succeeded
+    stage = context.memory_stage
+    if stage is None:
+        stage = MemoryStage(context.run.run_id, node.name, context.key, context.run.memory_config)
+        context = dataclasses.replace(context, memory_stage=stage)
 
     async def attempt(number: int) -> Any:
-        stage = MemoryStage(context.run.run_id, node.name, context.key, context.run.memory_config)
-        current = dataclasses.replace(context, attempt=number, memory_stage=stage)
-        output = await with_breaker(
+        stage.clear()  # only the memory writes of the attempt that succeeds are committed
+        current = (
+            context if number == context.attempt else dataclasses.replace(context, attempt=number)
+        )
+        return await with_breaker(
             spec.breaker,
             store,
             lambda: with_timeout(
@@ -206,14 +211,12 @@ async def execute_node(
             ),
             moved=journal.breaker_moved,
         )
-        staged[:] = [stage]
-        return output
 
     changes: tuple[Change, ...] = ()
     fell_back = False
     try:
         output = await with_retry(spec.retry, context.attempt, attempt, journal)
-        changes = tuple(staged[0].changes()) if staged else ()
+        changes = tuple(stage.changes())
     except Exception as error:
         if spec.fallback is None:
             raise

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.streams import LiveRun
 from flowstore.store.protocol import Store
-from flowstore.store.records import CacheEntry, Change, Claim, MetricPoint, Span
+from flowstore.store.records import CacheEntry, Change, Claim, EventChange, MetricPoint, Span
 
 __all__ = ["Committer", "Observer"]
 
 Observer = Callable[[Sequence[Change]], None]
 """Told of every batch of changes once it is committed (progress output, tests)."""
+
+
+_EMIT_HIGH_WATER = 10_000
+"""Queued changes past which a node that emits waits for a commit (tokens outrunning SQL)."""
 
 
 class Committer:
@@ -111,10 +116,19 @@ class Committer:
         """Wait until everything queued is committed."""
         await self.commit([])
 
-    @property
-    def queued(self) -> int:
-        """How many changes wait for the next commit."""
-        return len(self._pending)
+    async def emit(self, change: EventChange) -> None:
+        """Queue an event a node emits, in order with the run's changes (`NodeContext.emit`).
+
+        A payload that cannot be stored fails the emitting node here, not a later commit. A
+        node emitting faster than SQL stores waits for a commit once too much is queued.
+        """
+        if change.name != "token":
+            what = f"payload of event {change.name!r} of node {change.node!r}"
+            payload = self._store.encode(change.payload, what=what)
+            change = dataclasses.replace(change, payload=payload)
+        self.submit([change])
+        if len(self._pending) >= _EMIT_HIGH_WATER:
+            await self.drain()
 
     def _number(self, changes: Sequence[Change]) -> Sequence[Change]:
         """Take `changes` in: their secrets out, their sequence numbers given, readers told."""

@@ -11,7 +11,7 @@ from flowstore.definition.spec import MemoryConfig
 from flowstore.errors import ExecutionError
 from flowstore.runtime.memory import Memory, MemoryStage
 from flowstore.store.protocol import Store
-from flowstore.store.records import EventChange, RunId
+from flowstore.store.records import MEMORY_EVENTS, EventChange, RunId
 
 __all__ = ["Emit", "NodeContext", "RunContext"]
 
@@ -20,8 +20,8 @@ Emit = Callable[[EventChange], Awaitable[None]]
 
 _NO_LIMITS: Final = MemoryConfig()
 
-_ENGINE_EVENTS = frozenset(
-    {"token", "error", "cache_hit", "fallback", "breaker", "message", "entity", "memory_cleared"}
+_ENGINE_EVENTS = frozenset({"token", "error", "cache_hit", "fallback", "breaker"}) | frozenset(
+    MEMORY_EVENTS.values()
 )
 
 

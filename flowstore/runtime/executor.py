@@ -15,10 +15,7 @@ least once), and the scheduler carries on from there.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
-import traceback
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -35,21 +32,22 @@ from flowstore.runtime.calls import (
     execute_node,
 )
 from flowstore.runtime.committer import Committer, Observer
-from flowstore.runtime.context import Emit, NodeContext, RunContext
+from flowstore.runtime.context import NodeContext, RunContext
+from flowstore.runtime.debugging import DebugLog
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
+from flowstore.runtime.memory import MemoryStage
 from flowstore.runtime.policies.cache import cache_key
 from flowstore.runtime.redaction import Redactor
-from flowstore.runtime.state import RunState
+from flowstore.runtime.state import RunState, ready, restore
 from flowstore.runtime.streams import LiveRun
-from flowstore.runtime.telemetry import RunTelemetry, new_span_id
+from flowstore.runtime.telemetry import RunTelemetry
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     CacheEntry,
     Change,
     CheckpointChange,
     Claim,
-    EventChange,
     MemoryClearChange,
     MetricPoint,
     NodeChange,
@@ -160,57 +158,6 @@ def _deadline(claim: Claim, graph: Graph) -> float | None:
     return limit - (datetime.now(UTC) - started).total_seconds()
 
 
-def _log_end(
-    log: logging.Logger,
-    journal: NodeJournal,
-    how: str,
-    redactor: Redactor | None,
-    error: BaseException | None = None,
-) -> None:
-    """Debug mode: a node execution ended (`how`: its output, or `failed`)."""
-    key = f"[{journal.key}]" if journal.key else ""
-    took = journal.timing.took_ms()
-    if error is not None and redactor is not None:  # the traceback, with the secrets out
-        how = f"{how}\n{redactor.text(''.join(traceback.format_exception(error)))}"
-        error = None
-    log.debug(
-        "node %s%s ended in %.1f ms after %d attempt(s): %s",
-        journal.node,
-        key,
-        took,
-        journal.attempt,
-        how,
-        exc_info=error,
-    )
-
-
-def _shown(value: Any, redactor: Redactor | None) -> str:
-    """A value as JSON for a debug log line (stored values are JSON already), its secrets
-    replaced."""
-    text = str(value) if isinstance(value, str) else json.dumps(value, default=repr)
-    if redactor is not None:
-        text = redactor.text(text)
-    return text if len(text) <= 2000 else text[:2000] + "..."
-
-
-_EMIT_HIGH_WATER = 10_000
-"""Queued changes past which a node that emits waits for a commit (tokens outrunning SQL)."""
-
-
-def _emitter(store: Store, committer: Committer) -> Emit:
-    """How the run's nodes emit events: queued with the run's changes, in order."""
-
-    async def emit(change: EventChange) -> None:
-        if change.name != "token":  # a payload that cannot be stored fails the emitting node
-            what = f"payload of event {change.name!r} of node {change.node!r}"
-            change = dataclasses.replace(change, payload=store.encode(change.payload, what=what))
-        committer.submit([change])
-        if committer.queued >= _EMIT_HIGH_WATER:
-            await committer.drain()
-
-    return emit
-
-
 def _both(first: Observer | None, second: Observer) -> Observer:
     if first is None:
         return second
@@ -248,14 +195,14 @@ async def _execute(
         claim.run.id,
         graph.name,
         state.inputs,
-        _emitter(store, committer),
+        committer.emit,
         store,
         graph.spec.config.memory,
     )
     log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
-    debug_log = log if debug else None
+    debug_log = DebugLog(log, redactor) if debug else None
     attempts: dict[tuple[str, str], int] = {}
-    recovered = await _restore(store, claim, state, loops, attempts)
+    recovered = await restore(store, claim, state, loops, attempts)
     if redactor is not None:
         redactor.learn(state.outputs)
     limit = graph.spec.config.max_concurrency
@@ -327,12 +274,7 @@ async def _execute(
                 if error is None:
                     outcome: NodeOutcome = task.result()
                     if debug_log is not None:
-                        _log_end(
-                            debug_log,
-                            journal,
-                            f"output {_shown(outcome.encoded, redactor)}",
-                            redactor,
-                        )
+                        debug_log.succeeded(journal, outcome.encoded)
                     ended = measure.node_ends(
                         journal.timing, "succeeded", cache_hit=outcome.cache_hit
                     )
@@ -357,7 +299,7 @@ async def _execute(
                 else:
                     ended = measure.node_ends(journal.timing, "failed")
                     if debug_log is not None:
-                        _log_end(debug_log, journal, "failed", redactor, error)
+                        debug_log.failed(journal, error)
                     metrics += ended[0]
                     spans += ended[1]
                     state.ended(node.name, NodeStatus.FAILED)
@@ -380,7 +322,7 @@ async def _execute(
                 ending = RunChange(RunStatus.FAILED, error=error_value(node_name, error))
                 await stop(ending)
                 return RunStatus.FAILED
-            starting = _ready(graph, state, running, limit, changes, attempts, loops)
+            starting = ready(graph, state, running, limit, changes, attempts, loops)
             if not running and not starting:
                 changes += _memory_cleared(graph, claim)
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
@@ -400,23 +342,19 @@ async def _execute(
                 lookups = {name: _found(key, found.get(key)) for name, key in keys.items()}
             changes, metrics, spans = [], [], []
             for node, arguments, span_id in starting:
+                key = loops.key(node.name)
                 context = NodeContext(
                     run_context,
                     node.name,
-                    loops.key(node.name),
-                    attempts[(node.name, loops.key(node.name))],
+                    key,
+                    attempts[(node.name, key)],
                     log,
+                    MemoryStage(claim.run.id, node.name, key, graph.spec.config.memory),
                 )
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
                 timing = measure.node_starts(node.name, context.key, context.attempt, span_id)
                 if debug_log is not None:
-                    debug_log.debug(
-                        "node %s%s starts, attempt %d, inputs %s",
-                        node.name,
-                        f"[{context.key}]" if context.key else "",
-                        context.attempt,
-                        _shown(arguments, redactor),
-                    )
+                    debug_log.starts(node.name, context.key, context.attempt, arguments)
                 journal = NodeJournal(committer.commit, timing, measure, context.attempt)
                 task = asyncio.create_task(
                     execute_node(
@@ -449,89 +387,6 @@ async def _execute(
         cancel_wait.cancel()
         if timer is not None:
             timer.cancel()
-
-
-async def _restore(
-    store: Store,
-    claim: Claim,
-    state: RunState,
-    loops: Loops,
-    attempts: dict[tuple[str, str], int],
-) -> list[str]:
-    """Load what the run committed before; return the nodes that were running (recovered).
-
-    `attempts` gets each execution's attempt count, so a recovered node's attempts (and its
-    retry policy's budget) carry on from where the crash left them.
-    """
-    if claim.run.last_seq <= 1:
-        return []
-    checkpoint = await store.read_checkpoint(claim.run.id)
-    loops.restore(checkpoint.state if checkpoint is not None else None)
-    recovered = []
-    for execution in await store.read_node_executions(claim.run.id):
-        if execution.node not in state.graph.nodes or execution.key != loops.key(execution.node):
-            continue  # another iteration's execution
-        attempts[(execution.node, execution.key)] = execution.attempt
-        if execution.status is NodeStatus.SUCCEEDED:
-            state.status[execution.node] = NodeStatus.SUCCEEDED
-            state.outputs[execution.node] = execution.output
-        elif execution.status is NodeStatus.SKIPPED:
-            state.status[execution.node] = NodeStatus.SKIPPED
-        elif execution.status in (NodeStatus.RUNNING, NodeStatus.RECOVERED):
-            recovered.append(execution.node)
-    return recovered
-
-
-def _ready(
-    graph: Graph,
-    state: RunState,
-    running: Mapping[asyncio.Task[Any], CompiledNode],
-    limit: int | None,
-    changes: list[Change],
-    attempts: dict[tuple[str, str], int],
-    loops: Loops,
-) -> list[tuple[CompiledNode, dict[str, Any], str]]:
-    """Decide every node that can be decided; return those to start (within the limit)."""
-    starting: list[tuple[CompiledNode, dict[str, Any], str]] = []
-    busy = {node.name for node in running.values()}
-    progress = True
-    while progress:
-        progress = False
-        for name in sorted(state.frontier, key=state.position.__getitem__):
-            if name in state.status or name in busy:
-                state.frontier.discard(name)
-                continue
-            node = graph.nodes[name]
-            decision = state.decide(node)
-            if decision is None:
-                state.frontier.discard(name)  # back when something upstream ends
-                continue
-            if decision is False:
-                state.frontier.discard(name)
-                state.ended(name, NodeStatus.SKIPPED)
-                changes.append(NodeChange(name, NodeStatus.SKIPPED, key=loops.key(name)))
-                progress = True
-                continue
-            if limit is not None and len(busy) >= limit:
-                continue  # stays in the frontier for the next step
-            state.frontier.discard(name)
-            arguments = state.arguments(node)
-            key = loops.key(name)
-            attempt = attempts[(name, key)] = attempts.get((name, key), 0) + 1
-            span_id = new_span_id()
-            changes.append(
-                NodeChange(
-                    name,
-                    NodeStatus.RUNNING,
-                    key=key,
-                    attempt=attempt,
-                    input=arguments,
-                    span_id=span_id,
-                )
-            )
-            busy.add(name)
-            starting.append((node, arguments, span_id))
-    return starting
 
 
 def _memory_cleared(graph: Graph, claim: Claim) -> list[Change]:

@@ -80,6 +80,10 @@ class MemoryStage:
     # In order: a run of appends to one thread, or an entity change.
     _writes: list[tuple[str, list[NewMessage]] | EntityChange] = field(default_factory=list)
 
+    def clear(self) -> None:
+        """Forget what was staged (a new attempt starts)."""
+        self._writes.clear()
+
     def add_message(self, thread_id: str, message: NewMessage) -> None:
         """Stage a message; appends in a row to one thread become one change."""
         last = self._writes[-1] if self._writes else None
@@ -283,8 +287,8 @@ class Thread:
             0,
             self.thread_id,
             new.role,
-            _plain(new.content),
-            _plain(new.metadata),
+            serde.plain(new.content),
+            serde.plain(new.metadata),
             new.run_id,
             new.node,
             new.tokens,
@@ -326,7 +330,7 @@ class Entities:
             EntityChange(
                 self.namespace,
                 name,
-                _plain(encoded),
+                serde.plain(encoded),
                 merge=merge,
                 node=self._stage.node,
                 key=self._stage.key,
@@ -382,8 +386,3 @@ class Entities:
 def _check_name(what: str, value: str) -> None:
     if not isinstance(value, str) or not value or len(value) > 200:
         raise InvalidValue(f"a {what} must be a string of 1 to 200 characters, not {value!r}")
-
-
-def _plain(value: Any) -> Any:
-    """An encoded value as it reads back from the store."""
-    return serde.decode(value) if isinstance(value, serde.Encoded) else value

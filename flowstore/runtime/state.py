@@ -1,15 +1,23 @@
-"""What the executor knows about each node of one run, and which nodes can be decided."""
+"""What the executor knows about each node of one run, and which nodes can be decided.
+
+`restore` loads it from what a run committed before (a resumed or recovered run); `ready`
+decides every node that can be, and says which to start.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
-from flowstore.store.records import NodeStatus
+from flowstore.runtime.loops import Loops
+from flowstore.runtime.telemetry import new_span_id
+from flowstore.store.protocol import Store
+from flowstore.store.records import Change, Claim, NodeChange, NodeStatus
 
-__all__ = ["RunState"]
+__all__ = ["RunState", "ready", "restore"]
 
 _ENDED = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED})
 
@@ -82,3 +90,86 @@ class RunState:
             return self.outputs.get(self.graph.output)
         ends = [name for name in self.graph.order if not self.graph.nodes[name].downstream]
         return {name: self.outputs.get(name) for name in ends}
+
+
+async def restore(
+    store: Store,
+    claim: Claim,
+    state: RunState,
+    loops: Loops,
+    attempts: dict[tuple[str, str], int],
+) -> list[str]:
+    """Load what the run committed before; return the nodes that were running (recovered).
+
+    `attempts` gets each execution's attempt count, so a recovered node's attempts (and its
+    retry policy's budget) carry on from where the crash left them.
+    """
+    if claim.run.last_seq <= 1:
+        return []
+    checkpoint = await store.read_checkpoint(claim.run.id)
+    loops.restore(checkpoint.state if checkpoint is not None else None)
+    recovered = []
+    for execution in await store.read_node_executions(claim.run.id):
+        if execution.node not in state.graph.nodes or execution.key != loops.key(execution.node):
+            continue  # another iteration's execution
+        attempts[(execution.node, execution.key)] = execution.attempt
+        if execution.status is NodeStatus.SUCCEEDED:
+            state.status[execution.node] = NodeStatus.SUCCEEDED
+            state.outputs[execution.node] = execution.output
+        elif execution.status is NodeStatus.SKIPPED:
+            state.status[execution.node] = NodeStatus.SKIPPED
+        elif execution.status in (NodeStatus.RUNNING, NodeStatus.RECOVERED):
+            recovered.append(execution.node)
+    return recovered
+
+
+def ready(
+    graph: Graph,
+    state: RunState,
+    running: Mapping[asyncio.Task[Any], CompiledNode],
+    limit: int | None,
+    changes: list[Change],
+    attempts: dict[tuple[str, str], int],
+    loops: Loops,
+) -> list[tuple[CompiledNode, dict[str, Any], str]]:
+    """Decide every node that can be decided; return those to start (within the limit)."""
+    starting: list[tuple[CompiledNode, dict[str, Any], str]] = []
+    busy = {node.name for node in running.values()}
+    progress = True
+    while progress:
+        progress = False
+        for name in sorted(state.frontier, key=state.position.__getitem__):
+            if name in state.status or name in busy:
+                state.frontier.discard(name)
+                continue
+            node = graph.nodes[name]
+            decision = state.decide(node)
+            if decision is None:
+                state.frontier.discard(name)  # back when something upstream ends
+                continue
+            if decision is False:
+                state.frontier.discard(name)
+                state.ended(name, NodeStatus.SKIPPED)
+                changes.append(NodeChange(name, NodeStatus.SKIPPED, key=loops.key(name)))
+                progress = True
+                continue
+            if limit is not None and len(busy) >= limit:
+                continue  # stays in the frontier for the next step
+            state.frontier.discard(name)
+            arguments = state.arguments(node)
+            key = loops.key(name)
+            attempt = attempts[(name, key)] = attempts.get((name, key), 0) + 1
+            span_id = new_span_id()
+            changes.append(
+                NodeChange(
+                    name,
+                    NodeStatus.RUNNING,
+                    key=key,
+                    attempt=attempt,
+                    input=arguments,
+                    span_id=span_id,
+                )
+            )
+            busy.add(name)
+            starting.append((node, arguments, span_id))
+    return starting

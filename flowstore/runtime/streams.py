@@ -178,20 +178,12 @@ async def follow(
     `executing` is the task executing the run here, if any: its failure (before the run
     could end) is raised here instead of waiting for an end that will not come.
     """
-    encode = _encoder(store)
     with runs.subscribe(run_id) as subscription:
         async with store.watch(run_id, subscription.wake) as told:
+            # Told of each commit: polling only guards against a lost notice.
+            poll = poll_seconds * 20 if told else poll_seconds
             async for event in _follow(
-                store,
-                runs,
-                run_id,
-                subscription,
-                after,
-                live,
-                executing,
-                encode,
-                # Told of each commit: polling only guards against a lost notice.
-                poll_seconds * 20 if told else poll_seconds,
+                store, runs, run_id, subscription, after, live, executing, poll
             ):
                 yield event
 
@@ -204,9 +196,9 @@ async def _follow(
     after: int,
     live: bool,
     executing: asyncio.Future[Any] | None,
-    encode: Encode,
     poll_seconds: float,
 ) -> AsyncIterator[StreamEvent]:
+    encode = _encoder(store)
     if executing is not None:
         executing.add_done_callback(lambda _: subscription.wake.set())
     last = after
@@ -301,8 +293,8 @@ async def _from_log(store: Store, run_id: RunId, after: int) -> AsyncIterator[St
     while True:
         rows = await store.read_transitions(run_id, after_seq=after, limit=_PAGE)
         outputs: Mapping[tuple[str, str], Any] = {}
-        if any(_succeeded_node(row) for row in rows):
-            outputs = await store.read_outputs(run_id)
+        if any(_succeeded_node(row) for row in rows):  # their outputs, not the whole run's
+            outputs = await store.read_outputs(run_id, after_seq=after)
         run_output = None
         if any(row.kind is TransitionKind.RUN and row.status == "succeeded" for row in rows):
             run_output = (await store.get_run(run_id)).output
@@ -366,16 +358,11 @@ def _event(
     )
 
 
-def _plain(value: Any) -> Any:
-    """A value as it will read back from the log (changes may hold it encoded already)."""
-    return serde.decode(value) if isinstance(value, serde.Encoded) else value
-
-
 def event_of_change(run_id: RunId, seq: int, change: Change, encode: Encode) -> StreamEvent:
     """The event a change will be in the log, as its writer tells it before committing."""
     common: dict[str, Any] = {"run_id": str(run_id), "seq": seq, "at": datetime.now(UTC)}
     if isinstance(change, EventChange):
-        payload = _plain(change.payload)
+        payload = serde.plain(change.payload)
         return _event(common, change.name, change.node, change.key, change.attempt, payload)
     if isinstance(change, NodeChange):
         return NodeEvent.model_construct(
@@ -385,19 +372,19 @@ def event_of_change(run_id: RunId, seq: int, change: Change, encode: Encode) -> 
             key=change.key,
             status=change.status.value,
             attempt=change.attempt,
-            output=None if change.output is UNSET else _plain(change.output),
-            error=None if change.error is UNSET else _plain(change.error),
+            output=None if change.output is UNSET else serde.plain(change.output),
+            error=None if change.error is UNSET else serde.plain(change.error),
         )
     if isinstance(change, RunChange):
         output = None
         if change.output is not UNSET and change.status.value == "succeeded":
-            output = _plain(encode(change.output))
+            output = serde.plain(encode(change.output))
         return RunEvent.model_construct(
             **common,
             type="run",
             status=change.status.value,
             output=output,
-            error=None if change.error is UNSET else _plain(change.error),
+            error=None if change.error is UNSET else serde.plain(change.error),
         )
     if isinstance(change, ErrorChange):
         summary = {"type": change.error_type, "message": change.message, "outcome": change.outcome}

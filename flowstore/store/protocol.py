@@ -164,9 +164,10 @@ class Store(Protocol):
         ...
 
     async def read_outputs(
-        self, run_id: RunId, *, at_seq: int | None = None
+        self, run_id: RunId, *, at_seq: int | None = None, after_seq: int | None = None
     ) -> dict[tuple[str, str], Any]:
-        """Outputs of succeeded node executions by (node, key), optionally as of a sequence."""
+        """Outputs of succeeded node executions by (node, key), optionally as of a sequence
+        (`at_seq`), or only those that succeeded after one (`after_seq`)."""
         ...
 
     async def read_checkpoint(

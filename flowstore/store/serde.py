@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 
 from flowstore.errors import LargeValueWarning, UnserializableValue, ValueTooLarge
 
-__all__ = ["Encoded", "ValueLimits", "decode", "encode", "serialize_for_driver"]
+__all__ = ["Encoded", "ValueLimits", "decode", "encode", "plain", "serialize_for_driver"]
 
 _ANY: Final = TypeAdapter(Any)
 _KB: Final = 1024
@@ -125,3 +125,8 @@ def serialize_for_driver(value: Any) -> str:
 def decode(text: str | bytes) -> Any:
     """The engine's JSON deserializer."""
     return pydantic_core.from_json(text)
+
+
+def plain(value: Any) -> Any:
+    """A value as it reads back from the store: decoded if `encode` made it, else as it is."""
+    return decode(value) if isinstance(value, Encoded) else value

@@ -239,10 +239,14 @@ class SQLStore(SQLTransactions, Store):
         )
 
     async def read_outputs(
-        self, run_id: RunId, *, at_seq: int | None = None
+        self, run_id: RunId, *, at_seq: int | None = None, after_seq: int | None = None
     ) -> dict[tuple[str, str], Any]:
         return await self._read(
-            f"reading the outputs of run {run_id}", transitions.read_outputs, run_id, at_seq=at_seq
+            f"reading the outputs of run {run_id}",
+            transitions.read_outputs,
+            run_id,
+            at_seq=at_seq,
+            after_seq=after_seq,
         )
 
     async def read_checkpoint(

@@ -10,31 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 from flowstore.events import NodeEvent, RunEvent, TokenEvent
 from flowstore.runtime.engine import Engine
+from tests.support.cli import start_flowstore
 
-ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What is the weather in Oslo?"
 ANSWER = "The weather in Oslo is -2 C and snowing right now, according to the forecast."
-
-
-def _flowstore(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flowstore", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def _dumped(events: list[Any]) -> list[dict[str, Any]]:
@@ -46,7 +32,7 @@ async def test_an_agent_killed_mid_stream_keeps_every_turn_once(
 ) -> None:
     env = {"FLOWSTORE_DATABASE_URL": migrated_url, "FLOWSTORE_AGENT_TOKEN_SECONDS": "0.05"}
     question = json.dumps({"conversation": "c1", "question": QUESTION})
-    first = _flowstore("run", "examples.agent:flow", "--input", question, env=env)
+    first = start_flowstore("run", "examples.agent:flow", "--input", question, env=env)
     reaper.append(first)
     assert first.stderr is not None
     run_id = (await asyncio.to_thread(first.stderr.readline)).split()[1]
@@ -61,7 +47,7 @@ async def test_an_agent_killed_mid_stream_keeps_every_turn_once(
                 if resumed is None and len(answering) == 3:  # in the middle of the answer
                     first.send_signal(signal.SIGKILL)
                     await asyncio.to_thread(first.communicate)
-                    resumed = _flowstore("resume", run_id, "examples.agent:flow", env=env)
+                    resumed = start_flowstore("resume", run_id, "examples.agent:flow", env=env)
                     reaper.append(resumed)
         assert resumed is not None, "the answer never streamed"
         stdout, stderr = await asyncio.to_thread(resumed.communicate, timeout=120)

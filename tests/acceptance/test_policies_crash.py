@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,19 +13,7 @@ import pytest
 
 from flowstore.runtime.engine import Engine
 from flowstore.store import NodeStatus, RunId, RunStatus, TransitionKind
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _flowstore(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "flowstore", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+from tests.support.cli import start_flowstore
 
 
 def _attempts(side_effects: Path) -> list[str]:
@@ -39,7 +25,9 @@ async def test_a_retry_counter_survives_sigkill_during_the_backoff(
 ) -> None:
     side_effects = tmp_path / "attempts.log"
     env = {"FLOWSTORE_DATABASE_URL": migrated_url, "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects)}
-    first = _flowstore("run", "tests.support.retry_flow:flow", "--input", '{"text": "ok"}', env=env)
+    first = start_flowstore(
+        "run", "tests.support.retry_flow:flow", "--input", '{"text": "ok"}', env=env
+    )
     reaper.append(first)
     deadline = time.monotonic() + 60
     while _attempts(side_effects) != ["1", "2"]:
@@ -51,7 +39,7 @@ async def test_a_retry_counter_survives_sigkill_during_the_backoff(
     _, stderr = first.communicate()
     run_id = stderr.splitlines()[0].split()[1]
 
-    resumed = _flowstore("resume", run_id, "tests.support.retry_flow:flow", env=env)
+    resumed = start_flowstore("resume", run_id, "tests.support.retry_flow:flow", env=env)
     reaper.append(resumed)
     stdout, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr
@@ -88,7 +76,7 @@ async def test_an_open_breaker_stays_open_after_sigkill(
         "FLOWSTORE_TEST_SIDE_EFFECTS": str(side_effects),
         "FLOWSTORE_TEST_SLOW_SECONDS": "60",
     }
-    first = _flowstore(
+    first = start_flowstore(
         "run", "tests.support.breaker_flow:flow", "--input", '{"amount": 5}', env=env
     )
     reaper.append(first)

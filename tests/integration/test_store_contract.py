@@ -269,6 +269,8 @@ async def test_a_batch_applies_and_logs_every_change_in_order(
 
     assert await store.read_outputs(run.id) == {("classify", ""): "urgent"}
     assert await store.read_outputs(run.id, at_seq=3) == {}
+    assert await store.read_outputs(run.id, after_seq=3) == {("classify", ""): "urgent"}
+    assert await store.read_outputs(run.id, after_seq=4) == {}
     checkpoint = await store.read_checkpoint(run.id)
     assert checkpoint is not None and (checkpoint.seq, checkpoint.state) == (
         5,

@@ -441,12 +441,13 @@ def read_node_executions(conn: Connection, run_id: RunId) -> list[NodeExecution]
 
 
 def read_outputs(
-    conn: Connection, run_id: RunId, *, at_seq: int | None
+    conn: Connection, run_id: RunId, *, at_seq: int | None, after_seq: int | None = None
 ) -> dict[tuple[str, str], Any]:
     """The outputs of the run's succeeded node executions, keyed by (node, key).
 
     With `at_seq`, only those that had succeeded by that sequence number: the state to fork
-    or inspect the run from.
+    or inspect the run from. With `after_seq`, only those that succeeded after it (a reader
+    of the log that has the earlier ones).
     """
     table = node_executions.c
     stmt = select(table.node, table.exec_key, table.output).where(
@@ -454,6 +455,8 @@ def read_outputs(
     )
     if at_seq is not None:
         stmt = stmt.where(table.updated_seq <= at_seq)
+    if after_seq is not None:
+        stmt = stmt.where(table.updated_seq > after_seq)
     return {(row.node, row.exec_key): row.output for row in conn.execute(stmt)}
 
 
