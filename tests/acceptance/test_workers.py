@@ -52,12 +52,14 @@ async def test_two_worker_processes_drain_200_runs_each_once(
         reaper.extend(workers)
         try:
             async with asyncio.timeout(300):
-                # Both workers are up before the runs arrive: one would drain them alone.
+                # Both workers are up before the runs arrive, and the runs arrive at once,
+                # each taking 20 ms: a worker polling every 0.2 s finds a queue, not one
+                # run at a time that the other, already awake, worker takes first.
                 for _ in range(6000):
                     if len(await engine.store.list_workers()) == 3:  # with this engine
                         break
                     await asyncio.sleep(0.05)
-                ids = [await engine.submit(flow, {"n": i}) for i in range(RUNS)]
+                ids = await asyncio.gather(*(engine.submit(flow, {"n": i}) for i in range(RUNS)))
                 runs = [await engine.wait(run_id) for run_id in ids]
         finally:
             for worker in workers:

@@ -21,7 +21,7 @@ def _count(ctx: NodeContext) -> None:
 @flow.node
 async def double(n: int, ctx: NodeContext) -> int:
     _count(ctx)
-    await asyncio.sleep(0.002)
+    await asyncio.sleep(0.02)
     return n * 2
 
 
