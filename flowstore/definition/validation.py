@@ -7,16 +7,45 @@ annotation. Unannotated values pass as they are. Type adapters are built once pe
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    PydanticUserError,
+    TypeAdapter,
+    ValidationError,
+    create_model,
+)
 
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.errors import InvalidValue
 
-__all__ = ["validate_arguments", "validate_inputs", "validate_output"]
+__all__ = ["prepare_validators", "validate_arguments", "validate_inputs", "validate_output"]
+
+
+def prepare_validators(graph: Graph) -> None:
+    """Build the validators a run of `graph` uses (its inputs model, the adapters of the
+    annotations its nodes' values are checked against) now, so that its first run does not
+    spend milliseconds building them. An annotation Pydantic cannot handle is left for the
+    run to report, as it would without this."""
+    with contextlib.suppress(PydanticUserError, TypeError):
+        _inputs_model(graph)
+    for node in graph.nodes.values():
+        annotations = [
+            param.annotation
+            for param in node.params
+            if param.source is None or param.source not in graph.resources
+        ]
+        if node.style not in ("async_generator", "sync_generator"):
+            annotations.append(node.returns)
+        for annotation in annotations:
+            if annotation is not None:
+                with contextlib.suppress(PydanticUserError, TypeError):
+                    _adapter(annotation)
 
 
 def validate_inputs(graph: Graph, values: Mapping[str, Any]) -> dict[str, Any]:

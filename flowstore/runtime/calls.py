@@ -201,21 +201,23 @@ async def execute_node(
         current = (
             context if number == context.attempt else dataclasses.replace(context, attempt=number)
         )
-        return await with_breaker(
-            spec.breaker,
-            store,
-            lambda: with_timeout(
-                timeout,
-                lambda: _call(graph, node, arguments, items, current, run_child, resources or {}),
-                node=node.name,
-            ),
-            moved=journal.breaker_moved,
-        )
+
+        def call() -> Awaitable[Any]:
+            return _call(graph, node, arguments, items, current, run_child, resources or {})
+
+        # A policy that is not set adds no layer: most nodes of a run are called bare.
+        timed = call if timeout is None else lambda: with_timeout(timeout, call, node=node.name)
+        if spec.breaker is None:
+            return await timed()
+        return await with_breaker(spec.breaker, store, timed, moved=journal.breaker_moved)
 
     changes: tuple[Change, ...] = ()
     fell_back = False
     try:
-        output = await with_retry(spec.retry, context.attempt, attempt, journal)
+        if spec.retry is None:
+            output = await attempt(context.attempt)
+        else:
+            output = await with_retry(spec.retry, context.attempt, attempt, journal)
         changes = tuple(stage.changes())
     except Exception as error:
         if spec.fallback is None:

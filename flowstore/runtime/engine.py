@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Self
 from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import Graph
 from flowstore.definition.spec import MemoryConfig
-from flowstore.definition.validation import validate_inputs
+from flowstore.definition.validation import prepare_validators, validate_inputs
 from flowstore.errors import ExecutionError
 from flowstore.hooks import HookKind, Hooks
 from flowstore.runtime.children import run_child
@@ -37,6 +37,7 @@ from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
 from flowstore.runtime.worker import ClaimLoop, dead_local_workers, heartbeat
+from flowstore.store import serde
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -118,6 +119,7 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
         self._workflows: dict[str, Workflow] = {}
+        self._specs: dict[str, Any] = {}  # each graph's spec as stored, by hash
         for workflow in workflows:
             self.register(workflow)
         self._store: Any = None
@@ -149,8 +151,13 @@ class Engine:
         workflows it runs as subworkflows. Register a DSL workflow's children before it."""
         for child in workflow.subworkflows:
             self.register(child)
-        workflow.compile(workflows={name: known.spec for name, known in self._workflows.items()})
+        graph = workflow.compile(
+            workflows={name: known.spec for name, known in self._workflows.items()}
+        )
         self._workflows[workflow.name] = workflow
+        # What every run of it needs, made once here rather than on its first run.
+        prepare_validators(graph)
+        self._spec_document(graph)
 
     async def __aenter__(self) -> Self:
         from flowstore.store.sql import open_store
@@ -258,13 +265,24 @@ class Engine:
             version=graph.spec.version,
             graph_hash=graph.hash,
             inputs=inputs,
-            spec=graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            spec=self._spec_document(graph),
             id=id,
             parent_run_id=parent_run_id,
             priority=priority,
             owner=self.worker_id if owned else None,
             lease_seconds=self.lease_seconds,
         )
+
+    def _spec_document(self, graph: Graph) -> serde.Encoded:
+        """The graph's spec as stored with its runs: encoded once per graph, not per run
+        (a 500-node spec takes milliseconds to dump)."""
+        document = self._specs.get(graph.hash)
+        if document is None:
+            spec = graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+            limits = self._settings.value_limits if self._settings else serde.DEFAULT_LIMITS
+            document = serde.encode(spec, what=f"spec of workflow {graph.name!r}", limits=limits)
+            self._specs[graph.hash] = document
+        return document
 
     async def _execute_claimed(
         self,

@@ -79,14 +79,14 @@ class NodeTiming:
         """Milliseconds since the execution started."""
         return (time.perf_counter() - self.started) * 1000
 
-    def attempt_starts(self, attempt: int) -> None:
+    def attempt_starts(self, attempt: int, at: datetime | None = None) -> None:
         """An attempt starts (the previous one, if any, has ended)."""
-        self.attempts.append(AttemptSpan(attempt, _now()))
+        self.attempts.append(AttemptSpan(attempt, at or _now()))
 
-    def attempt_ends(self, status: str) -> None:
+    def attempt_ends(self, status: str, at: datetime | None = None) -> None:
         """The current attempt ended: `succeeded`, `failed`, `timed_out`, ..."""
         if self.attempts and self.attempts[-1].ended_at is None:
-            self.attempts[-1].ended_at = _now()
+            self.attempts[-1].ended_at = at or _now()
             self.attempts[-1].status = status
 
 
@@ -121,8 +121,9 @@ class RunTelemetry:
 
     def node_starts(self, node: str, key: str, attempt: int, span_id: str) -> NodeTiming:
         """Start measuring a node execution, whose row carries `span_id`."""
-        timing = NodeTiming(node, key, _now(), time.perf_counter(), span_id)
-        timing.attempt_starts(attempt)
+        now = _now()
+        timing = NodeTiming(node, key, now, time.perf_counter(), span_id)
+        timing.attempt_starts(attempt, now)
         return timing
 
     def node_ends(
@@ -131,8 +132,8 @@ class RunTelemetry:
         """The metrics and spans of a node execution that ended with `status`."""
         if not self.enabled:
             return [], []
-        timing.attempt_ends(status)
         ended = _now()
+        timing.attempt_ends(status, ended)
         metrics = []
         if cache_hit is not None:
             metrics.append(self._metric("cache_lookup", float(cache_hit), node=timing.node))

@@ -15,7 +15,6 @@ functions of a `Connection`. How a transaction runs on each backend is `transact
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
@@ -94,31 +93,27 @@ async def open_store(
         raise
     store = SQLStore(engine, settings, clock=clock)
     if is_sqlite:
-        store.rehearse()
+        await store.warm_up()
     return store
 
 
 class SQLStore(SQLTransactions, Store):
     """The store over one SQLAlchemy async engine. Create it with `open_store`."""
 
-    def rehearse(self) -> None:
-        """Queue a run's usual commits on the writer, rolled back (`commits.rehearse`): the
-        first to run there, without holding up the store's opening (nor failing it, when
-        another process holds SQLite's lock)."""
-        self._rehearsal = asyncio.ensure_future(self._rehearse())
-
-    async def _rehearse(self) -> None:
+    async def warm_up(self) -> None:
+        """Get SQLite ready before the first run, not during it: every thread's connection
+        open, and a run's usual commits rehearsed on the writer and rolled back
+        (`commits.rehearse`), which compiles their statements. The rehearsal never waits
+        for SQLite's lock: when another process holds it, the first run compiles instead."""
         try:
-            await self._write("rehearsing", commits.rehearse, now=self._now(), encode=self._encode)
+            await self._try_write(
+                "rehearsing", commits.rehearse, now=self._now(), encode=self._encode
+            )
         except commits.Rehearsed:
             pass
-        except Exception as error:  # only a warm-up: the first run compiles instead
+        except Exception as error:  # only a warm-up
             log.debug("rehearsing the run path failed: %s", error)
-
-    async def close(self) -> None:
-        if self._rehearsal is not None:
-            await asyncio.gather(self._rehearsal, return_exceptions=True)
-        await super().close()
+        await self.connected()
 
     # ---------------------------------------------------------------- runs and leases
 
@@ -132,7 +127,7 @@ class SQLStore(SQLTransactions, Store):
         )
 
     async def get_run(self, run_id: RunId) -> RunRecord:
-        return await self._read(f"reading run {run_id}", runs.get_run, run_id)
+        return await self._read_here(f"reading run {run_id}", runs.get_run, run_id)
 
     async def list_runs(self, query: RunQuery | None = None) -> list[RunRecord]:
         return await self._read("listing runs", runs.list_runs, query or RunQuery())

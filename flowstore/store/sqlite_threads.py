@@ -77,21 +77,42 @@ class SQLiteThreads:
     cheaper per transaction than an executor here.
     """
 
-    def __init__(self, engine: Engine, *, threads: int, begin: str, name: str) -> None:
+    def __init__(
+        self, engine: Engine, *, threads: int, begin: str, name: str, busy_timeout_ms: int
+    ) -> None:
         self._engine = engine
         self._begin = begin
+        self._busy_timeout_ms = busy_timeout_ms
         self._requests: queue.SimpleQueue[_Request[Any] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._serve, name=name, daemon=True) for _ in range(threads)
         ]
+        # Counted down on the loop (the store opens on one) as each thread connects.
+        self._loop = asyncio.get_running_loop()
+        self._unconnected = threads
+        self._all_connected = asyncio.Event()
         for thread in self._threads:
             thread.start()
 
-    async def run(self, work: Callable[[Connection], T]) -> T:
-        """Run `work` in one transaction on one of the threads; return what it returns."""
+    async def connected(self) -> None:
+        """Wait until every thread has opened its connection (or failed to: it retries on
+        its first request), a few milliseconds after the threads start."""
+        await self._all_connected.wait()
+
+    def _one_connected(self) -> None:
+        self._unconnected -= 1
+        if self._unconnected == 0:
+            self._all_connected.set()
+
+    async def run(self, work: Callable[[Connection], T], *, wait_for_lock: bool = True) -> T:
+        """Run `work` in one transaction on one of the threads; return what it returns.
+
+        With `wait_for_lock=False`, a database locked by another connection fails at once
+        (SQLITE_BUSY) instead of waiting out the busy timeout.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._requests.put(_Request(loop, future, work))
+        self._requests.put(_Request(loop, future, work, wait_for_lock))
         return await future
 
     async def close(self) -> None:
@@ -110,10 +131,14 @@ class SQLiteThreads:
                 conn = self._engine.connect()
                 conn.execute(_WARM_UP).close()
                 conn.rollback()
+            with contextlib.suppress(RuntimeError):  # a loop closed already: nobody waits
+                self._loop.call_soon_threadsafe(self._one_connected)
             while (request := self._requests.get()) is not None:
                 if conn is None or conn.closed or conn.invalidated:
                     conn = self._engine.connect()
                 try:
+                    if not request.wait_for_lock:
+                        set_busy_timeout(conn, 0)
                     with conn.begin():
                         begin_transaction(conn, self._begin)
                         result = request.work(conn)
@@ -121,6 +146,9 @@ class SQLiteThreads:
                     request.settle(None, error)
                 else:
                     request.settle(result, None)
+                finally:
+                    if not request.wait_for_lock:
+                        set_busy_timeout(conn, self._busy_timeout_ms)
         finally:
             if conn is not None:
                 conn.close()
@@ -163,6 +191,13 @@ class LoopReads:
                 return BUSY
             raise
 
+    async def open(self) -> None:
+        """Open the connection now, on a thread, rather than at first use."""
+        if self._owner is None:
+            self._connection()
+        if self._opening is not None:
+            await asyncio.gather(self._opening, return_exceptions=True)
+
     def close(self) -> None:
         """Close the connection (on the loop, before the engine is disposed)."""
         if self._opening is not None and not self._opening.done():
@@ -200,6 +235,7 @@ class _Request(Generic[T]):
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
     work: Callable[[Connection], T]
+    wait_for_lock: bool
 
     def settle(self, result: T | None, error: BaseException | None) -> None:
         # A RuntimeError means the caller's loop is closed: nobody is waiting any more.

@@ -59,18 +59,26 @@ class SQLTransactions:
         self._readers: SQLiteThreads | None = None
         self._sync_engine: Engine | None = None
         self._loop_reads: LoopReads | None = None
-        self._rehearsal: asyncio.Future[None] | None = None
         self._notices = RunNotices(engine) if engine.dialect.name == "postgresql" else None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
                 engine, settings, connections=2 + _SQLITE_READERS
             )
             self._loop_reads = LoopReads(sync)
+            busy = int(settings.busy_timeout_ms)
             self._writer = SQLiteThreads(
-                sync, threads=1, begin="BEGIN IMMEDIATE", name="flowstore-writer"
+                sync,
+                threads=1,
+                begin="BEGIN IMMEDIATE",
+                name="flowstore-writer",
+                busy_timeout_ms=busy,
             )
             self._readers = SQLiteThreads(
-                sync, threads=_SQLITE_READERS, begin="BEGIN", name="flowstore-reader"
+                sync,
+                threads=_SQLITE_READERS,
+                begin="BEGIN",
+                name="flowstore-reader",
+                busy_timeout_ms=busy,
             )
 
     @property
@@ -105,6 +113,29 @@ class SQLTransactions:
         if self._sync_engine is not None:
             self._sync_engine.dispose()
         await self.engine.dispose()
+
+    async def connected(self) -> None:
+        """Wait until SQLite's connections are open, the event loop's own included (nothing
+        on PostgreSQL)."""
+        for threads in (self._writer, self._readers):
+            if threads is not None:
+                await threads.connected()
+        if self._loop_reads is not None:
+            await self._loop_reads.open()
+
+    async def _try_write(
+        self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`_write` that fails at once, instead of waiting, when another process holds SQLite's
+        lock (a StoreError)."""
+        if self._writer is None:
+            return await self._write(action, work, *args, **kwargs)
+        try:
+            return await self._writer.run(
+                lambda conn: work(conn, *args, **kwargs), wait_for_lock=False
+            )
+        except TRANSLATED as error:
+            raise store_error(action, error) from error
 
     async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one write transaction."""
