@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table, bindparam, case, func, insert, select, update
+from sqlalchemy import Executable, Table, bindparam, case, func, select, update
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost
@@ -40,7 +40,7 @@ from flowstore.store.records import (
     TransitionKind,
 )
 from flowstore.store.repositories import memory
-from flowstore.store.repositories._common import Encoder, json_rows, json_rows_select, upsert_for
+from flowstore.store.repositories._common import Encoder, driver_rows, upsert_for
 from flowstore.store.repositories.runs import lease_lost
 from flowstore.store.schema import checkpoints, error_reports, node_executions, runs, transitions
 
@@ -326,43 +326,33 @@ def _refused(conn: Connection, run_id: RunId, fencing: int, expected_seq: int | 
 _APPEND_CHECKPOINT = checkpoints.insert()
 
 
-# From this many rows on, SQLite gets a batch as one JSON parameter (see `json_rows_select`):
-# about 20% cheaper per row at 100 rows, but json_each costs more than it saves for a few.
-_JSON_BATCH_MIN = 8
-
-
 def _execute_rows(
     conn: Connection,
-    statement: Callable[[str, bool], Executable],
+    statement: Callable[[str], Executable],
     table: Table,
     rows: list[list[Any]],
 ) -> None:
-    """INSERT `rows` (lists in the order of `table.c`) with `statement(dialect, from_json)`."""
+    """INSERT `rows` (lists in the order of `table.c`) with `statement(dialect)`: on SQLite
+    straight to the driver, elsewhere through SQLAlchemy."""
     dialect = conn.dialect.name
-    if dialect == "sqlite" and len(rows) >= _JSON_BATCH_MIN:
-        prepared.execute(conn, statement(dialect, True), {"rows": json_rows(rows, table)})
+    if prepared.fast_path(conn):
+        prepared.execute_values(conn, statement(dialect), driver_rows(rows, table))
         return
     columns = table.c.keys()
     mappings = [dict(zip(columns, row, strict=True)) for row in rows]
-    prepared.execute_many(conn, statement(dialect, False), mappings)
+    prepared.execute_many(conn, statement(dialect), mappings)
 
 
 @cache
-def _append_log(dialect: str, from_json: bool) -> Executable:
-    """INSERT log rows, from parameters or from a JSON batch."""
-    if from_json:
-        return insert(transitions).from_select(
-            list(transitions.c), json_rows_select(len(transitions.c))
-        )
+def _append_log(dialect: str) -> Executable:
+    """INSERT log rows."""
     return transitions.insert()
 
 
 @cache
-def _node_upsert(dialect: str, from_json: bool) -> Executable:
+def _node_upsert(dialect: str) -> Executable:
     """INSERT a node execution, or fold the change into its row; UNSET fields arrive as NULL."""
     stmt = upsert_for(dialect, node_executions)
-    if from_json:
-        stmt = stmt.from_select(list(node_executions.c), json_rows_select(len(node_executions.c)))
     new = stmt.excluded
     table = node_executions.c
     upserted: Executable = stmt.on_conflict_do_update(
