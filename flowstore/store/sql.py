@@ -24,6 +24,7 @@ from flowstore.store import migrate
 from flowstore.store.engine import (
     StoreSettings,
     create_engine,
+    extend_wal,
     normalize_url,
 )
 from flowstore.store.protocol import Store
@@ -102,9 +103,10 @@ class SQLStore(SQLTransactions, Store):
 
     async def warm_up(self) -> None:
         """Get SQLite ready before the first run, not during it: every thread's connection
-        open, and a run's usual commits rehearsed on the writer and rolled back
-        (`commits.rehearse`), which compiles their statements. The rehearsal never waits
-        for SQLite's lock: when another process holds it, the first run compiles instead."""
+        open, a run's usual commits rehearsed on the writer and rolled back
+        (`commits.rehearse`), which compiles their statements, and the WAL file written out
+        to its working size (`extend_wal`). Neither waits for SQLite's lock: when another
+        process holds it, the first runs do that work instead."""
         try:
             await self._try_write(
                 "rehearsing", commits.rehearse, now=self._now(), encode=self._encode
@@ -113,6 +115,10 @@ class SQLStore(SQLTransactions, Store):
             pass
         except Exception as error:  # only a warm-up
             log.debug("rehearsing the run path failed: %s", error)
+        try:
+            await self._try_write("extending the WAL", extend_wal)
+        except Exception as error:
+            log.debug("extending the WAL failed: %s", error)
         await self.connected()
 
     # ---------------------------------------------------------------- runs and leases

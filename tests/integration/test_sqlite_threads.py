@@ -158,3 +158,45 @@ async def test_a_store_opens_at_once_while_another_process_holds_the_write_lock(
         assert (await store.get_run(run.id)).last_seq == 2
     finally:
         await store.close()
+
+
+async def test_the_wal_is_written_out_at_open_and_loses_nothing_to_a_concurrent_writer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wal.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    writer: SQLStore = await open_store(url)
+    wal = Path(f"{path}-wal")
+    assert _size(wal) == 32 + 1000 * (24 + 4096)  # up to the autocheckpoint
+    try:
+        run = await writer.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+
+        async def write() -> None:
+            for i in range(300):
+                await writer.record_transitions(run.id, 1, [EventChange("e", {"i": i})])
+
+        async def reopen() -> None:  # each opening extends the WAL, when the lock is free
+            for _ in range(5):
+                other: SQLStore = await open_store(url)
+                await other.close()
+
+        await asyncio.gather(write(), reopen())
+    finally:
+        await writer.close()
+    assert _size(wal) is None, "the last connection to close removes the WAL"
+    reopened: SQLStore = await open_store(url)
+    try:
+        log = await reopened.read_transitions(run.id)
+        assert [t.seq for t in log] == list(range(1, 302))
+        assert [t.payload for t in log[1:]] == [{"i": i} for i in range(300)]
+    finally:
+        await reopened.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        check.close()
+
+
+def _size(path: Path) -> int | None:
+    return path.stat().st_size if path.exists() else None
