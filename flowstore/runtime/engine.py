@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -314,7 +315,8 @@ class Engine:
             )
 
     def _tracer_for_runs(self) -> Any:
-        if self._tracer is None and self._telemetry:
+        # Only an application that imported OpenTelemetry can have configured a provider.
+        if self._tracer is None and self._telemetry and "opentelemetry" in sys.modules:
             from flowstore.runtime import otel
 
             self._tracer = otel.default_tracer()

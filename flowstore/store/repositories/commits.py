@@ -98,4 +98,5 @@ def rehearse(conn: Connection, *, now: datetime, encode: Callable[..., Any]) -> 
             expected_seq=seq,
         )
         seq += len(batch)
+    runs.get_run(conn, run.id)  # as a run is read back when it ends
     raise Rehearsed
