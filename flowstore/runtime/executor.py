@@ -330,9 +330,11 @@ async def _execute(
                 await committer.commit(changes, metrics + run_metrics, spans + run_spans)
                 measure.export()
                 return RunStatus.SUCCEEDED
-            # `sync`: a node starts only once its start, and every output it reads, is committed.
+            # `sync`: a node starts only once its start, and every output it reads, is
+            # committed. Changes that start no node are queued without waiting: the next start
+            # commits after them (in order), and meanwhile more nodes' ends are taken in.
             lookups: dict[str, Any] = {}
-            if batched:
+            if batched or not starting:
                 # A commit that failed (a lost lease) raises here.
                 committer.submit(changes, metrics, spans)
             else:
