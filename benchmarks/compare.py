@@ -20,8 +20,9 @@ and the RSS after it read), builds the workload and readies the engine for it as
 would before work arrives (flowstore: an open `Engine` with the workflow registered;
 LangGraph: the graph compiled with its saver; DBOS: launched), runs it once, timed, and
 checks its result (a broken run cannot look fast), then reports the run's time, its peak RSS
-and the bytes its database holds. The table shows the median of `--repeat` processes, the target figures flowstore was
-specified against, and flowstore's time over each peer's (below 1: flowstore is faster).
+and the bytes its database holds. The table shows the median of `--repeat` processes, the
+target figures flowstore was specified against, and flowstore's time over each peer's (below
+1: flowstore is faster).
 Footprint: RSS after import, peak RSS at N = 500, memory per added step and bytes on disk per
 step (the slope of W1 from N = 10 to 500), import time.
 """
