@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -111,8 +112,18 @@ class Graph:
         """The nodes that wait for no other node."""
         return tuple(name for name in self.order if not self.nodes[name].upstream)
 
+    def stored_spec(self) -> dict[str, Any]:
+        """The spec as JSON data, as the store keeps it with each run: dumped once per graph
+        (a 500-node spec takes milliseconds), so not to be changed by the caller."""
+        return _stored_spec(self)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Graph) and other.hash == self.hash
 
     def __hash__(self) -> int:
         return hash(self.hash)
+
+
+@functools.lru_cache(maxsize=256)
+def _stored_spec(graph: Graph) -> dict[str, Any]:
+    return graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)

@@ -38,7 +38,6 @@ from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
 from flowstore.runtime.worker import ClaimLoop, dead_local_workers, heartbeat
-from flowstore.store import serde
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -120,7 +119,6 @@ class Engine:
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
         self._workflows: dict[str, Workflow] = {}
-        self._specs: dict[str, Any] = {}  # each graph's spec as stored, by hash
         for workflow in workflows:
             self.register(workflow)
         self._store: Any = None
@@ -158,7 +156,7 @@ class Engine:
         self._workflows[workflow.name] = workflow
         # What every run of it needs, made once here rather than on its first run.
         prepare_validators(graph)
-        self._spec_document(graph)
+        graph.stored_spec()
 
     async def __aenter__(self) -> Self:
         from flowstore.store.sql import open_store
@@ -266,24 +264,13 @@ class Engine:
             version=graph.spec.version,
             graph_hash=graph.hash,
             inputs=inputs,
-            spec=self._spec_document(graph),
+            spec=graph.stored_spec(),
             id=id,
             parent_run_id=parent_run_id,
             priority=priority,
             owner=self.worker_id if owned else None,
             lease_seconds=self.lease_seconds,
         )
-
-    def _spec_document(self, graph: Graph) -> serde.Encoded:
-        """The graph's spec as stored with its runs: encoded once per graph, not per run
-        (a 500-node spec takes milliseconds to dump)."""
-        document = self._specs.get(graph.hash)
-        if document is None:
-            spec = graph.spec.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-            limits = self._settings.value_limits if self._settings else serde.DEFAULT_LIMITS
-            document = serde.encode(spec, what=f"spec of workflow {graph.name!r}", limits=limits)
-            self._specs[graph.hash] = document
-        return document
 
     async def _execute_claimed(
         self,
@@ -315,7 +302,8 @@ class Engine:
             )
 
     def _tracer_for_runs(self) -> Any:
-        # Only an application that imported OpenTelemetry can have configured a provider.
+        # Only an application that imported OpenTelemetry can have configured a provider;
+        # until one has, the bridge module is not even imported.
         if self._tracer is None and self._telemetry and "opentelemetry" in sys.modules:
             from flowstore.runtime import otel
 

@@ -20,6 +20,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from flowstore.store import migrate
 from flowstore.store.engine import (
     StoreSettings,
@@ -98,27 +100,26 @@ async def open_store(
     return store
 
 
+def _warm_writer(conn: Connection, *, now: datetime, encode: Callable[..., Any]) -> None:
+    extend_wal(conn)
+    commits.rehearse(conn, now=now, encode=encode)  # raises Rehearsed: all rolls back
+
+
 class SQLStore(SQLTransactions, Store):
     """The store over one SQLAlchemy async engine. Create it with `open_store`."""
 
     async def warm_up(self) -> None:
         """Get SQLite ready before the first run, not during it: every thread's connection
-        open, a run's usual commits rehearsed on the writer and rolled back
-        (`commits.rehearse`), which compiles their statements, and the WAL file written out
-        to its working size (`extend_wal`). Neither waits for SQLite's lock: when another
-        process holds it, the first runs do that work instead."""
+        open, and in one writer transaction that never waits for SQLite's lock, the WAL file
+        written out to its working size (`extend_wal`) and a run's usual commits rehearsed
+        and rolled back (`commits.rehearse`), which compiles their statements. When another
+        process holds the lock, the first runs do that work instead."""
         try:
-            await self._try_write(
-                "rehearsing", commits.rehearse, now=self._now(), encode=self._encode
-            )
+            await self._try_write("warming up", _warm_writer, now=self._now(), encode=self._encode)
         except commits.Rehearsed:
             pass
         except Exception as error:  # only a warm-up
-            log.debug("rehearsing the run path failed: %s", error)
-        try:
-            await self._try_write("extending the WAL", extend_wal)
-        except Exception as error:
-            log.debug("extending the WAL failed: %s", error)
+            log.debug("warming up the writer failed: %s", error)
         await self.connected()
 
     # ---------------------------------------------------------------- runs and leases

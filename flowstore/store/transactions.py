@@ -123,27 +123,25 @@ class SQLTransactions:
         if self._loop_reads is not None:
             await self._loop_reads.open()
 
+    async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `work` in one write transaction."""
+        return await self._on_writer(action, lambda conn: work(conn, *args, **kwargs), True)
+
     async def _try_write(
         self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`_write` that fails at once, instead of waiting, when another process holds SQLite's
         lock (a StoreError)."""
-        if self._writer is None:
-            return await self._write(action, work, *args, **kwargs)
-        try:
-            return await self._writer.run(
-                lambda conn: work(conn, *args, **kwargs), wait_for_lock=False
-            )
-        except TRANSLATED as error:
-            raise store_error(action, error) from error
+        return await self._on_writer(action, lambda conn: work(conn, *args, **kwargs), False)
 
-    async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `work` in one write transaction."""
+    async def _on_writer(
+        self, action: str, work: Callable[[Connection], T], wait_for_lock: bool
+    ) -> T:
         try:
             if self._writer is not None:
-                return await self._writer.run(lambda conn: work(conn, *args, **kwargs))
+                return await self._writer.run(work, wait_for_lock=wait_for_lock)
             async with self.engine.begin() as conn:
-                return await conn.run_sync(work, *args, **kwargs)
+                return await conn.run_sync(work)
         except TRANSLATED as error:
             raise store_error(action, error) from error
 
