@@ -81,14 +81,19 @@ _TOLD = {"retried": "retrying", "fell_back": "fallback"}
 
 
 class _Progress:
-    """Prints a line per node as it starts and ends, with its time."""
+    """Prints a line per node as it starts and ends, with its time; and first, once the run is
+    stored (its first commit), the `first` line, if any."""
 
-    def __init__(self) -> None:
+    def __init__(self, first: str | None = None) -> None:
         self._started: dict[str, float] = {}
+        self._first = first
 
     def __call__(self, changes: Sequence[Any]) -> None:
         from flowstore.store.records import ErrorChange, EventChange, NodeChange, NodeStatus
 
+        if self._first is not None:
+            print(self._first, file=sys.stderr, flush=True)
+            self._first = None
         now = time.monotonic()
         for change in changes:
             if isinstance(change, EventChange) and change.name == "cache_hit":
@@ -152,8 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         async with _open(args.url, debug=args.debug, resources=args.resources) as engine:
             run_id = str(uuid.uuid4())
             started = f"run {run_id} of {workflow.name!r} in {engine.url}"
-            print(started, file=sys.stderr, flush=True)
-            return await engine.run(workflow, inputs, run_id=run_id, observe=_Progress())
+            return await engine.run(workflow, inputs, run_id=run_id, observe=_Progress(started))
 
     return _finish(asyncio.run(run()))
 

@@ -9,7 +9,7 @@ from flowstore.definition.graph import CompiledNode
 from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError, RunNotFound
 from flowstore.runtime.context import NodeContext
-from flowstore.store.records import Claim, RunId, RunStatus
+from flowstore.store.records import RunId, RunStatus
 
 if TYPE_CHECKING:
     from flowstore.runtime.engine import Engine
@@ -33,15 +33,9 @@ async def run_child(
         record = await engine.store.get_run(child_id)
     except RunNotFound:
         inputs = validate_inputs(graph, arguments)
-        record = await engine.store.create_run(
-            engine._new_run(graph, inputs, id=child_id, parent_run_id=ctx.run_id, owned=True)
-        )
-        assert record.lease_expires_at is not None
-        claim: Claim | None = Claim(
-            record, engine.worker_id, record.fencing, record.lease_expires_at
-        )
+        new = engine._new_run(graph, inputs, id=child_id, parent_run_id=ctx.run_id, owned=True)
+        await engine._execute(new, graph, inputs, None)
     else:
-        claim = None
         if not record.status.is_terminal:
             claim = await engine.store.claim_run(
                 engine.worker_id,
@@ -49,8 +43,9 @@ async def run_child(
                 run_id=child_id,
                 steal_from=await engine._dead_local_workers(),
             )
-    if claim is not None:
-        await engine._execute(claim, graph, validate_inputs(graph, claim.run.inputs), None)
+            if claim is not None:
+                inputs = validate_inputs(graph, claim.run.inputs)
+                await engine._execute(claim, graph, inputs, None)
     child = await engine.wait(child_id)
     if child.status is not RunStatus.SUCCEEDED:
         error = child.error or {}

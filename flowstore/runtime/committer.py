@@ -9,7 +9,15 @@ from collections.abc import Callable, Mapping, Sequence
 from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.streams import LiveRun
 from flowstore.store.protocol import Store
-from flowstore.store.records import CacheEntry, Change, Claim, EventChange, MetricPoint, Span
+from flowstore.store.records import (
+    CacheEntry,
+    Change,
+    Claim,
+    EventChange,
+    MetricPoint,
+    NewRun,
+    Span,
+)
 
 __all__ = ["Committer", "Observer"]
 
@@ -34,6 +42,9 @@ class Committer:
     The committer numbers the changes itself, in the order they arrive, and the store checks
     that the log agrees. So a `live` run can show each change to its readers, with its final
     sequence number, the moment it arrives, before it is committed.
+
+    With `create` (the planned run the claim is of: `Store.plan_run`), the first commit
+    creates the run too, so a run executed at once is stored with its first start.
     """
 
     def __init__(
@@ -43,8 +54,10 @@ class Committer:
         observe: Observer | None,
         redactor: Redactor | None = None,
         live: LiveRun | None = None,
+        create: NewRun | None = None,
     ) -> None:
         self._store = store
+        self._create = create
         self._redactor = redactor
         self._live = live
         self._next_seq = claim.run.last_seq + 1
@@ -74,7 +87,7 @@ class Committer:
         self._raise_failure()
         changes = self._number(changes)
         if not self._busy:
-            if not changes and not metrics and not spans and not cache_keys:
+            if not (changes or metrics or spans or cache_keys or self._create):
                 return {}
             self._busy = True
             try:
@@ -100,7 +113,7 @@ class Committer:
     ) -> None:
         """Queue `changes` for the next commit and return without waiting for it."""
         self._raise_failure()
-        if not changes and not metrics and not spans:
+        if not (changes or metrics or spans or self._create):
             return
         self._queue(self._number(changes), metrics, spans)
         if not self._busy:
@@ -177,7 +190,9 @@ class Committer:
                 spans=spans,
                 cache_keys=keys,
                 expected_seq=first if batch else None,
+                create=self._create,
             )
+            self._create = None
         except BaseException:
             if self._live is not None:
                 self._live.interrupted()
@@ -209,7 +224,7 @@ class Committer:
         self._pending, self._waiters, self._metrics, self._spans = [], [], [], []
         found: Mapping[str, CacheEntry] = {}
         try:
-            if batch or metrics or spans or keys:
+            if batch or metrics or spans or keys or self._create:
                 found = await self._record(batch, metrics, spans, keys)
         except BaseException as error:
             self._failure = error

@@ -236,17 +236,18 @@ class Engine:
             InvalidValue: The inputs do not match the workflow's declared inputs.
             LeaseLost: Another worker took the run over (this one was stalled past its lease).
         """
+        graph, checked = self._checked(workflow, inputs)
+        new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None, owned=True)
+        return await self.get_run(await self._execute(new, graph, checked, observe))
+
+    def _checked(
+        self, workflow: Workflow, inputs: Mapping[str, Any] | None
+    ) -> tuple[Graph, dict[str, Any]]:
+        """`workflow` compiled (and registered here if it was not) and `inputs` validated."""
         if workflow.name not in self._workflows:
             self.register(workflow)
         graph = workflow.compile()
-        checked = validate_inputs(graph, inputs or {})
-        record = await self.store.create_run(
-            self._new_run(graph, checked, id=RunId(run_id) if run_id else None, owned=True)
-        )
-        assert record.lease_expires_at is not None
-        claim = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
-        await self._execute(claim, graph, checked, observe)
-        return await self.get_run(record.id)
+        return graph, validate_inputs(graph, inputs or {})
 
     def _new_run(
         self,
@@ -281,8 +282,10 @@ class Engine:
         *,
         cancelled: asyncio.Event,
         observe: Observer | None = None,
+        create: NewRun | None = None,
     ) -> RunStatus:
-        """Execute a claimed run with this engine's settings (a worker loop's, or `run`'s)."""
+        """Execute a claimed run with this engine's settings (a worker loop's, or `run`'s);
+        with `create`, the planned run the claim is of (see `execute_run`)."""
         with self._live.executing(claim.run.id) as live:
             return await execute_run(
                 store,
@@ -299,6 +302,7 @@ class Engine:
                 tracer=self._tracer_for_runs(),
                 secret_fields=self._secret_fields,
                 live=live,
+                create=create,
             )
 
     def _tracer_for_runs(self) -> Any:
@@ -316,16 +320,26 @@ class Engine:
         return hooks or None
 
     async def _execute(
-        self, claim: Claim, graph: Graph, inputs: Mapping[str, Any], observe: Observer | None
-    ) -> None:
-        cancelled = self._executing[claim.run.id] = asyncio.Event()
+        self, run: Claim | NewRun, graph: Graph, inputs: Mapping[str, Any], observe: Observer | None
+    ) -> RunId:
+        """Execute a claimed run here; or create a run owned by this engine (a `NewRun`) and
+        execute it, stored with its first commit (its first nodes' start) in one transaction.
+        Returns the run's id."""
+        create = None
+        if isinstance(run, NewRun):
+            create = self.store.plan_run(run)
+            record = create.record()
+            run = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
+        run_id: RunId = run.run.id
+        cancelled = self._executing[run_id] = asyncio.Event()
         try:
             await self._execute_claimed(
-                self.store, claim, graph, inputs, cancelled=cancelled, observe=observe
+                self.store, run, graph, inputs, cancelled=cancelled, observe=observe, create=create
             )
         finally:
-            self._executing.pop(claim.run.id, None)
-            self._run_ended(claim.run.id)
+            self._executing.pop(run_id, None)
+            self._run_ended(run_id)
+        return run_id
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run: at once when it is queued; when it runs, its owner (this engine or
@@ -391,10 +405,7 @@ class Engine:
     ) -> str:
         """Queue a run durably and return its id; a worker of any engine that knows the
         workflow executes it (this engine's own workers are woken at once)."""
-        if workflow.name not in self._workflows:
-            self.register(workflow)
-        graph = workflow.compile()
-        checked = validate_inputs(graph, inputs or {})
+        graph, checked = self._checked(workflow, inputs)
         record = await self.store.create_run(self._new_run(graph, checked, priority=priority))
         for loop in self._loops:
             loop.wake()

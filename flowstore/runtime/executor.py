@@ -50,6 +50,7 @@ from flowstore.store.records import (
     Claim,
     MemoryClearChange,
     MetricPoint,
+    NewRun,
     NodeChange,
     NodeStatus,
     RunChange,
@@ -77,6 +78,7 @@ async def execute_run(
     tracer: Any = None,
     secret_fields: Sequence[str] = (),
     live: LiveRun | None = None,
+    create: NewRun | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -90,6 +92,8 @@ async def execute_run(
     run's spans are exported when it ends (see `otel.py`). The values of `secret_fields` (with
     the workflow's `config.secret_fields`) are kept out of the errors it stores (`redaction.py`).
     A `live` run shows its changes to readers in this process as they are made (`streams.py`).
+    With `create`, the run is not stored yet: `claim` is of that planned run (`Store.plan_run`),
+    and the run's first commit creates it.
 
     Raises:
         LeaseLost: Another worker owns the run now; this one stopped and wrote nothing more.
@@ -104,7 +108,6 @@ async def execute_run(
     run_hooks = RunHooks(hooks, store, claim.run.id, graph.name, redactor) if hooks else None
     if run_hooks is not None:
         observe = _both(observe, run_hooks.observe)
-        run_hooks.run_starts()
     try:
         return await _execute(
             store,
@@ -121,6 +124,7 @@ async def execute_run(
             tracer,
             redactor,
             live,
+            create,
         )
     finally:
         if run_hooks is not None:
@@ -184,10 +188,11 @@ async def _execute(
     tracer: Any,
     redactor: Redactor | None,
     live: LiveRun | None,
+    create: NewRun | None,
 ) -> RunStatus:
     state = RunState(graph, inputs)
     loops = Loops(graph)
-    committer = Committer(store, claim, observe, redactor, live)
+    committer = Committer(store, claim, observe, redactor, live, create)
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []

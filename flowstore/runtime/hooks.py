@@ -47,13 +47,14 @@ class RunHooks:
         self._run_id = run_id
         self._workflow = workflow
         self._pending: set[asyncio.Task[None]] = set()
-
-    def run_starts(self) -> None:
-        """The run starts executing here."""
-        self._fire(HookEvent("run_start", self._run_id, self._workflow))
+        self._started = False
 
     def observe(self, changes: Sequence[Change]) -> None:
-        """A batch of the run's changes was committed."""
+        """A batch of the run's changes was committed; the first one tells `run_start` (the
+        run is stored and executes here)."""
+        if not self._started:
+            self._started = True
+            self._fire(HookEvent("run_start", self._run_id, self._workflow))
         for change in changes:
             for event in self._events(change):
                 self._fire(event)

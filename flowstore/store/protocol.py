@@ -63,6 +63,12 @@ class Store(Protocol):
         """Create a run, queued or (with `new.owner`) owned at once, with its first transition."""
         ...
 
+    def plan_run(self, new: NewRun) -> NewRun:
+        """`new` with its id and creation time fixed (on this store's clock), so that its
+        record (`NewRun.record`) is known before it is stored: an owner that executes a run
+        at once creates it with its first commit (`record_transitions(create=...)`)."""
+        ...
+
     async def get_run(self, run_id: RunId) -> RunRecord:
         """Read one run. Raises `RunNotFound`."""
         ...
@@ -131,6 +137,7 @@ class Store(Protocol):
         spans: Sequence[Span] = (),
         cache_keys: Sequence[str] = (),
         expected_seq: int | None = None,
+        create: NewRun | None = None,
     ) -> CommitResult:
         """Apply and log a batch of changes atomically, each with the next sequence number.
 
@@ -139,7 +146,8 @@ class Store(Protocol):
         are looked up in it too, and returned in `CommitResult.cached`: the nodes a batch
         starts learn whether their output is cached without a second round trip. With
         `expected_seq`, the first change must take that sequence number (a writer that numbers
-        its changes itself, to tell live readers).
+        its changes itself, to tell live readers). With `create` (a planned, owned run: see
+        `plan_run`), the run is created first in the same transaction, as `create_run` would.
 
         Raises:
             LeaseLost: The fencing number is stale, or the log does not end at

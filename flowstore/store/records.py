@@ -9,9 +9,10 @@ constructor that takes a mapping of column names, so no SQLAlchemy type leaks ou
 from __future__ import annotations
 
 import enum
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from datetime import datetime
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
 from typing import Any, Final, NewType, TypeVar
 
 __all__ = [
@@ -148,6 +149,7 @@ class NewRun:
         priority: Higher runs are claimed first.
         owner: A worker that owns the run from creation (it runs it at once); `None` queues it.
         lease_seconds: The owner's lease length.
+        created_at: When the run was made; the store's clock at creation when not given.
     """
 
     workflow: str
@@ -160,6 +162,45 @@ class NewRun:
     priority: int = 0
     owner: WorkerId | None = None
     lease_seconds: float = 30.0
+    created_at: datetime | None = None
+
+    def planned(self, now: datetime) -> NewRun:
+        """This run with its id (a new UUID unless given) and creation time (`now` unless
+        given) fixed, so that its record is known before it is stored (`record`)."""
+        if self.id is not None and self.created_at is not None:
+            return self
+        return replace(
+            self,
+            id=self.id or RunId(str(uuid.uuid4())),
+            created_at=self.created_at or now,
+        )
+
+    def record(self) -> RunRecord:
+        """The run as it is stored when created (a `planned` run): owned and running from
+        its creation with fencing number 1, or queued."""
+        if self.id is None or self.created_at is None:
+            raise ValueError("a run's record is known once it is planned (NewRun.planned)")
+        now, owned = self.created_at, self.owner is not None
+        return RunRecord(
+            id=self.id,
+            workflow=self.workflow,
+            version=self.version,
+            graph_hash=self.graph_hash,
+            status=RunStatus.RUNNING if owned else RunStatus.QUEUED,
+            inputs=self.inputs,
+            output=None,
+            error=None,
+            parent_run_id=self.parent_run_id,
+            priority=self.priority,
+            created_at=now,
+            updated_at=now,
+            started_at=now if owned else None,
+            finished_at=None,
+            last_seq=1,
+            lease_owner=self.owner,
+            lease_expires_at=now + timedelta(seconds=self.lease_seconds) if owned else None,
+            fencing=1 if owned else 0,
+        )
 
 
 @dataclass(frozen=True, slots=True)

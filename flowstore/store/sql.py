@@ -133,6 +133,9 @@ class SQLStore(SQLTransactions, Store):
             encode=self._encode,
         )
 
+    def plan_run(self, new: NewRun) -> NewRun:
+        return new.planned(self._now())
+
     async def get_run(self, run_id: RunId) -> RunRecord:
         return await self._read_here(f"reading run {run_id}", runs.get_run, run_id)
 
@@ -209,9 +212,13 @@ class SQLStore(SQLTransactions, Store):
         spans: Sequence[Span] = (),
         cache_keys: Sequence[str] = (),
         expected_seq: int | None = None,
+        create: NewRun | None = None,
     ) -> CommitResult:
+        action = f"recording transitions of run {run_id}"
+        if create is not None:
+            action = f"creating run {run_id} of {create.workflow!r}"
         return await self._write(
-            f"recording transitions of run {run_id}",
+            action,
             commits.record_commit,
             run_id,
             fencing,
@@ -222,6 +229,7 @@ class SQLStore(SQLTransactions, Store):
             now=self._now(),
             encode=self._encode,
             expected_seq=expected_seq,
+            create=create,
         )
 
     async def read_transitions(

@@ -9,10 +9,10 @@ from typing import Any, Literal
 import pytest
 
 from flowstore import ExecutionConfig, Workflow
-from flowstore.errors import ExecutionError, InvalidValue, LeaseLost
+from flowstore.errors import ExecutionError, IntegrityConflict, InvalidValue, LeaseLost
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
-from flowstore.store import NodeStatus, RunId, RunStatus, TransitionKind, WorkerId
+from flowstore.store import NodeChange, NodeStatus, RunId, RunStatus, TransitionKind, WorkerId
 
 
 def triage(durability: Literal["sync", "batched"] = "sync") -> Workflow:
@@ -139,6 +139,72 @@ async def test_invalid_inputs_are_refused_before_a_run_exists(migrated_url: str)
         with pytest.raises(InvalidValue, match="ticket: Input should be a valid string"):
             await engine.run(triage(), {"ticket": 5})
         assert await engine.list_runs() == []
+
+
+async def test_a_run_is_stored_with_the_start_of_its_first_nodes(migrated_url: str) -> None:
+    # `sync`: creating the run and starting its first node are one commit, then one commit per
+    # node end (with the next start), the last one with the run's end: 3 writes for 2 nodes.
+    flow = Workflow("pair")
+
+    @flow.node
+    async def first(n: int) -> int:
+        return n + 1
+
+    @flow.node
+    async def second(first: int) -> int:
+        return first * 2
+
+    async with Engine(migrated_url, workers=0, workflows=[flow]) as engine:
+        store = engine.store
+        writes: list[tuple[str, list[Any]]] = []
+        record, create = store.record_transitions, store.create_run
+
+        async def recording(run_id: RunId, fencing: int, changes: Any, **kw: Any) -> Any:
+            made = kw.get("create")
+            writes.append(("create+record" if made else "record", list(changes)))
+            return await record(run_id, fencing, changes, **kw)
+
+        async def creating(new: Any) -> Any:
+            writes.append(("create", []))
+            return await create(new)
+
+        store.record_transitions, store.create_run = recording, creating
+        run = await engine.run(flow, {"n": 1})
+        store.record_transitions, store.create_run = record, create
+
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, 4)
+        assert [kind for kind, _ in writes] == ["create+record", "record", "record"]
+        assert [(c.node, c.status) for c in writes[0][1] if isinstance(c, NodeChange)] == [
+            ("first", NodeStatus.RUNNING)
+        ]
+        log = await store.read_transitions(run.id)
+        assert [(t.kind, t.node, t.status) for t in log[:2]] == [
+            (TransitionKind.RUN, None, "running"),
+            (TransitionKind.NODE, "first", "running"),
+        ]
+        assert [t.seq for t in log] == list(range(1, len(log) + 1))
+        stored = await engine.get_run(run.id)
+        assert stored.started_at is not None and stored.finished_at is not None
+
+
+async def test_a_run_id_that_is_taken_fails_and_runs_nothing(migrated_url: str) -> None:
+    calls = []
+    flow = Workflow("once")
+
+    @flow.node
+    async def only(n: int) -> int:
+        calls.append(n)
+        return n
+
+    async with Engine(migrated_url, workers=0, workflows=[flow]) as engine:
+        first = await engine.run(flow, {"n": 1}, run_id="taken")
+        log = await engine.store.read_transitions(RunId("taken"))
+        with pytest.raises(IntegrityConflict, match="creating run taken of 'once'"):
+            await engine.run(flow, {"n": 2}, run_id="taken")
+        assert calls == [1]
+        assert await engine.store.read_transitions(RunId("taken")) == log
+        again = await engine.get_run("taken")
+        assert (again.status, again.output, again.inputs) == (first.status, 1, {"n": 1})
 
 
 async def test_an_interrupted_run_resumes_without_rerunning_what_succeeded(

@@ -41,9 +41,12 @@ def record_commit(
     now: datetime,
     encode: Callable[..., Any],
     expected_seq: int | None = None,
+    create: NewRun | None = None,
 ) -> CommitResult:
     """The transitions, the telemetry measured with them and the cache lookups of the nodes
-    they start, in one transaction."""
+    they start, in one transaction; with `create`, the run is created first, in it."""
+    if create is not None:
+        runs.create_run(conn, create, now=now, encode=encode)
     result = transitions.record_transitions(
         conn, run_id, fencing, changes, now=now, encode=encode, expected_seq=expected_seq
     )
@@ -74,6 +77,7 @@ def rehearse(conn: Connection, *, now: datetime, encode: Callable[..., Any]) -> 
     new = NewRun("flowstore-rehearsal", "0", "0", {}, owner=WorkerId("rehearsal"))
     run = runs.create_run(conn, new, now=now, encode=encode)
     metric = MetricPoint("node_ms", 1.0, "flowstore-rehearsal", "a", run.id)
+    span = Span("0" * 16, "0" * 32, "run", now, run_id=run.id, ended_at=now, status="ok")
     batches: list[list[Change]] = [
         [NodeChange("a", NodeStatus.RUNNING, attempt=1, input={"x": 1}, span_id="0" * 16)],
         [
@@ -91,7 +95,7 @@ def rehearse(conn: Connection, *, now: datetime, encode: Callable[..., Any]) -> 
             run.fencing,
             batch,
             [metric],
-            [],
+            [span] if batch is batches[-1] else [],
             ["k"],
             now=now,
             encode=encode,

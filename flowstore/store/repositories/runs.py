@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import dataclasses
 from collections.abc import Collection
 from datetime import datetime, timedelta
 from functools import cache
@@ -50,10 +50,12 @@ _CLAIMABLE = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
 def create_run(conn: Connection, new: NewRun, *, now: datetime, encode: Encoder) -> RunRecord:
     """Insert a run (and its graph spec, once per hash) with its first transition.
 
-    Statements built once and run through `prepared`: building them per run cost about a
-    millisecond, several times SQLite's own work.
+    The run's id and creation time are those of `new` when it was planned (`NewRun.planned`),
+    else a new UUID and `now`. Statements built once and run through `prepared`: building
+    them per run cost about a millisecond, several times SQLite's own work.
     """
-    run_id = new.id or RunId(str(uuid.uuid4()))
+    record = new.planned(now).record()
+    run_id, created = record.id, record.created_at
     inputs = encode(new.inputs, what=f"inputs of run {run_id}")
     spec = encode(new.spec, what=f"spec of workflow {new.workflow!r}")
     graph = {
@@ -61,37 +63,17 @@ def create_run(conn: Connection, new: NewRun, *, now: datetime, encode: Encoder)
         "workflow": new.workflow,
         "version": new.version,
         "spec": spec,
-        "created_at": now,
+        "created_at": created,
     }
     prepared.execute_many(conn, _insert_graph(conn.dialect.name), [graph])
-    owned = new.owner is not None
-    status = RunStatus.RUNNING if owned else RunStatus.QUEUED
-    row: dict[str, Any] = {
-        "id": run_id,
-        "workflow": new.workflow,
-        "version": new.version,
-        "graph_hash": new.graph_hash,
-        "status": status.value,
-        "inputs": inputs,
-        "output": None,
-        "error": None,
-        "parent_run_id": new.parent_run_id,
-        "priority": new.priority,
-        "created_at": now,
-        "updated_at": now,
-        "started_at": now if owned else None,
-        "finished_at": None,
-        "last_seq": 1,
-        "lease_owner": new.owner,
-        "lease_expires_at": now + timedelta(seconds=new.lease_seconds) if owned else None,
-        "fencing": 1 if owned else 0,
-        "cancel_requested_at": None,
-    }
+    row: dict[str, Any] = {column: getattr(record, column) for column in _RUN_COLUMNS}
+    row["status"] = record.status.value
+    row["inputs"] = inputs
     prepared.execute_many(conn, _INSERT_RUN, [row])
-    payload = _claim_payload(new.owner, 1) if owned else None
-    _log_run_status(conn, run_id, 1, status, payload, now)
+    payload = _claim_payload(new.owner, 1) if new.owner is not None else None
+    _log_run_status(conn, run_id, 1, record.status, payload, created)
     # The record as a read would return it: the inputs as plain JSON data.
-    return RunRecord.from_row({**row, "inputs": serde.decode(inputs)})
+    return dataclasses.replace(record, inputs=serde.decode(inputs))
 
 
 @cache
@@ -104,6 +86,7 @@ def _insert_graph(dialect: str) -> Executable:
 
 
 _INSERT_RUN = runs.insert()
+_RUN_COLUMNS = tuple(column.name for column in runs.columns)
 
 
 def _claim_payload(owner: str | None, fencing: int) -> dict[str, Any]:
