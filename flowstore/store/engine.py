@@ -201,14 +201,23 @@ def extend_wal(connection: Connection) -> None:
         os.fsync(file.fileno())
 
 
+def checkpoint_wal(connection: Connection) -> None:
+    """Copy what the WAL holds into the database file, as far as no reader still needs it,
+    without waiting for anyone (a PASSIVE checkpoint). Outside a transaction."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
 _WAL_HEADER, _WAL_FRAME_HEADER = 32, 24  # bytes, as SQLite's WAL format lays them out
 
 _SQLITE_BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 
 
-def is_sqlite_busy(error: exc.DBAPIError) -> bool:
-    """Whether `error` is SQLite refusing for a lock held elsewhere (not a broken query)."""
-    code = getattr(error.orig, "sqlite_errorcode", None)
+def is_sqlite_busy(error: Exception) -> bool:
+    """Whether `error` (SQLAlchemy's, or the driver's own) is SQLite refusing for a lock held
+    elsewhere (not a broken query)."""
+    code = getattr(getattr(error, "orig", error), "sqlite_errorcode", None)
     return code is not None and code & 0xFF in _SQLITE_BUSY
 
 

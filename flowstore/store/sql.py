@@ -15,9 +15,11 @@ functions of a `Connection`. How a transaction runs on each backend is `transact
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -70,6 +72,11 @@ __all__ = ["SQLStore", "open_store"]
 
 log = logging.getLogger("flowstore.store")
 
+_SMALL_COMMIT = 64
+"""Rows (changes, metrics, spans) up to which a run's commit may run on the event loop's
+thread (`_write_here`); a larger one goes to the writer thread, where its SQLite work does
+not hold up the loop."""
+
 
 async def open_store(
     settings: StoreSettings | str | None = None,
@@ -121,6 +128,9 @@ class SQLStore(SQLTransactions, Store):
         except Exception as error:  # only a warm-up
             log.debug("warming up the writer failed: %s", error)
         await self.connected()
+        if self._here is not None:  # again where a run's small commits go, if not busy
+            with contextlib.suppress(Exception):  # commits.Rehearsed, or only a warm-up failed
+                self._here.write(partial(commits.rehearse, now=self._now(), encode=self._encode))
 
     # ---------------------------------------------------------------- runs and leases
 
@@ -217,7 +227,8 @@ class SQLStore(SQLTransactions, Store):
         action = f"recording transitions of run {run_id}"
         if create is not None:
             action = f"creating run {run_id} of {create.workflow!r}"
-        return await self._write(
+        small = len(changes) + len(metrics) + len(spans) <= _SMALL_COMMIT
+        return await (self._write_here if small else self._write)(
             action,
             commits.record_commit,
             run_id,

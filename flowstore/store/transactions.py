@@ -17,7 +17,7 @@ from flowstore.store import serde
 from flowstore.store.engine import TRANSLATED, StoreSettings, store_error
 from flowstore.store.notices import RunNotices
 from flowstore.store.records import RunId
-from flowstore.store.sqlite_threads import BUSY, LoopReads, SQLiteThreads, sqlite_sync_engine
+from flowstore.store.sqlite_threads import BUSY, LoopConnection, SQLiteThreads, sqlite_sync_engine
 
 __all__ = ["SQLTransactions", "Work"]
 
@@ -39,9 +39,9 @@ class SQLTransactions:
 
     On PostgreSQL a transaction runs through the async engine with `run_sync`; on SQLite it
     runs whole on a thread that owns a connection (`sqlite_threads`): writes on one writer
-    thread, reads on a few reader threads, and the reads on the path of a run that must not
-    wait for a thread (`_read_here`) on the event loop itself when SQLite is not busy. Driver
-    errors become flowstore errors here.
+    thread, reads on a few reader threads; and the reads and small commits on the path of a
+    run (`_read_here`, `_write_here`) on the event loop itself when SQLite is not busy.
+    Driver errors become flowstore errors here.
     """
 
     def __init__(
@@ -58,13 +58,13 @@ class SQLTransactions:
         self._writer: SQLiteThreads | None = None
         self._readers: SQLiteThreads | None = None
         self._sync_engine: Engine | None = None
-        self._loop_reads: LoopReads | None = None
+        self._here: LoopConnection | None = None
         self._notices = RunNotices(engine) if engine.dialect.name == "postgresql" else None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
                 engine, settings, connections=2 + _SQLITE_READERS
             )
-            self._loop_reads = LoopReads(sync)
+            self._here = LoopConnection(sync)
             busy = int(settings.busy_timeout_ms)
             self._writer = SQLiteThreads(
                 sync,
@@ -105,8 +105,8 @@ class SQLTransactions:
     async def close(self) -> None:
         if self._notices is not None:
             await self._notices.close()
-        if self._loop_reads is not None:
-            self._loop_reads.close()
+        if self._here is not None:
+            self._here.close()
         for threads in (self._writer, self._readers):
             if threads is not None:
                 await threads.close()
@@ -120,8 +120,8 @@ class SQLTransactions:
         for threads in (self._writer, self._readers):
             if threads is not None:
                 await threads.connected()
-        if self._loop_reads is not None:
-            await self._loop_reads.open()
+        if self._here is not None:
+            await self._here.open()
 
     async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one write transaction."""
@@ -145,6 +145,24 @@ class SQLTransactions:
         except TRANSLATED as error:
             raise store_error(action, error) from error
 
+    async def _write_here(
+        self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`_write` for a run's small commits: on SQLite, run on the event loop's thread when
+        the writer thread is idle (nothing queued before it) and SQLite's lock is free
+        (`LoopConnection`), else on the writer thread."""
+        here, writer = self._here, self._writer
+        if here is not None and writer is not None and writer.idle and here.writes_ok:
+            try:
+                done = here.write(lambda conn: work(conn, *args, **kwargs))
+            except TRANSLATED as error:
+                raise store_error(action, error) from error
+            if done is not BUSY:
+                if here.checkpoint_due():
+                    writer.checkpoint()
+                return done
+        return await self._write(action, work, *args, **kwargs)
+
     async def _read(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one read transaction (a consistent snapshot; no write lock)."""
         try:
@@ -159,10 +177,10 @@ class SQLTransactions:
         self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """`_read` for a short point read: on SQLite, run on the event loop's thread when the
-        database is not busy (`LoopReads`), else on a reader thread."""
-        if self._loop_reads is not None:
+        database is not busy (`LoopConnection`), else on a reader thread."""
+        if self._here is not None:
             try:
-                done = self._loop_reads.run(lambda conn: work(conn, *args, **kwargs))
+                done = self._here.read(lambda conn: work(conn, *args, **kwargs))
             except TRANSLATED as error:
                 raise store_error(action, error) from error
             if done is not BUSY:

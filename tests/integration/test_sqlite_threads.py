@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection
 
 from flowstore.store import EventChange, NewRun, WorkerId, open_store
 from flowstore.store.sql import SQLStore
-from flowstore.store.sqlite_threads import BUSY, LoopReads
+from flowstore.store.sqlite_threads import BUSY, LoopConnection
 
 
 def _threads(name: str) -> list[threading.Thread]:
@@ -76,7 +76,7 @@ async def test_a_cache_lookup_reads_on_the_loop_without_waiting_for_the_threads(
         await store.put_cached("k", workflow="w", node="n", value={"answer": 42})
         first = await store.get_cached("k")  # opens the loop's connection on a thread
         for _ in range(100):
-            if store._loop_reads is not None and store._loop_reads._conn is not None:
+            if store._here is not None and store._here._conn is not None:
                 break
             await asyncio.sleep(0.01)
         assert store._readers is not None
@@ -104,23 +104,23 @@ def test_a_loop_read_returns_busy_at_once_when_sqlite_is_locked(tmp_path: Path) 
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
         conn.execute(text("INSERT INTO t VALUES (1)"))
-    reads = LoopReads(engine)
+    reads = LoopConnection(engine)
 
     async def main() -> None:
-        assert reads.run(_count) is BUSY  # not open yet: opens on a thread
+        assert reads.read(_count) is BUSY  # not open yet: opens on a thread
         for _ in range(100):
             if reads._conn is not None:
                 break
             await asyncio.sleep(0.01)
-        assert reads.run(_count) == 1
+        assert reads.read(_count) == 1
         locker = sqlite3.connect(path, isolation_level=None)
         locker.execute("BEGIN EXCLUSIVE")
         started = time.monotonic()
-        assert reads.run(_count) is BUSY
+        assert reads.read(_count) is BUSY
         assert time.monotonic() - started < 5, "waited for the lock (timeout 30 s)"
         locker.execute("COMMIT")
         locker.close()
-        assert reads.run(_count) == 1
+        assert reads.read(_count) == 1
         reads.close()
 
     try:
@@ -200,3 +200,93 @@ async def test_the_wal_is_written_out_at_open_and_loses_nothing_to_a_concurrent_
 
 def _size(path: Path) -> int | None:
     return path.stat().st_size if path.exists() else None
+
+
+async def test_a_commit_waits_on_the_writer_thread_not_the_loop_while_the_lock_is_held(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'held.db'}"
+    store: SQLStore = await open_store(url)
+    try:
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        await store.record_transitions(run.id, 1, [EventChange("before")])  # on the loop
+        locker = sqlite3.connect(
+            tmp_path / "held.db", isolation_level=None, check_same_thread=False
+        )
+        locker.execute("BEGIN IMMEDIATE")  # another process's writer holds the lock
+        threading.Timer(0.3, lambda: locker.execute("COMMIT")).start()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticking = asyncio.create_task(tick())
+        started = time.monotonic()
+        await store.record_transitions(run.id, 1, [EventChange("after")])
+        waited = time.monotonic() - started
+        ticking.cancel()
+        locker.close()
+        assert waited >= 0.25, "the commit did not wait for the lock"
+        assert ticks >= 10, f"the loop was held while the commit waited ({ticks} ticks)"
+        log = await store.read_transitions(run.id)
+        assert [(t.seq, t.name) for t in log[1:]] == [(2, "before"), (3, "after")]
+    finally:
+        await store.close()
+
+
+async def test_commits_on_the_loop_leave_the_wal_to_the_writer_thread_to_checkpoint(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "busy.db"
+    store: SQLStore = await open_store(f"sqlite+aiosqlite:///{path}")
+    try:
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        for i in range(3000):
+            await store.record_transitions(
+                run.id, 1, [EventChange("e", {"i": i, "pad": "x" * 500})]
+            )
+        # 3,000 commits write over 10,000 pages: without checkpoints the WAL would grow past
+        # its working size (1,000 pages) several times over. A commit that comes in while a
+        # checkpoint finishes may add a few pages past it.
+        assert (_size(Path(f"{path}-wal")) or 0) <= 1.5 * (32 + 1000 * (24 + 4096))
+        log = await store.read_transitions(run.id)
+        assert [t.payload["i"] for t in log[1:]] == list(range(3000))
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        check.close()
+
+
+def test_a_slow_write_on_the_loop_sends_the_next_ones_to_the_threads(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+pysqlite:///{tmp_path / 'slow.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    here = LoopConnection(engine, slow_write_s=0.05, slow_pause_s=60, checkpoint_every=3)
+
+    def insert(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+
+    def slow_insert(conn: Connection) -> None:
+        insert(conn)
+        time.sleep(0.06)
+
+    async def main() -> None:
+        await here.open()
+        assert here.write(insert) is None and here.writes_ok
+        assert [here.write(insert) is None, here.checkpoint_due()] == [True, False]
+        assert here.write(slow_insert) is None
+        assert here.checkpoint_due() and not here.checkpoint_due()
+        assert not here.writes_ok, "a write that held the loop 60 ms did not pause writes here"
+        assert here.read(_count) == 3
+        here.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.dispose()
