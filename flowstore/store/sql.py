@@ -73,9 +73,9 @@ __all__ = ["SQLStore", "open_store"]
 log = logging.getLogger("flowstore.store")
 
 _SMALL_COMMIT = 64
-"""Rows (changes, metrics, spans) up to which a run's commit may run on the event loop's
-thread (`_write_here`); a larger one goes to the writer thread, where its SQLite work does
-not hold up the loop."""
+"""Rows (changes, metrics, spans) up to which a commit its run waits for may run on the event
+loop's thread (`_write_here`). A larger one, and one made in the background (durability
+`batched`, a fan-out's ends), goes to the writer thread: the loop goes on meanwhile."""
 
 
 async def open_store(
@@ -223,12 +223,13 @@ class SQLStore(SQLTransactions, Store):
         cache_keys: Sequence[str] = (),
         expected_seq: int | None = None,
         create: NewRun | None = None,
+        waiting: bool = False,
     ) -> CommitResult:
         action = f"recording transitions of run {run_id}"
         if create is not None:
             action = f"creating run {run_id} of {create.workflow!r}"
-        small = len(changes) + len(metrics) + len(spans) <= _SMALL_COMMIT
-        return await (self._write_here if small else self._write)(
+        here = waiting and len(changes) + len(metrics) + len(spans) <= _SMALL_COMMIT
+        return await (self._write_here if here else self._write)(
             action,
             commits.record_commit,
             run_id,

@@ -173,7 +173,8 @@ async def test_the_wal_is_written_out_at_open_and_loses_nothing_to_a_concurrent_
 
         async def write() -> None:
             for i in range(300):
-                await writer.record_transitions(run.id, 1, [EventChange("e", {"i": i})])
+                change = EventChange("e", {"i": i})  # half of them on the loop's connection
+                await writer.record_transitions(run.id, 1, [change], waiting=i % 2 == 0)
 
         async def reopen() -> None:  # each opening extends the WAL, when the lock is free
             for _ in range(5):
@@ -209,7 +210,7 @@ async def test_a_commit_waits_on_the_writer_thread_not_the_loop_while_the_lock_i
     store: SQLStore = await open_store(url)
     try:
         run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
-        await store.record_transitions(run.id, 1, [EventChange("before")])  # on the loop
+        await store.record_transitions(run.id, 1, [EventChange("before")], waiting=True)  # here
         locker = sqlite3.connect(
             tmp_path / "held.db", isolation_level=None, check_same_thread=False
         )
@@ -225,7 +226,7 @@ async def test_a_commit_waits_on_the_writer_thread_not_the_loop_while_the_lock_i
 
         ticking = asyncio.create_task(tick())
         started = time.monotonic()
-        await store.record_transitions(run.id, 1, [EventChange("after")])
+        await store.record_transitions(run.id, 1, [EventChange("after")], waiting=True)
         waited = time.monotonic() - started
         ticking.cancel()
         locker.close()
@@ -245,9 +246,8 @@ async def test_commits_on_the_loop_leave_the_wal_to_the_writer_thread_to_checkpo
     try:
         run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
         for i in range(3000):
-            await store.record_transitions(
-                run.id, 1, [EventChange("e", {"i": i, "pad": "x" * 500})]
-            )
+            change = EventChange("e", {"i": i, "pad": "x" * 500})
+            await store.record_transitions(run.id, 1, [change], waiting=True)
         # 3,000 commits write over 10,000 pages: without checkpoints the WAL would grow past
         # its working size (1,000 pages) several times over. A commit that comes in while a
         # checkpoint finishes may add a few pages past it.
