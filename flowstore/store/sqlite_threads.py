@@ -27,6 +27,7 @@ the WAL itself: the writer thread does, outside any transaction, every so many c
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import logging
@@ -197,6 +198,10 @@ BUSY: Final = _Busy.BUSY
 """What `LoopConnection` returns when it did not run the transaction: go to the threads."""
 
 
+_COMMITS_KEPT, _COMMITS_JUDGED = 8, 3
+"""`LoopConnection` judges the disk by the median of its last 8 commits, from the third."""
+
+
 class LoopConnection:
     """Short transactions on the event loop's own thread, on one connection that never waits.
 
@@ -205,49 +210,49 @@ class LoopConnection:
     recovery), `read` and `write` return `BUSY` at once (its busy timeout is 0) and the caller
     goes to the threads instead. Only the thread that first used it runs on it.
 
-    A write that took longer than `slow_write_s` (the loop waited that long) makes `writes_ok`
-    false for `slow_pause_s`. The connection never checkpoints the WAL: `checkpoint_due` says
-    when the writer thread should (every `checkpoint_every` writes).
+    The loop waits for a write's COMMIT (its fsync): when the median of the last few took
+    longer than `slow_commit_s` (a slow disk, not one stall), `writes_ok` is false for
+    `slow_pause_s`. The connection never checkpoints the WAL: `checkpoint_due` says when the
+    writer thread should (every `checkpoint_every` writes).
     """
 
     def __init__(
         self,
         engine: Engine,
         *,
-        slow_write_s: float = 0.002,
+        slow_commit_s: float = 0.002,
         slow_pause_s: float = 10.0,
         checkpoint_every: int = 100,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._engine = engine
         self._conn: Connection | None = None
         self._opening: asyncio.Future[Connection] | None = None
         self._owner: int | None = None
-        self._slow_write_s = slow_write_s
+        self._slow_commit_s = slow_commit_s
         self._slow_pause_s = slow_pause_s
         self._checkpoint_every = checkpoint_every
+        self._clock = clock
+        self._commits: collections.deque[float] = collections.deque(maxlen=_COMMITS_KEPT)
         self._writes_since_checkpoint = 0
         self._paused_until = 0.0
 
     def read(self, work: Callable[[Connection], T]) -> T | _Busy:
         """Run `work` in one read transaction here, now; or return `BUSY` without running it."""
-        return self._run(work, "BEGIN")
+        return self._run(work, "BEGIN", None)
 
     def write(self, work: Callable[[Connection], T]) -> T | _Busy:
         """Run `work` in one write transaction here, now (`BEGIN IMMEDIATE`); or return `BUSY`
         with nothing written (SQLite's lock is held elsewhere, or the connection is not open)."""
-        started = time.monotonic()
-        done = self._run(work, "BEGIN IMMEDIATE")
+        done = self._run(work, "BEGIN IMMEDIATE", self._committed)
         if done is not BUSY:
-            took = time.monotonic() - started
-            if took > self._slow_write_s:
-                self._paused_until = started + took + self._slow_pause_s
             self._writes_since_checkpoint += 1
         return done
 
     @property
     def writes_ok(self) -> bool:
-        """Whether writes may run here now (none was slow lately)."""
-        return time.monotonic() >= self._paused_until
+        """Whether writes may run here now (commits were not slow lately)."""
+        return self._clock() >= self._paused_until
 
     def checkpoint_due(self) -> bool:
         """True once every `checkpoint_every` writes here: time to checkpoint the WAL."""
@@ -256,18 +261,40 @@ class LoopConnection:
         self._writes_since_checkpoint = 0
         return True
 
-    def _run(self, work: Callable[[Connection], T], begin: str) -> T | _Busy:
+    def _committed(self, took: float) -> None:
+        self._commits.append(took)
+        if len(self._commits) >= _COMMITS_JUDGED:
+            median = sorted(self._commits)[len(self._commits) // 2]
+            if median > self._slow_commit_s:
+                self._paused_until = self._clock() + self._slow_pause_s
+                self._commits.clear()
+
+    def _run(
+        self,
+        work: Callable[[Connection], T],
+        begin: str,
+        committed: Callable[[float], None] | None,
+    ) -> T | _Busy:
         conn = self._connection()
         if conn is None:
             return BUSY
+        transaction = conn.begin()
         try:
-            with conn.begin():
-                begin_transaction(conn, begin)
-                return work(conn)
+            begin_transaction(conn, begin)
+            result = work(conn)
+            started = self._clock()
+            transaction.commit()
         except (OperationalError, sqlite3.OperationalError) as error:  # BEGIN: the driver's
+            transaction.rollback()
             if is_sqlite_busy(error):  # rolled back whole: the caller can go elsewhere
                 return BUSY
             raise
+        except BaseException:
+            transaction.rollback()
+            raise
+        if committed is not None:
+            committed(self._clock() - started)
+        return result
 
     async def open(self) -> None:
         """Open the connection now, on a thread, rather than at first use."""

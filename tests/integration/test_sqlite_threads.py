@@ -263,27 +263,44 @@ async def test_commits_on_the_loop_leave_the_wal_to_the_writer_thread_to_checkpo
         check.close()
 
 
-def test_a_slow_write_on_the_loop_sends_the_next_ones_to_the_threads(tmp_path: Path) -> None:
+class _Clock:
+    """A clock that moves `step` seconds each time it is read: a commit takes `step`."""
+
+    def __init__(self) -> None:
+        self.now, self.step = 0.0, 0.0001
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_slow_commits_on_the_loop_send_the_next_ones_to_the_threads(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+pysqlite:///{tmp_path / 'slow.db'}")
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (x INTEGER)"))
-    here = LoopConnection(engine, slow_write_s=0.05, slow_pause_s=60, checkpoint_every=3)
+    clock = _Clock()
+    here = LoopConnection(engine, slow_pause_s=60, checkpoint_every=3, clock=clock)
 
     def insert(conn: Connection) -> None:
         conn.execute(text("INSERT INTO t VALUES (1)"))
 
-    def slow_insert(conn: Connection) -> None:
-        insert(conn)
-        time.sleep(0.06)
-
     async def main() -> None:
         await here.open()
-        assert here.write(insert) is None and here.writes_ok
-        assert [here.write(insert) is None, here.checkpoint_due()] == [True, False]
-        assert here.write(slow_insert) is None
+        for _ in range(4):
+            assert here.write(insert) is None and here.writes_ok
         assert here.checkpoint_due() and not here.checkpoint_due()
-        assert not here.writes_ok, "a write that held the loop 60 ms did not pause writes here"
-        assert here.read(_count) == 3
+        clock.step = 0.05  # one stalled commit among quick ones: still fine here
+        assert here.write(insert) is None
+        clock.step = 0.0001
+        assert here.writes_ok
+        clock.step = 0.005  # a disk slower than 2 ms a commit, commit after commit
+        for _ in range(5):
+            assert here.write(insert) is None
+        clock.step = 0.0001
+        assert not here.writes_ok, "slow commits did not send writes to the threads"
+        clock.now += 61
+        assert here.writes_ok, "writes here did not resume after the pause"
+        assert here.read(_count) == 10
         here.close()
 
     try:
