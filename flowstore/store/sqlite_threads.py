@@ -16,12 +16,13 @@ The transactions on the path of a run do not cross threads at all when they need
 `LoopConnection` runs them on the event loop's thread, on a connection of its own that never
 waits for a lock. Point reads (a run, a node's cache entry) take about 8 us there (p99 about
 14 us, measured on a 2-core VM), less than the loop's own share of handing them to a thread,
-and the two handoffs they save cost about 130 us idle and 280 us next to a busy writer. A
-run's small commits go there too while the writer thread is idle: a 10-node chain took
-5.0-5.5 ms there against 7.5-9 ms through the writer thread (the fsync, 150 us, is paid
-either way). The loop is held for the commit, so a commit that took long (a slow disk) sends
-the next ones back to the writer thread for a while; and that connection never checkpoints
-the WAL itself: the writer thread does, outside any transaction, every so many commits.
+and the two handoffs they save cost about 130 us idle and 280 us next to a busy writer. The
+small commits a run waits for (a `sync` chain's) go there too while the writer thread is
+idle: a 10-node chain took 5.0-5.5 ms there against 7.5-9 ms through the writer thread (the
+fsync, 150 us, is paid either way). The loop is held for such a commit, so when commits there
+are slow (a slow disk), the next ones go back to the writer thread for a while; and that
+connection never checkpoints the WAL itself: the writer thread does, outside any
+transaction, every so many commits.
 """
 
 from __future__ import annotations
