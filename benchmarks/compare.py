@@ -20,7 +20,9 @@ and the RSS after it read), builds the workload and readies the engine for it as
 would before work arrives (flowstore: an open `Engine` with the workflow registered;
 LangGraph: the graph compiled with its saver; DBOS: launched), runs it once, timed, and
 checks its result (a broken run cannot look fast), then reports the run's time, its peak RSS
-and the bytes its database holds. The table shows the median of `--repeat` processes, the
+and the bytes its database holds. The engines take turns, one process each per round, so
+that a noisy spell of the machine falls on all of them. The table shows the median of
+`--repeat` processes, the
 target figures flowstore was specified against, and flowstore's time over each peer's (below
 1: flowstore is faster).
 Footprint: RSS after import, peak RSS at N = 500, memory per added step and bytes on disk per
@@ -283,31 +285,43 @@ def child(engine: str, workload: str, size: int, db: Path) -> None:
 # ---------------------------------------------------------------------------- the table
 
 
-def measure(engine: str, workload: str, size: int, repeat: int) -> dict[str, float]:
-    """The medians of `repeat` fresh processes."""
-    runs = []
+def measure(engines: list[str], workload: str, size: int, repeat: int) -> Results:
+    """The medians of `repeat` fresh processes per engine, the engines taking turns (one
+    process each per round), so that every engine meets the same spells of a noisy machine."""
+    runs: dict[str, list[dict[str, float]]] = {engine: [] for engine in engines}
     for _ in range(repeat):
-        with tempfile.TemporaryDirectory() as scratch:
-            done = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--child",
-                    engine,
-                    workload,
-                    str(size),
-                    str(Path(scratch) / "bench.db"),
-                ],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
-        if done.returncode != 0:
-            raise SystemExit(f"{engine} {workload} N={size} failed:\n{done.stderr[-3000:]}")
-        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        for engine in engines:
+            runs[engine].append(_one_process(engine, workload, size))
+    return {
+        (engine, workload, size): {
+            key: statistics.median(run[key] for run in done) for key in done[0]
+        }
+        for engine, done in runs.items()
+    }
+
+
+def _one_process(engine: str, workload: str, size: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as scratch:
+        done = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                engine,
+                workload,
+                str(size),
+                str(Path(scratch) / "bench.db"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"{engine} {workload} N={size} failed:\n{done.stderr[-3000:]}")
+    measured: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return measured
 
 
 def available() -> tuple[list[str], list[str]]:
@@ -452,8 +466,8 @@ def main() -> None:
     results: Results = {}
     for workload, sizes in sizes_of.items():
         for size in sizes:
+            results.update(measure(engines, workload, size, args.repeat))
             for engine in engines:
-                results[(engine, workload, size)] = measure(engine, workload, size, args.repeat)
                 print(
                     f"{engine:<18} {workload} N={size:<4} "
                     f"{results[(engine, workload, size)]['took_ms']:>10,.1f} ms",
