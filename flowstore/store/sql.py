@@ -22,8 +22,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from flowstore.store import migrate
 from flowstore.store.engine import (
     StoreSettings,
@@ -107,28 +105,22 @@ async def open_store(
     return store
 
 
-def _warm_writer(conn: Connection, *, now: datetime, encode: Callable[..., Any]) -> None:
-    extend_wal(conn)
-    commits.rehearse(conn, now=now, encode=encode)  # raises Rehearsed: all rolls back
-
-
 class SQLStore(SQLTransactions, Store):
     """The store over one SQLAlchemy async engine. Create it with `open_store`."""
 
     async def warm_up(self) -> None:
-        """Get SQLite ready before the first run, not during it: every thread's connection
-        open, and in one writer transaction that never waits for SQLite's lock, the WAL file
-        written out to its working size (`extend_wal`) and a run's usual commits rehearsed
-        and rolled back (`commits.rehearse`), which compiles their statements. When another
-        process holds the lock, the first runs do that work instead."""
+        """Get SQLite ready before the first run, not during it: every connection open; the
+        WAL file written out to its working size (`extend_wal`), in a writer transaction that
+        never waits for SQLite's lock; and a run's usual commits rehearsed and rolled back
+        where a run makes them, on the event loop's connection (`commits.rehearse`), which
+        compiles their statements. When another process holds the lock, the first runs do
+        that work instead."""
         try:
-            await self._try_write("warming up", _warm_writer, now=self._now(), encode=self._encode)
-        except commits.Rehearsed:
-            pass
+            await self._try_write("warming up", extend_wal)
         except Exception as error:  # only a warm-up
-            log.debug("warming up the writer failed: %s", error)
+            log.debug("writing out the WAL failed: %s", error)
         await self.connected()
-        if self._here is not None:  # again where a run's small commits go, if not busy
+        if self._here is not None:
             with contextlib.suppress(Exception):  # commits.Rehearsed, or only a warm-up failed
                 self._here.write(partial(commits.rehearse, now=self._now(), encode=self._encode))
 
