@@ -14,7 +14,20 @@ from flowstore.store.records import RunId, RunStatus
 if TYPE_CHECKING:
     from flowstore.runtime.engine import Engine
 
-__all__ = ["run_child"]
+__all__ = ["child_run_id", "run_child"]
+
+_CHILDREN = uuid.UUID("6f1d3c52-9a0e-4c57-8f7e-2b1c0d9e4a11")
+"""The namespace of child run ids under a parent whose id is not a UUID."""
+
+
+def child_run_id(parent: str, idempotency_key: str) -> RunId:
+    """The id of the child run a node execution starts: the same every time that execution
+    runs, whatever the parent's id looks like (`order-42` as well as a UUID)."""
+    try:
+        namespace = uuid.UUID(parent)
+    except ValueError:  # a caller-chosen id
+        return RunId(str(uuid.uuid5(_CHILDREN, f"{parent}/{idempotency_key}")))
+    return RunId(str(uuid.uuid5(namespace, idempotency_key)))
 
 
 async def run_child(
@@ -28,7 +41,7 @@ async def run_child(
     """
     assert node.spec.workflow is not None
     graph = engine._graph_for(node.spec.workflow)
-    child_id = RunId(str(uuid.uuid5(uuid.UUID(ctx.run_id), ctx.idempotency_key)))
+    child_id = child_run_id(ctx.run_id, ctx.idempotency_key)
     try:
         record = await engine.store.get_run(child_id)
     except RunNotFound:
@@ -37,15 +50,11 @@ async def run_child(
         await engine._execute(new, graph, inputs, None)
     else:
         if not record.status.is_terminal:
-            claim = await engine.store.claim_run(
-                engine.worker_id,
-                lease_seconds=engine.lease_seconds,
-                run_id=child_id,
-                steal_from=await engine._dead_local_workers(),
-            )
+            claim = await engine._take(child_id)
             if claim is not None:
-                inputs = validate_inputs(graph, claim.run.inputs)
-                await engine._execute(claim, graph, inputs, None)
+                await engine._execute(
+                    claim, engine._graphs.get(record.graph_hash, graph), None, None
+                )
     child = await engine.wait(child_id)
     if child.status is not RunStatus.SUCCEEDED:
         error = child.error or {}

@@ -106,6 +106,22 @@ class Committer:
         self._waiters.append(waiter)
         return await waiter
 
+    async def commit_behind(
+        self, changes: Sequence[Change], metrics: Sequence[MetricPoint] = ()
+    ) -> None:
+        """`commit`, made by a flush task rather than by the caller: a caller cancelled while
+        it waits (a node being stopped) abandons the wait, never the commit itself."""
+        self._raise_failure()
+        waiter: asyncio.Future[Mapping[str, CacheEntry]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue(self._number(changes), metrics, ())
+        self._waiters.append(waiter)
+        if not self._busy:
+            self._busy = True
+            self._flushing = asyncio.create_task(self._flush())
+        await waiter
+
     def submit(
         self,
         changes: Sequence[Change],

@@ -6,14 +6,17 @@ async with Engine("sqlite+aiosqlite:///flowstore.db", workflows=[flow]) as engin
 ```
 
 An engine is one worker: it registers itself, heartbeats (renewing the leases of the runs it
-executes), and executes runs it creates (`run`) or takes over (`resume`). A run whose owner
-process on this host no longer exists is taken over at once; elsewhere, once its lease expires.
+executes, and only those), and executes runs it creates (`run`) or takes over (`resume`). Every
+run it executes is held in one scope (`ownership.hold_run`) that ends it or releases it on
+every way out. A run whose owner process on this host no longer exists is taken over at once;
+elsewhere, once its lease expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -28,16 +31,17 @@ from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import Graph
 from flowstore.definition.spec import MemoryConfig
 from flowstore.definition.validation import prepare_validators, validate_inputs
-from flowstore.errors import ExecutionError
+from flowstore.errors import ExecutionError, RunNotFound, StoreUnavailable
 from flowstore.hooks import HookKind, Hooks
 from flowstore.runtime.children import run_child
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.memory import Memory
 from flowstore.runtime.models import Run
+from flowstore.runtime.ownership import HeldRun, HeldRuns, heartbeat, hold_run
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
-from flowstore.runtime.worker import ClaimLoop, dead_local_workers, heartbeat
+from flowstore.runtime.worker import ClaimLoop, dead_local_workers, process_identity
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -86,6 +90,12 @@ class Engine:
         secret_fields: Field names whose values are kept out of every run's stored errors
             and debug logs, with each workflow's own `config.secret_fields`.
         memory: Limits of the conversation memory written through `Engine.memory`.
+        grace_seconds: When the engine closes: how long the runs executing here may go on
+            (no new run is claimed meanwhile) before what is left is released for another
+            worker to take over at once.
+        store_retry_seconds: How long `run` keeps taking its run up again while the store is
+            unavailable under it (a lock held elsewhere, a dropped connection, a restart)
+            before it raises `StoreUnavailable`; the run is released for any worker then.
     """
 
     def __init__(
@@ -103,6 +113,8 @@ class Engine:
         tracer: Any = None,
         secret_fields: Sequence[str] = (),
         memory: MemoryConfig | None = None,
+        grace_seconds: float = 0.0,
+        store_retry_seconds: float = 60.0,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -118,10 +130,14 @@ class Engine:
         self._resources = SharedResources(resources or {})
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+        # By name (the version registered last) and by graph hash (every version registered).
         self._workflows: dict[str, Workflow] = {}
+        self._graphs: dict[str, Graph] = {}
         for workflow in workflows:
             self.register(workflow)
         self._store: Any = None
+        self._grace_seconds = grace_seconds
+        self._store_retry_seconds = store_retry_seconds
         self._heartbeat: asyncio.Task[None] | None = None
         self._worker_count = workers
         self._poll_seconds = poll_seconds
@@ -131,8 +147,9 @@ class Engine:
         self._loops: list[ClaimLoop] = []
         self._loop_tasks: list[asyncio.Task[None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
-        # Runs executing in this engine, and the event that cancels each one.
-        self._executing: dict[RunId, asyncio.Event] = {}
+        # The runs executing here: the only ones whose leases the heartbeat renews.
+        self._held = HeldRuns(lease_seconds)
+        self._closing = False
         self._live = LiveRuns()
 
     @property
@@ -147,13 +164,19 @@ class Engine:
 
     def register(self, workflow: Workflow) -> None:
         """Make a workflow runnable and resumable by this engine (compiling it now), with the
-        workflows it runs as subworkflows. Register a DSL workflow's children before it."""
+        workflows it runs as subworkflows. Register a DSL workflow's children before it.
+
+        Several versions of one workflow (same name, another definition) may be registered
+        side by side: each run executes under the definition it started with, and this
+        engine's workers claim only runs of a definition registered here. New runs by name
+        (subworkflows, the CLI) use the version registered last."""
         for child in workflow.subworkflows:
             self.register(child)
         graph = workflow.compile(
             workflows={name: known.spec for name, known in self._workflows.items()}
         )
         self._workflows[workflow.name] = workflow
+        self._graphs[graph.hash] = graph
         # What every run of it needs, made once here rather than on its first run.
         prepare_validators(graph)
         graph.stored_spec()
@@ -168,36 +191,33 @@ class Engine:
             await self._resources.close()
             raise
         now = datetime.now(UTC)
-        await self._store.register_worker(
-            WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now)
+        me = WorkerInfo(
+            self.worker_id, socket.gethostname(), os.getpid(), now, now, process_identity()
         )
-        self._heartbeat = asyncio.create_task(
-            heartbeat(self._store, self.worker_id, self.lease_seconds, self._executing)
-        )
+        await self._store.register_worker(me)
+        self._closing = False
+        self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
         for _ in range(self._worker_count):
             loop = ClaimLoop(
                 self._store,
                 self.worker_id,
-                self._workflows,
+                self._claimable,
                 self.lease_seconds,
                 dead_workers=self._dead_local_workers,
-                finished=self._run_ended,
                 poll_seconds=self._poll_seconds,
-                executing=self._executing,
-                execute=self._execute_claimed,
+                execute=self._execute_claim,
             )
             self._loops.append(loop)
             self._loop_tasks.append(asyncio.create_task(loop.run_forever()))
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        for task in [*self._loop_tasks, *([self._heartbeat] if self._heartbeat else [])]:
-            task.cancel()
-        for task in [*self._loop_tasks, *([self._heartbeat] if self._heartbeat else [])]:
+        await self.drain(self._grace_seconds)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._loops.clear()
-        self._loop_tasks.clear()
+                await self._heartbeat
+            self._heartbeat = None
         try:
             if self._store is not None:
                 await self._store.remove_worker(self.worker_id)
@@ -205,6 +225,26 @@ class Engine:
                 self._store = None
         finally:
             await self._resources.close()
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop claiming runs; give the runs executing here up to `grace_seconds` to end;
+        then stop what is left, releasing each run for another worker to take over at once
+        (see `ownership.hold_run`)."""
+        for loop in self._loops:
+            loop.stop()
+        held = [run.task for run in self._held if run.task is not None]
+        if grace_seconds > 0 and held:
+            await asyncio.wait(held, timeout=grace_seconds)
+        self._closing = True
+        for task in [*self._loop_tasks, *(run.task for run in self._held if run.task)]:
+            task.cancel()
+        for task in self._loop_tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        while len(self._held):  # runs executed by callers' tasks: wait for their release
+            await asyncio.wait([run.task for run in self._held if run.task is not None])
+        self._loops.clear()
+        self._loop_tasks.clear()
 
     @property
     def memory(self) -> Memory:
@@ -232,21 +272,58 @@ class Engine:
 
         `observe` is told of every batch of transitions once it is committed.
 
+        When the store is unavailable under the run (a lock held elsewhere, a dropped
+        connection, a server restarting), the run is released and taken up again here from
+        what it committed, for up to `store_retry_seconds`; a worker that takes it meanwhile
+        finishes it, and this waits for that.
+
         Raises:
             InvalidValue: The inputs do not match the workflow's declared inputs.
             LeaseLost: Another worker took the run over (this one was stalled past its lease).
+            StoreUnavailable: The store stayed unavailable past `store_retry_seconds`.
         """
         graph, checked = self._checked(workflow, inputs)
         new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None, owned=True)
-        return await self.get_run(await self._execute(new, graph, checked, observe))
+        new = self.store.plan_run(new)
+        assert new.id is not None
+        loop = asyncio.get_running_loop()
+        give_up, delay = loop.time() + self._store_retry_seconds, 0.05
+        attempt: Claim | NewRun | None = new
+        while True:
+            try:
+                if attempt is None:
+                    attempt = await self._again(new)
+                    if attempt is None:  # ended, or executing elsewhere
+                        return await self.wait(new.id)
+                await self._execute(attempt, graph, checked, observe)
+                return await self.get_run(new.id)
+            except StoreUnavailable as error:
+                if loop.time() + delay > give_up:
+                    raise
+                _log.warning("run %s: %s; taking it up again in %.2g s", new.id, error, delay)
+                await asyncio.sleep(delay)
+                attempt, delay = None, min(delay * 2, 2.0)
+
+    async def _again(self, new: NewRun) -> Claim | NewRun | None:
+        """Take up a run of `run` after the store failed under it: create it if its first
+        commit never landed, claim it if it waits for an owner; None if it has ended or
+        executes elsewhere."""
+        assert new.id is not None
+        try:
+            record = await self.store.get_run(new.id)
+        except RunNotFound:  # planned anew: its lease counts from now
+            return self.store.plan_run(dataclasses.replace(new, created_at=None))  # type: ignore[no-any-return]
+        if record.status.is_terminal:
+            return None
+        return await self._take(new.id)
 
     def _checked(
         self, workflow: Workflow, inputs: Mapping[str, Any] | None
     ) -> tuple[Graph, dict[str, Any]]:
         """`workflow` compiled (and registered here if it was not) and `inputs` validated."""
-        if workflow.name not in self._workflows:
-            self.register(workflow)
         graph = workflow.compile()
+        if graph.hash not in self._graphs:
+            self.register(workflow)
         return graph, validate_inputs(graph, inputs or {})
 
     def _new_run(
@@ -275,25 +352,25 @@ class Engine:
 
     async def _execute_claimed(
         self,
-        store: Any,
         claim: Claim,
         graph: Graph,
         inputs: Mapping[str, Any],
+        held: HeldRun,
         *,
-        cancelled: asyncio.Event,
         observe: Observer | None = None,
         create: NewRun | None = None,
     ) -> RunStatus:
-        """Execute a claimed run with this engine's settings (a worker loop's, or `run`'s);
+        """Execute a held run with this engine's settings (a worker loop's, or `run`'s);
         with `create`, the planned run the claim is of (see `execute_run`)."""
         with self._live.executing(claim.run.id) as live:
             return await execute_run(
-                store,
+                self.store,
                 claim,
                 graph,
                 inputs,
                 observe=observe,
-                cancelled=cancelled,
+                cancelled=held.cancelled,
+                lost=held.lost,
                 run_child=functools.partial(run_child, self),
                 telemetry=self._telemetry,
                 hooks=self._hooks_for(graph.name),
@@ -320,34 +397,58 @@ class Engine:
         return hooks or None
 
     async def _execute(
-        self, run: Claim | NewRun, graph: Graph, inputs: Mapping[str, Any], observe: Observer | None
+        self,
+        run: Claim | NewRun,
+        graph: Graph,
+        inputs: Mapping[str, Any] | None,
+        observe: Observer | None,
     ) -> RunId:
         """Execute a claimed run here; or create a run owned by this engine (a `NewRun`) and
         execute it, stored with its first commit (its first nodes' start) in one transaction.
-        Returns the run's id."""
+        Held for as long as it executes, and ended or released however that ends
+        (`ownership.hold_run`); its stored inputs are validated there unless `inputs` are
+        given. Returns the run's id."""
         create = None
         if isinstance(run, NewRun):
             create = self.store.plan_run(run)
             record = create.record()
             run = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
-        run_id: RunId = run.run.id
-        cancelled = self._executing[run_id] = asyncio.Event()
+        claim = run
         try:
-            await self._execute_claimed(
-                self.store, run, graph, inputs, cancelled=cancelled, observe=observe, create=create
+            await hold_run(
+                self.store,
+                claim,
+                self._held,
+                lambda held: self._execute_claimed(
+                    claim,
+                    graph,
+                    validate_inputs(graph, claim.run.inputs) if inputs is None else inputs,
+                    held,
+                    observe=observe,
+                    create=create,
+                ),
+                closing=lambda: self._closing,
             )
         finally:
-            self._executing.pop(run_id, None)
-            self._run_ended(run_id)
-        return run_id
+            self._run_ended(claim.run.id)
+        return claim.run.id
+
+    async def _execute_claim(self, claim: Claim) -> None:
+        """Execute a run a worker loop claimed (one of a definition registered here)."""
+        await self._execute(claim, self._graphs[claim.run.graph_hash], None, None)
+
+    def _claimable(self) -> list[str]:
+        """The graph hashes of the definitions registered here."""
+        return list(self._graphs)
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run: at once when it is queued; when it runs, its owner (this engine or
         another process) cancels its running nodes and ends it `cancelled` within a second
         or so. Returns the run as it is now; `wait` for it to end."""
         record = await self.store.request_cancel(RunId(run_id))
-        if record.id in self._executing:
-            self._executing[record.id].set()
+        held = self._held.get(record.id)
+        if held is not None:
+            held.cancelled.set()
         if record.status.is_terminal:
             self._run_ended(record.id)
         return Run.from_record(record)
@@ -369,36 +470,46 @@ class Engine:
         record = await self.store.get_run(RunId(run_id))
         if record.status.is_terminal and record.status is not RunStatus.FAILED:
             raise ExecutionError(f"run {run_id} has already ended ({record.status.value})")
-        graph = self._graph_for(record.workflow)
-        if graph.hash != record.graph_hash and not allow_changed_definition:
-            raise ExecutionError(
-                f"run {run_id} started under another definition of workflow "
-                f"{record.workflow!r} (graph {record.graph_hash[:12]}, now {graph.hash[:12]}): "
-                "resume it with allow_changed_definition=True to run the new definition over "
-                "its committed results, or deploy the definition it started with"
-            )
+        graph = self._graphs.get(record.graph_hash)
+        if graph is None:
+            graph = self._graph_for(record.workflow)
+            if not allow_changed_definition:
+                raise ExecutionError(
+                    f"run {run_id} started under another definition of workflow "
+                    f"{record.workflow!r} (graph {record.graph_hash[:12]}, now "
+                    f"{graph.hash[:12]}): resume it with allow_changed_definition=True to run "
+                    "the new definition over its committed results, or register the "
+                    "definition it started with"
+                )
+        if record.id in self._held:
+            return await self.wait(run_id)  # executing here already
         if record.status is RunStatus.FAILED:  # its failed nodes run again, the rest stays
             claim = await self.store.reopen_run(
                 RunId(run_id), self.worker_id, lease_seconds=self.lease_seconds
             )
         else:
-            claim = await self.store.claim_run(
-                self.worker_id,
-                lease_seconds=self.lease_seconds,
-                run_id=RunId(run_id),
-                steal_from=await self._dead_local_workers(),
-            )
+            claim = await self._take(RunId(run_id))
         if claim is None:
             record = await self.store.get_run(RunId(run_id))
-            if record.lease_owner == self.worker_id:
-                return await self.wait(run_id)  # this engine's own worker took it over already
+            if record.status.is_terminal:
+                return Run.from_record(record)
             raise ExecutionError(
                 f"run {run_id} is owned by live worker {record.lease_owner} until "
                 f"{record.lease_expires_at}: it is running there"
             )
-        inputs = validate_inputs(graph, record.inputs)
-        await self._execute(claim, graph, inputs, observe)
+        await self._execute(claim, graph, None, observe)
         return await self.get_run(run_id)
+
+    async def _take(self, run_id: RunId) -> Claim | None:
+        """Claim a run that is not executing anywhere: queued, its lease expired or released,
+        its owner dead, or its lease still held by this engine although it executes here no
+        more (its release failed)."""
+        steal_from = await self._dead_local_workers()
+        if run_id not in self._held:
+            steal_from.append(self.worker_id)
+        return await self.store.claim_run(  # type: ignore[no-any-return]
+            self.worker_id, lease_seconds=self.lease_seconds, run_id=run_id, steal_from=steal_from
+        )
 
     async def submit(
         self, workflow: Workflow, inputs: Mapping[str, Any] | None = None, *, priority: int = 0
@@ -422,9 +533,16 @@ class Engine:
             if run.status.is_terminal:
                 return run
             ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.setdefault(run_id, []).append(ended)
-            with contextlib.suppress(TimeoutError):  # ended here, or poll: it may run elsewhere
-                await asyncio.wait_for(asyncio.shield(ended), timeout=delay)
+            waiters = self._waiters.setdefault(run_id, [])
+            waiters.append(ended)
+            try:  # ended here, or poll: it may run elsewhere
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(ended), timeout=delay)
+            finally:
+                with contextlib.suppress(ValueError):
+                    waiters.remove(ended)
+                if not waiters and self._waiters.get(run_id) is waiters:
+                    del self._waiters[run_id]
             delay = min(delay * 2, self._poll_seconds)
 
     def _run_ended(self, run_id: RunId) -> None:
@@ -467,16 +585,20 @@ class Engine:
         """Execute a run of `workflow` here, as `run` does, yielding its events as they happen
         (tokens included), up to the run's end. Leaving the loop early cancels the run."""
         validate_inputs(workflow.compile(), inputs or {})  # raised here, not in a task
-        run_id = str(uuid.uuid4())
+        run_id = RunId(str(uuid.uuid4()))
         running = asyncio.ensure_future(self.run(workflow, inputs, run_id=run_id))
         try:
-            async for event in follow_run(self.store, self._live, RunId(run_id), executing=running):
+            async for event in follow_run(self.store, self._live, run_id, executing=running):
                 yield event
             await running
         finally:
             if not running.done():
-                running.cancel()
-                with contextlib.suppress(BaseException):
+                held = self._held.get(run_id)
+                if held is not None:  # ends it `cancelled`, durably, through its executor
+                    held.cancelled.set()
+                else:  # not started yet: cancelled before its first commit
+                    running.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await running
 
     async def get_run(self, run_id: str) -> Run:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
-from flowstore.errors import ExecutionError, RunTimeout
+from flowstore.errors import ExecutionError, LeaseLost, RunTimeout
 from flowstore.hooks import Hooks
 from flowstore.runtime.calls import (
     ChildRunner,
@@ -70,6 +70,7 @@ async def execute_run(
     logger: logging.Logger | None = None,
     observe: Observer | None = None,
     cancelled: asyncio.Event | None = None,
+    lost: asyncio.Event | None = None,
     run_child: ChildRunner | None = None,
     telemetry: bool = True,
     hooks: Hooks | None = None,
@@ -83,7 +84,9 @@ async def execute_run(
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
     When `cancelled` is set (or the run was asked to cancel before this worker took it), the
-    running nodes are cancelled and the run ends `cancelled`. With `telemetry`, metrics and
+    running nodes are cancelled and the run ends `cancelled`. When `lost` is set (the lease
+    could not be renewed), the running nodes are cancelled and nothing more is written. With
+    `telemetry`, metrics and
     spans are stored with the transitions (see `telemetry.py`); `hooks` are told of the run's
     changes once they are committed, and have all finished when this returns. In debug mode
     (`debug`, or the workflow's `config.debug`), every node's inputs, output, attempts and
@@ -117,6 +120,7 @@ async def execute_run(
             logger,
             observe,
             cancelled,
+            lost or asyncio.Event(),
             run_child,
             telemetry,
             debug or graph.spec.config.debug,
@@ -181,6 +185,7 @@ async def _execute(
     logger: logging.Logger | None,
     observe: Observer | None,
     cancelled: asyncio.Event | None,
+    lost: asyncio.Event,
     run_child: ChildRunner | None,
     telemetry: bool,
     debug: bool,
@@ -241,6 +246,8 @@ async def _execute(
 
     cancel_wait = asyncio.ensure_future(cancelled.wait())
     cancel_wait.add_done_callback(lambda _: wake.set())
+    lost_wait = asyncio.ensure_future(lost.wait())
+    lost_wait.add_done_callback(lambda _: wake.set())
     # `run_timeout` counts from the run's first start, across recoveries.
     timed_out = asyncio.Event()
     deadline = _deadline(claim, graph)
@@ -254,6 +261,11 @@ async def _execute(
         timer = asyncio.get_running_loop().call_later(max(deadline, 0.0), time_out)
     try:
         while True:
+            if lost.is_set():
+                raise LeaseLost(
+                    f"run {claim.run.id}: the lease could not be renewed before it expired; "
+                    "stopped here without writing more"
+                )
             if timed_out.is_set():
                 await committer.drain()
                 limit_s = graph.spec.config.run_timeout
@@ -362,7 +374,7 @@ async def _execute(
                 timing = measure.node_starts(node.name, context.key, context.attempt, span_id)
                 if debug_log is not None:
                     debug_log.starts(node.name, context.key, context.attempt, arguments)
-                journal = NodeJournal(committer.commit, timing, measure, context.attempt)
+                journal = NodeJournal(committer.commit_behind, timing, measure, context.attempt)
                 task = asyncio.create_task(
                     execute_node(
                         graph,
@@ -392,6 +404,7 @@ async def _execute(
         raise
     finally:
         cancel_wait.cancel()
+        lost_wait.cancel()
         if timer is not None:
             timer.cancel()
 

@@ -1,8 +1,10 @@
 """Following a run's events: live from the run's committer, else from the log in the database.
 
 A run executing in this process numbers its changes itself as it makes them (`Committer`), and
-hands them to its `LiveRun` at once, before they are committed: tokens reach a reader in this
-process within microseconds. Everything else comes from the log: what was committed before a
+hands them to its `LiveRun` at once, before they are committed: tokens and a node's own events
+reach a reader in this process within microseconds. Everything else a reader is shown (a
+node's output, the run's end) only once it is committed, so nobody acts on a result that a
+failed commit never made durable. Everything else comes from the log: what was committed before a
 reader started, and runs executing in other processes (polled, with a wake-up per commit on
 PostgreSQL). `follow` joins both by sequence number, so a reader sees every event once, in
 order, wherever it comes from.
@@ -68,6 +70,7 @@ class Subscription:
         self.cut_loose = False
         self.interrupted = False
         self.confirmed = 0  # when interrupted: the last seq the run's owner committed here
+        self.committed = 0  # the last seq the run's owner here has committed
         self.wake = asyncio.Event()
 
     def put(self, first_seq: int, changes: Sequence[Change]) -> None:
@@ -78,6 +81,10 @@ class Subscription:
             self.cut_loose = True
         else:
             self.items.extend(enumerate(changes, start=first_seq))
+        self.wake.set()
+
+    def commit(self, last_seq: int) -> None:
+        self.committed = last_seq
         self.wake.set()
 
     def interrupt(self, confirmed: int) -> None:
@@ -110,6 +117,9 @@ class LiveRun:
     def confirmed(self, last_seq: int) -> None:
         """The changes up to `last_seq` are committed."""
         self.confirmed_seq = last_seq
+        if self._runs.followed(self.run_id):
+            for subscription in self._runs.subscriptions(self.run_id):
+                subscription.commit(last_seq)
 
     def interrupted(self) -> None:
         """The run stopped writing here before its last changes were committed."""
@@ -147,6 +157,7 @@ class LiveRuns:
         subscription = Subscription()
         live = self._live.get(run_id)
         if live is not None:
+            subscription.committed = live.confirmed_seq
             for seq, change in live.unconfirmed():
                 subscription.put(seq, [change])
         readers = self._readers.setdefault(run_id, set())
@@ -235,11 +246,15 @@ async def _follow(
             continue
         held += subscription.take()
         shown = 0
+        uncommitted = False  # the next change is shown once committed
         for seq, change in held:
             if seq <= last:
                 shown += 1
                 continue
             if seq > last + 1:
+                break
+            if seq > subscription.committed and not isinstance(change, EventChange):
+                uncommitted = True
                 break
             event = event_of_change(run_id, seq, change, encode)
             yield event
@@ -248,7 +263,10 @@ async def _follow(
             if isinstance(event, RunEvent) and event.is_terminal:
                 return
         held = held[shown:]
-        if held:  # a gap: what is missing is in the log, or soon will be
+        if uncommitted:  # its commit, or the run's interruption, wakes the reader
+            if not await _wait(subscription.wake, 1.0) and not runs.is_executing(run_id):
+                held, from_log = [], True  # its owner here stopped: the log says what landed
+        elif held:  # a gap: what is missing is in the log, or soon will be
             from_log = True
             if not shown:
                 await _wait(subscription.wake, poll_seconds)

@@ -1,10 +1,12 @@
 """The claim loop: a worker takes queued runs, and runs whose owner died, and executes them.
 
-Each of an engine's worker tasks loops: claim the next claimable run of a workflow it knows
-(queued; or running with an expired lease; or owned by a process on this host that no longer
-exists), execute it, repeat; with nothing to claim, it sleeps, waking early when this engine
-submits a run. The same loop runs in `flowstore worker` processes, and recovers the runs of a
-crashed process as soon as it starts.
+Each of an engine's worker tasks loops: claim the next claimable run of a definition it has
+(queued; or running with an expired or released lease; or owned by a process on this host
+that no longer exists), execute it, repeat; with nothing to claim, it sleeps, waking early
+when this engine submits a run. The same loop runs in `flowstore worker` processes, and
+recovers the runs of a crashed process as soon as it starts. A worker never claims a run of a
+definition it does not have (another version of the workflow): those wait for a worker that
+has it.
 """
 
 from __future__ import annotations
@@ -13,78 +15,85 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection
+from pathlib import Path
 from typing import Any
 
-from flowstore.definition.builder import Workflow
-from flowstore.definition.validation import validate_inputs
-from flowstore.errors import ExecutionError, InvalidValue, LeaseLost, StoreUnavailable
-from flowstore.runtime.executor import execute_run
+from flowstore.errors import StoreError, StoreUnavailable
 from flowstore.store.protocol import Store
-from flowstore.store.records import Claim, RunId, WorkerId
+from flowstore.store.records import Claim, WorkerId
 
-__all__ = ["ClaimLoop", "dead_local_workers", "heartbeat"]
+__all__ = ["ClaimLoop", "dead_local_workers", "process_identity"]
 
 log = logging.getLogger("flowstore.worker")
 
 
 class ClaimLoop:
-    """Claims and executes runs until cancelled.
+    """Claims and executes runs until stopped or cancelled.
 
     Args:
         store: The store.
         worker_id: The owner the claims are made for.
-        workflows: The workflows it can execute, by name.
+        claimable: The graph hashes of the definitions it can execute (read at each claim).
         lease_seconds: The lease of every claim (the engine heartbeat renews it).
         dead_workers: Returns the workers on this host whose process is gone.
-        finished: Told of every run this loop ended.
         poll_seconds: The longest sleep when there is nothing to claim.
-        executing: Where the loop registers the cancel event of each run it executes.
+        execute: Executes a claimed run (the engine's, which holds it while it runs).
     """
 
     def __init__(
         self,
         store: Store,
         worker_id: WorkerId,
-        workflows: Mapping[str, Workflow],
+        claimable: Callable[[], Collection[str]],
         lease_seconds: float,
         *,
         dead_workers: Callable[[], Awaitable[list[WorkerId]]],
-        finished: Callable[[RunId], None],
+        execute: Callable[[Claim], Awaitable[Any]],
         poll_seconds: float = 1.0,
-        executing: dict[RunId, asyncio.Event] | None = None,
-        execute: Callable[..., Awaitable[Any]] = execute_run,
     ) -> None:
         self._store = store
-        self._execute_run = execute
+        self._execute = execute
         self._worker_id = worker_id
-        self._workflows = workflows
+        self._claimable = claimable
         self._lease_seconds = lease_seconds
         self._dead_workers = dead_workers
-        self._finished = finished
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
-        self._refused: set[RunId] = set()
-        self._executing = executing if executing is not None else {}
+        self._stopping = False
 
     def wake(self) -> None:
         """Look for work now (a run was just submitted)."""
         self._wake.set()
 
+    def stop(self) -> None:
+        """Claim nothing more; end once the run executing now (if any) has ended."""
+        self._stopping = True
+        self._wake.set()
+
     async def run_forever(self) -> None:
         idle = 0.01
-        while True:
+        failing: str | None = None  # the failure logged last: the next like it is not
+        while not self._stopping:
             try:
                 worked = await self._claim_and_execute()
-            except StoreUnavailable as error:  # the database is away: keep trying, slowly
-                log.warning("worker %s: %s", self._worker_id, error)
-                worked = False
-            except Exception:  # never let one bad run stop the worker; its lease will expire
-                log.exception("worker %s: executing a run failed", self._worker_id)
-                worked = False
+            except StoreError as error:  # the database is away or refused: keep trying, slowly
+                if failing != type(error).__name__:
+                    log.warning("worker %s: %s", self._worker_id, error)
+                failing, worked = type(error).__name__, False
+            except Exception:  # a bug: never let it stop the worker; logged once a kind
+                if failing != "bug":
+                    log.exception("worker %s: claiming or executing a run failed", self._worker_id)
+                failing, worked = "bug", False
+            else:
+                if failing is not None and worked:
+                    log.warning("worker %s: claiming runs again", self._worker_id)
+                    failing = None
             if worked:
                 idle = 0.01
                 continue
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=idle)
@@ -92,57 +101,60 @@ class ClaimLoop:
                 idle = min(idle * 2, self._poll_seconds)
 
     async def _claim_and_execute(self) -> bool:
-        names = list(self._workflows)
-        if not names:
+        hashes = list(self._claimable())
+        if not hashes:
             return False
         claim = await self._store.claim_run(
             self._worker_id,
             lease_seconds=self._lease_seconds,
-            workflows=names,
+            graph_hashes=hashes,
             steal_from=await self._dead_workers(),
         )
         if claim is None:
             return False
-        if claim.run.id in self._refused:
-            await self._store.release_lease(claim.run.id, self._worker_id, claim.fencing)
-            return False
         try:
             await self._execute(claim)
-        except LeaseLost as error:
-            log.warning("worker %s gave up run %s: %s", self._worker_id, claim.run.id, error)
-        except (ExecutionError, InvalidValue) as error:
-            # Refused here (a changed definition, unusable inputs): leave it to another worker.
-            log.error("worker %s cannot run %s: %s", self._worker_id, claim.run.id, error)
-            self._refused.add(claim.run.id)
-            await self._store.release_lease(claim.run.id, self._worker_id, claim.fencing)
+        except StoreUnavailable:
+            return False  # released (and logged) by `ownership.hold_run`: back off a while
+        except Exception:  # ended or released, and logged, by `ownership.hold_run`
+            return True
         return True
-
-    async def _execute(self, claim: Claim) -> None:
-        workflow = self._workflows[claim.run.workflow]
-        graph = workflow.compile()
-        if graph.hash != claim.run.graph_hash:
-            raise ExecutionError(
-                f"run {claim.run.id} started under another definition of workflow "
-                f"{graph.name!r} (graph {claim.run.graph_hash[:12]}, here {graph.hash[:12]})"
-            )
-        inputs = validate_inputs(graph, claim.run.inputs)
-        cancelled = self._executing[claim.run.id] = asyncio.Event()
-        try:
-            await self._execute_run(self._store, claim, graph, inputs, cancelled=cancelled)
-        finally:
-            self._executing.pop(claim.run.id, None)
-        self._finished(claim.run.id)
 
 
 async def dead_local_workers(store: Store, me: WorkerId) -> list[WorkerId]:
     """Workers on this host, other than `me`, whose process no longer exists: their runs can
-    be taken over at once, without waiting for their leases to expire."""
-    host = socket.gethostname()
+    be taken over at once, without waiting for their leases to expire.
+
+    Only workers in the same PID namespace since the same boot count: a process in another
+    container, even under the same host name, has PIDs this one cannot see."""
+    host, identity = socket.gethostname(), process_identity()
     return [
         worker.id
         for worker in await store.list_workers()
-        if worker.hostname == host and worker.id != me and not _alive(worker.pid)
+        if worker.hostname == host
+        and worker.id != me
+        and identity
+        and _identity(worker.metadata) == identity
+        and not _alive(worker.pid)
     ]
+
+
+def process_identity() -> dict[str, str]:
+    """What tells this process's PID space apart from others on the same host: the kernel's
+    boot id and the PID namespace (empty where the system does not say)."""
+    identity = {}
+    try:
+        identity["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        identity["pid_ns"] = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return {}
+    return identity
+
+
+def _identity(metadata: Any) -> dict[str, str]:
+    if not isinstance(metadata, dict):
+        return {}
+    return {key: metadata[key] for key in ("boot_id", "pid_ns") if key in metadata}
 
 
 def _alive(pid: int) -> bool:
@@ -153,26 +165,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # it exists, under another user
         return True
     return True
-
-
-async def heartbeat(
-    store: Store,
-    worker_id: WorkerId,
-    lease_seconds: float,
-    executing: Mapping[RunId, asyncio.Event],
-) -> None:
-    """Heartbeat three times per lease (renewing the leases of the worker's runs); look for
-    cancel requests of the runs `executing` twice a second, and set their events."""
-    next_beat = asyncio.get_running_loop().time() + lease_seconds / 3
-    while True:
-        await asyncio.sleep(min(0.5, lease_seconds / 3))
-        try:
-            if asyncio.get_running_loop().time() >= next_beat:
-                await store.heartbeat(worker_id, lease_seconds=lease_seconds)
-                next_beat += lease_seconds / 3
-            if executing:
-                for run_id in await store.cancel_requests(worker_id):
-                    if run_id in executing:
-                        executing[run_id].set()
-        except StoreUnavailable as error:  # keep beating: fencing guards what was lost
-            log.warning("engine %s: heartbeat failed: %s", worker_id, error)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -73,6 +74,18 @@ class StoreSettings:
     pool_size: int = 5
     max_overflow: int = 10
     echo: bool = False
+
+    def __post_init__(self) -> None:
+        # SQLite takes an unknown level as NORMAL without a word: a typo would weaken
+        # durability silently.
+        if self.sqlite_synchronous not in get_args(Synchronous):
+            choices = ", ".join(get_args(Synchronous))
+            raise StoreError(
+                f"sqlite_synchronous={self.sqlite_synchronous!r} is not a SQLite synchronous "
+                f"level: use one of {choices}"
+            )
+        if self.busy_timeout_ms < 0:
+            raise StoreError(f"busy_timeout_ms={self.busy_timeout_ms!r} must be 0 or more")
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -212,6 +225,14 @@ def checkpoint_wal(connection: Connection) -> None:
 _WAL_HEADER, _WAL_FRAME_HEADER = 32, 24  # bytes, as SQLite's WAL format lays them out
 
 _SQLITE_BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
+# ... and SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL: faults that may pass.
+_SQLITE_PASSING = _SQLITE_BUSY | {10, 13, 14, 15}
+
+
+def _sqlite_passing(error: Exception) -> bool:
+    """Whether a SQLite error is a fault that may pass (a lock, the disk), not a broken query."""
+    code = getattr(getattr(error, "orig", error), "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_PASSING
 
 
 def is_sqlite_busy(error: Exception) -> bool:
@@ -230,19 +251,37 @@ async def translate_errors(action: str) -> AsyncIterator[None]:
         raise store_error(action, error) from error
 
 
-TRANSLATED: Final = (exc.SQLAlchemyError, OSError)
-"""What `store_error` translates: SQLAlchemy's errors (which wrap the drivers') and OSError."""
+TRANSLATED: Final = (exc.SQLAlchemyError, OSError, sqlite3.Error)
+"""What `store_error` translates: SQLAlchemy's errors (which wrap the drivers'), OSError, and
+sqlite3's own (raised by statements sent straight to the driver, such as `BEGIN IMMEDIATE`)."""
+
+_PASSING_SQLSTATES: Final = ("08", "53", "57P", "40001", "40P01", "55P03")
+"""PostgreSQL error codes (prefixes) of faults that pass: a lost or refused connection (08), the
+server short of resources (53), shutting down, restarting or starting up (57P), a
+serialization failure or deadlock (40001, 40P01), a lock not available (55P03)."""
 
 
 def store_error(action: str, error: Exception) -> StoreError:
-    """The flowstore error for a driver or SQLAlchemy error raised while doing `action`."""
+    """The flowstore error for a driver or SQLAlchemy error raised while doing `action`.
+
+    Faults that pass (a lock held elsewhere, a lost connection, a server restarting) are
+    `StoreUnavailable`: the same call may succeed later. Others are a plain `StoreError`.
+    """
+    if isinstance(error, sqlite3.Error):
+        if _sqlite_passing(error):
+            return StoreUnavailable(f"{action}: {error}")
+        return StoreError(f"{action}: {error}")
     if isinstance(error, exc.IntegrityError):
         return IntegrityConflict(f"{action}: {_driver_message(error)}")
+    sqlite_error = isinstance(error, exc.DBAPIError) and isinstance(error.orig, sqlite3.Error)
+    if sqlite_error and not _sqlite_passing(error):  # a broken query: trying again won't help
+        return StoreError(f"{action}: {_driver_message(error)}")  # type: ignore[arg-type]
     if isinstance(error, exc.OperationalError | exc.InterfaceError):
         # SQLite's "database is locked", lost connections and refused logins all land here.
         return StoreUnavailable(f"{action}: {_driver_message(error)}")
     if isinstance(error, exc.DBAPIError):
-        if error.connection_invalidated:
+        sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+        if error.connection_invalidated or sqlstate.startswith(_PASSING_SQLSTATES):
             return StoreUnavailable(f"{action}: {_driver_message(error)}")
         return StoreError(f"{action}: {_driver_message(error)}")
     if isinstance(error, OSError):

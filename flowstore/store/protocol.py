@@ -24,6 +24,7 @@ from flowstore.store.records import (
     NewRun,
     NodeExecution,
     NodeStats,
+    RunChange,
     RunId,
     RunQuery,
     RunRecord,
@@ -83,6 +84,7 @@ class Store(Protocol):
         *,
         lease_seconds: float,
         workflows: Collection[str] | None = None,
+        graph_hashes: Collection[str] | None = None,
         run_id: RunId | None = None,
         steal_from: Collection[WorkerId] = (),
     ) -> Claim | None:
@@ -91,7 +93,8 @@ class Store(Protocol):
         Args:
             owner: The claiming worker.
             lease_seconds: The lease length.
-            workflows: Only runs of these workflows (those the worker can execute).
+            workflows: Only runs of these workflows.
+            graph_hashes: Only runs of these definitions (those the worker can execute).
             run_id: Only this run.
             steal_from: Workers known to be dead, whose unexpired leases may be taken.
 
@@ -114,6 +117,12 @@ class Store(Protocol):
         self, run_id: RunId, owner: WorkerId, *, lease_seconds: float
     ) -> Claim | None:
         """Take a failed run back to running, owned by `owner`; None if it is not failed."""
+        ...
+
+    async def end_run(self, run_id: RunId, fencing: int, ending: RunChange) -> bool:
+        """End a run whose executor stopped without ending it, with its node executions in
+        flight recorded cancelled; False (nothing written) when it is not the caller's to
+        end: ended already, owned by another worker, or never created."""
         ...
 
     async def request_cancel(self, run_id: RunId) -> RunRecord:
@@ -193,8 +202,17 @@ class Store(Protocol):
         """Record a worker process (or refresh its row)."""
         ...
 
-    async def heartbeat(self, worker_id: WorkerId, *, lease_seconds: float) -> frozenset[RunId]:
-        """Record a heartbeat and renew every lease the worker holds; return those runs."""
+    async def heartbeat(
+        self,
+        worker: WorkerInfo,
+        *,
+        leases: Mapping[RunId, int],
+        lease_seconds: float,
+        forget_after: float = 3600.0,
+    ) -> frozenset[RunId]:
+        """Record a heartbeat and renew the leases named in `leases` (run id to fencing
+        number) that the worker still owns; return those runs. Rows of workers silent for
+        `forget_after` seconds are deleted."""
         ...
 
     async def list_workers(self, *, heartbeat_since: datetime | None = None) -> list[WorkerInfo]:

@@ -46,6 +46,7 @@ from flowstore.store.records import (
     NewRun,
     NodeExecution,
     NodeStats,
+    RunChange,
     RunId,
     RunQuery,
     RunRecord,
@@ -150,6 +151,7 @@ class SQLStore(SQLTransactions, Store):
         *,
         lease_seconds: float,
         workflows: Collection[str] | None = None,
+        graph_hashes: Collection[str] | None = None,
         run_id: RunId | None = None,
         steal_from: Collection[WorkerId] = (),
     ) -> Claim | None:
@@ -160,6 +162,7 @@ class SQLStore(SQLTransactions, Store):
             now=self._now(),
             lease_seconds=lease_seconds,
             workflows=workflows,
+            graph_hashes=graph_hashes,
             run_id=run_id,
             steal_from=steal_from,
         )
@@ -192,6 +195,17 @@ class SQLStore(SQLTransactions, Store):
             owner,
             now=self._now(),
             lease_seconds=lease_seconds,
+        )
+
+    async def end_run(self, run_id: RunId, fencing: int, ending: RunChange) -> bool:
+        return await self._write(
+            f"ending run {run_id}",
+            commits.end_run,
+            run_id,
+            fencing,
+            ending,
+            now=self._now(),
+            encode=self._encode,
         )
 
     async def request_cancel(self, run_id: RunId) -> RunRecord:
@@ -278,13 +292,22 @@ class SQLStore(SQLTransactions, Store):
     async def register_worker(self, worker: WorkerInfo) -> None:
         await self._write(f"registering worker {worker.id}", runs.register_worker, worker)
 
-    async def heartbeat(self, worker_id: WorkerId, *, lease_seconds: float) -> frozenset[RunId]:
+    async def heartbeat(
+        self,
+        worker: WorkerInfo,
+        *,
+        leases: Mapping[RunId, int],
+        lease_seconds: float,
+        forget_after: float = 3600.0,
+    ) -> frozenset[RunId]:
         return await self._write(
-            f"recording a heartbeat of worker {worker_id}",
+            f"recording a heartbeat of worker {worker.id}",
             runs.heartbeat,
-            worker_id,
+            worker,
+            leases,
             now=self._now(),
             lease_seconds=lease_seconds,
+            forget_after=forget_after,
         )
 
     async def list_workers(self, *, heartbeat_since: datetime | None = None) -> list[WorkerInfo]:

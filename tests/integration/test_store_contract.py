@@ -209,8 +209,12 @@ async def test_leases_are_renewed_and_released(store: SQLStore, clock: FakeClock
     assert await store.claim_run(B, lease_seconds=10) is None
 
     assert await store.release_lease(run.id, A, 1) is True
+    # Released, the run's fencing number moved on: nothing A still sends is accepted.
+    with pytest.raises(LeaseLost):
+        await store.record_transitions(run.id, 1, [NodeChange("classify", NodeStatus.RUNNING)])
+    assert await store.release_lease(run.id, A, 1) is False
     claim = await store.claim_run(B, lease_seconds=10)
-    assert claim is not None and (claim.run.id, claim.fencing) == (run.id, 2)
+    assert claim is not None and (claim.run.id, claim.fencing) == (run.id, 3)
 
 
 async def test_an_ended_run_is_never_claimed(store: SQLStore, clock: FakeClock) -> None:
@@ -220,6 +224,49 @@ async def test_an_ended_run_is_never_claimed(store: SQLStore, clock: FakeClock) 
     assert await store.claim_run(B, lease_seconds=10) is None
     with pytest.raises(LeaseLost):
         await store.renew_lease(run.id, A, 1, lease_seconds=10)
+
+
+async def test_an_ended_run_takes_no_more_writes(store: SQLStore) -> None:
+    """A late write with the fencing number of the run's last owner cannot change its end."""
+    run = await store.create_run(new_run(owner=A, lease_seconds=10))
+    await store.record_transitions(run.id, 1, [RunChange(RunStatus.SUCCEEDED, output=42)])
+    ended, log = await store.get_run(run.id), await store.read_transitions(run.id)
+
+    with pytest.raises(LeaseLost, match="status succeeded"):
+        await store.record_transitions(
+            run.id,
+            1,
+            [
+                NodeChange("classify", NodeStatus.RUNNING),
+                RunChange(RunStatus.FAILED, error={"m": "late"}),
+            ],
+        )
+    assert await store.end_run(run.id, 1, RunChange(RunStatus.CANCELLED)) is False
+    assert await store.get_run(run.id) == ended
+    assert await store.read_transitions(run.id) == log
+
+
+async def test_end_run_ends_what_its_executor_left_in_flight(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A, lease_seconds=10))
+    await store.record_transitions(
+        run.id,
+        1,
+        [
+            NodeChange("classify", NodeStatus.RUNNING, attempt=1),
+            NodeChange("classify", NodeStatus.SUCCEEDED, output="urgent"),
+            NodeChange("draft", NodeStatus.RUNNING, attempt=1),
+        ],
+    )
+    assert await store.end_run(run.id, 2, RunChange(RunStatus.CANCELLED)) is False  # stale
+    assert await store.end_run(run.id, 1, RunChange(RunStatus.CANCELLED)) is True
+
+    ended = await store.get_run(run.id)
+    assert (ended.status, ended.lease_owner) == (RunStatus.CANCELLED, None)
+    nodes = {n.node: n.status for n in await store.read_node_executions(run.id)}
+    assert nodes == {"classify": NodeStatus.SUCCEEDED, "draft": NodeStatus.CANCELLED}
+    log = [(t.kind.value, t.node, t.status) for t in await store.read_transitions(run.id)]
+    assert log[-2:] == [("node", "draft", "cancelled"), ("run", None, "cancelled")]
+    assert await store.end_run(run.id, 1, RunChange(RunStatus.FAILED)) is False
 
 
 # ------------------------------------------------------------------------ the transition log
@@ -481,29 +528,47 @@ async def test_sequence_numbers_stay_gapless_under_concurrent_writers(store: SQL
 # ------------------------------------------------------------------------ workers
 
 
-async def test_a_heartbeat_renews_the_leases_a_worker_holds(
+async def test_a_heartbeat_renews_only_the_leases_it_names(
     store: SQLStore, clock: FakeClock
 ) -> None:
-    for worker in (A, B):
-        await store.register_worker(WorkerInfo(worker, "host", 1, clock.now, clock.now))
+    a, b = (WorkerInfo(w, "host", 1, clock.now, clock.now) for w in (A, B))
+    for worker in (a, b):
+        await store.register_worker(worker)
     mine = await store.create_run(new_run(owner=A, lease_seconds=10))
+    abandoned = await store.create_run(new_run(owner=A, lease_seconds=10))
     theirs = await store.create_run(new_run(owner=B, lease_seconds=10))
     clock.advance(8)
 
-    assert await store.heartbeat(A, lease_seconds=10) == {mine.id}
+    # A names `mine` (and `theirs`, which it does not own, and a stale fencing number).
+    leases = {mine.id: 1, theirs.id: 1, abandoned.id: 7}
+    assert await store.heartbeat(a, leases=leases, lease_seconds=10) == {mine.id}
     clock.advance(8)
-    claim = await store.claim_run(WorkerId("c"), lease_seconds=10)
-    assert claim is not None and claim.run.id == theirs.id
+    claimed = set()
+    while (claim := await store.claim_run(WorkerId("c"), lease_seconds=10)) is not None:
+        claimed.add(claim.run.id)
+    # A's executor of `abandoned` stopped: a live A no longer keeps it.
+    assert claimed == {abandoned.id, theirs.id}
     alive = await store.list_workers(heartbeat_since=clock.now - timedelta(seconds=9))
     assert [w.id for w in alive] == [A]
     # B's lease was taken over: its heartbeat renews nothing.
-    assert await store.heartbeat(B, lease_seconds=10) == frozenset()
+    assert await store.heartbeat(b, leases={theirs.id: 1}, lease_seconds=10) == frozenset()
     assert {w.id for w in await store.list_workers()} == {A, B}
 
     assert await store.remove_worker(A) is True
     assert [w.id for w in await store.list_workers()] == [B]
     released = await store.claim_run(WorkerId("c"), lease_seconds=10)
     assert released is not None and released.run.id == mine.id
+
+
+async def test_a_heartbeat_forgets_silent_workers_and_rewrites_its_own_row(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    a, b = (WorkerInfo(w, "host", 1, clock.now, clock.now) for w in (A, B))
+    await store.register_worker(b)
+    clock.advance(100)
+    # A's row was never written (or was forgotten): the heartbeat writes it again.
+    await store.heartbeat(a, leases={}, lease_seconds=10, forget_after=60)
+    assert [(w.id, w.heartbeat_at) for w in await store.list_workers()] == [(A, clock.now)]
 
 
 # ------------------------------------------------------------------------ cache

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from flowstore.errors import LeaseLost, RunNotFound
 from flowstore.store.notices import notify_run
 from flowstore.store.records import (
     Change,
@@ -26,7 +27,7 @@ from flowstore.store.records import (
 )
 from flowstore.store.repositories import cache, runs, telemetry, transitions
 
-__all__ = ["Rehearsed", "record_commit", "rehearse"]
+__all__ = ["Rehearsed", "end_run", "record_commit", "rehearse"]
 
 
 def record_commit(
@@ -62,6 +63,33 @@ def record_commit(
         if entry is not None:
             found[key] = entry
     return CommitResult(result.first_seq, result.last_seq, found)
+
+
+def end_run(
+    conn: Connection,
+    run_id: RunId,
+    fencing: int,
+    ending: RunChange,
+    *,
+    now: datetime,
+    encode: Callable[..., Any],
+) -> bool:
+    """End a run for an executor that stopped without ending it (cancelled, or broken): its
+    node executions still in flight are recorded cancelled, then `ending`, fenced like any
+    commit. False, with nothing written, when the run is not this writer's to end: it has
+    ended, another worker owns it, or it was never created."""
+    changes: list[Change] = [
+        NodeChange(node, NodeStatus.CANCELLED, key=key)
+        for node, key in transitions.in_flight(conn, run_id)
+    ]
+    changes.append(ending)
+    try:
+        transitions.record_transitions(conn, run_id, fencing, changes, now=now, encode=encode)
+    except (LeaseLost, RunNotFound):
+        return False
+    if conn.dialect.name == "postgresql":
+        notify_run(conn, run_id)
+    return True
 
 
 class Rehearsed(Exception):

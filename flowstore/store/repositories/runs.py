@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Executable, and_, bindparam, delete, func, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost, RunNotFound
@@ -156,6 +156,7 @@ def claim_run(
     lease_seconds: float,
     workflows: Collection[str] | None,
     run_id: RunId | None,
+    graph_hashes: Collection[str] | None = None,
     steal_from: Collection[WorkerId],
 ) -> Claim | None:
     """Take the lease of the next claimable run, bumping its fencing number.
@@ -171,6 +172,8 @@ def claim_run(
     candidate = select(runs.c.id).where(runs.c.status.in_(_CLAIMABLE), lease_free)
     if workflows is not None:
         candidate = candidate.where(runs.c.workflow.in_(list(workflows)))
+    if graph_hashes is not None:
+        candidate = candidate.where(runs.c.graph_hash.in_(list(graph_hashes)))
     if run_id is not None:
         candidate = candidate.where(runs.c.id == run_id)
     candidate = (
@@ -247,11 +250,13 @@ def renew_lease(
 
 
 def release_lease(conn: Connection, run_id: RunId, owner: WorkerId, fencing: int) -> bool:
-    """Give up the lease so another worker may claim the run at once; False if already lost."""
+    """Give up the lease so another worker may claim the run at once; False if already lost.
+
+    The fencing number moves on, so nothing the releasing worker still sends is accepted."""
     result = conn.execute(
         update(runs)
-        .where(runs.c.id == run_id, runs.c.fencing == fencing, runs.c.lease_owner == owner)
-        .values(lease_owner=None, lease_expires_at=None)
+        .where(_owned(run_id, owner, fencing))
+        .values(lease_owner=None, lease_expires_at=None, fencing=runs.c.fencing + 1)
     )
     return bool(result.rowcount == 1)
 
@@ -280,13 +285,40 @@ def register_worker(conn: Connection, worker: WorkerInfo) -> None:
 
 
 def heartbeat(
-    conn: Connection, worker_id: WorkerId, *, now: datetime, lease_seconds: float
+    conn: Connection,
+    worker: WorkerInfo,
+    leases: Mapping[RunId, int],
+    *,
+    now: datetime,
+    lease_seconds: float,
+    forget_after: float,
 ) -> frozenset[RunId]:
-    """Record a heartbeat and extend the leases of every run the worker still owns."""
-    conn.execute(update(workers).where(workers.c.id == worker_id).values(heartbeat_at=now))
+    """Record a worker's heartbeat and extend the leases it holds (`leases`: run id to
+    fencing number); return the runs whose lease was extended.
+
+    Only the runs named are renewed, and only while the worker still owns them with that
+    fencing number: a run its executor gave up on stops being renewed, so its lease expires
+    even though the worker lives. The worker's row is written again if it was forgotten, and
+    the rows of workers silent for `forget_after` seconds are deleted.
+    """
+    beat = conn.execute(update(workers).where(workers.c.id == worker.id).values(heartbeat_at=now))
+    if beat.rowcount != 1:
+        register_worker(conn, dataclasses.replace(worker, heartbeat_at=now))
+    conn.execute(
+        delete(workers).where(
+            workers.c.heartbeat_at < now - timedelta(seconds=forget_after),
+            workers.c.id != worker.id,
+        )
+    )
+    if not leases:
+        return frozenset()
     renewed = conn.execute(
         update(runs)
-        .where(runs.c.lease_owner == worker_id, runs.c.status.in_(_CLAIMABLE))
+        .where(
+            tuple_(runs.c.id, runs.c.fencing).in_(list(leases.items())),
+            runs.c.lease_owner == worker.id,
+            runs.c.status.in_(_CLAIMABLE),
+        )
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .returning(runs.c.id)
     )
@@ -302,11 +334,12 @@ def list_workers(conn: Connection, *, heartbeat_since: datetime | None) -> list[
 
 
 def remove_worker(conn: Connection, worker_id: WorkerId) -> bool:
-    """Delete a worker row and release the leases it still holds."""
+    """Delete a worker row and release the leases it still holds (moving their fencing
+    numbers on, as `release_lease` does)."""
     conn.execute(
         update(runs)
-        .where(runs.c.lease_owner == worker_id)
-        .values(lease_owner=None, lease_expires_at=None)
+        .where(runs.c.lease_owner == worker_id, runs.c.status.in_(_CLAIMABLE))
+        .values(lease_owner=None, lease_expires_at=None, fencing=runs.c.fencing + 1)
     )
     result = conn.execute(delete(workers).where(workers.c.id == worker_id))
     return bool(result.rowcount == 1)

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table, bindparam, case, func, select, update
+from sqlalchemy import Executable, Table, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost
@@ -36,6 +36,7 @@ from flowstore.store.records import (
     NodeStatus,
     RunChange,
     RunId,
+    RunStatus,
     Transition,
     TransitionKind,
 )
@@ -45,6 +46,7 @@ from flowstore.store.repositories.runs import lease_lost
 from flowstore.store.schema import checkpoints, error_reports, node_executions, runs, transitions
 
 __all__ = [
+    "in_flight",
     "read_checkpoint",
     "read_node_executions",
     "read_outputs",
@@ -58,6 +60,9 @@ _NODE, _RUN, _EVENT, _CHECKPOINT = (
     TransitionKind.EVENT.value,
     TransitionKind.CHECKPOINT.value,
 )
+
+_OPEN = {"r_queued": RunStatus.QUEUED.value, "r_running": RunStatus.RUNNING.value}
+"""The statuses of a run that can still be written to (bound parameters of `_reserve`)."""
 
 _NODE_ENDED = frozenset(
     {NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
@@ -82,6 +87,17 @@ class _NodeRow:
     span_id: str | None = None
 
 
+def in_flight(conn: Connection, run_id: RunId) -> list[tuple[str, str]]:
+    """The (node, key) of the run's node executions that started and have not ended."""
+    rows = conn.execute(
+        select(node_executions.c.node, node_executions.c.exec_key).where(
+            node_executions.c.run_id == run_id,
+            node_executions.c.status.in_([NodeStatus.RUNNING.value, NodeStatus.RECOVERED.value]),
+        )
+    )
+    return [(row.node, row.exec_key) for row in rows]
+
+
 def record_transitions(
     conn: Connection,
     run_id: RunId,
@@ -98,8 +114,8 @@ def record_transitions(
     the changes itself, and told live readers so).
 
     Raises:
-        LeaseLost: `fencing` is not the run's current fencing number, or the log is not where
-            `expected_seq` says; nothing is written.
+        LeaseLost: `fencing` is not the run's current fencing number, the run has ended, or
+            the log is not where `expected_seq` says; nothing is written.
         RunNotFound: There is no such run.
     """
     run_values: dict[str, Any] = {}
@@ -113,6 +129,7 @@ def record_transitions(
             if change.status.is_terminal:
                 run_values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
     reserving = {"r_run_id": run_id, "r_fencing": fencing, "r_count": len(changes), "r_now": now}
+    reserving.update(_OPEN)
     reserving.update({f"r_{name}": value for name, value in run_values.items()})
     if expected_seq is not None:
         reserving["r_after"] = expected_seq - 1
@@ -285,10 +302,12 @@ class _Where:
 # Statements built once: building and cache-keying a statement costs more than running it.
 @cache
 def _reserve(columns: tuple[str, ...], expected: bool) -> Executable:
-    """Check the fencing number (and with `expected`, where the log is), reserve sequence
-    numbers, and set `columns` of the run."""
+    """Check the fencing number and that the run has not ended (and with `expected`, where
+    the log is), reserve sequence numbers, and set `columns` of the run."""
     stmt = update(runs).where(
-        runs.c.id == bindparam("r_run_id"), runs.c.fencing == bindparam("r_fencing")
+        runs.c.id == bindparam("r_run_id"),
+        runs.c.fencing == bindparam("r_fencing"),
+        or_(runs.c.status == bindparam("r_queued"), runs.c.status == bindparam("r_running")),
     )
     if expected:
         stmt = stmt.where(runs.c.last_seq == bindparam("r_after"))
