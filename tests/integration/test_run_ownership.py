@@ -1,0 +1,284 @@
+"""Every run ends or is released, whatever stops its executor: regressions of runs that sat in
+`running` while their owner lived, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import pytest
+
+from flowstore import Workflow
+from flowstore.errors import StoreError, StoreUnavailable
+from flowstore.events import RunEvent
+from flowstore.runtime.engine import Engine
+from flowstore.store import NodeStatus, RunId, RunStatus
+from tests.support.faults import Fault
+
+LOCKED = StoreUnavailable("recording transitions: database is locked")
+
+
+def chain(calls: dict[str, int] | None = None) -> Workflow:
+    flow = Workflow("chain")
+    counted = calls if calls is not None else {}
+
+    @flow.node
+    async def a(n: int) -> int:
+        counted["a"] = counted.get("a", 0) + 1
+        return n + 1
+
+    @flow.node
+    async def b(a: int) -> int:
+        counted["b"] = counted.get("b", 0) + 1
+        return a + 1
+
+    return flow
+
+
+async def test_a_commit_failing_once_is_taken_up_again_and_the_run_ends(
+    migrated_url: str,
+) -> None:
+    calls: dict[str, int] = {}
+    async with Engine(migrated_url, workflows=[chain(calls)], workers=0) as engine:
+        # The second commit holds `a`'s end and `b`'s start.
+        fault = Fault(engine.store, "record_transitions", {2}, LOCKED)
+        run = await engine.run(chain(calls), {"n": 1}, run_id="r1")
+        fault.undo()
+        assert (run.status, run.output, fault.failed) == (RunStatus.SUCCEEDED, 3, 1)
+        # `a` was running when the commit failed: it ran again (at least once); `b` once.
+        assert calls == {"a": 2, "b": 1}
+        record = await engine.store.get_run(RunId("r1"))
+        assert record.lease_owner is None
+
+
+async def test_a_run_whose_store_stays_away_is_released_for_any_worker(
+    migrated_url: str,
+) -> None:
+    async with Engine(
+        migrated_url, workflows=[chain()], workers=0, lease_seconds=30, store_retry_seconds=0
+    ) as engine:
+        fault = Fault(engine.store, "record_transitions", {2}, LOCKED)
+        with pytest.raises(StoreUnavailable, match="database is locked"):
+            await engine.run(chain(), {"n": 1}, run_id="r1")
+        fault.undo()
+        # Not kept `running` by this live engine: free at once, long before its lease ends.
+        record = await engine.store.get_run(RunId("r1"))
+        assert (record.status, record.lease_owner) == (RunStatus.RUNNING, None)
+        async with asyncio.timeout(10):
+            resumed = await engine.resume("r1")  # does not wait on itself
+        assert (resumed.status, resumed.output) == (RunStatus.SUCCEEDED, 3)
+
+
+async def test_a_run_whose_release_fails_too_is_free_once_its_lease_expires(
+    migrated_url: str,
+) -> None:
+    async with Engine(
+        migrated_url, workflows=[chain()], workers=0, lease_seconds=0.6, store_retry_seconds=0
+    ) as engine:
+        record_fault = Fault(engine.store, "record_transitions", {2}, LOCKED)
+        release_fault = Fault(engine.store, "release_lease", lambda _: True, LOCKED)
+        with pytest.raises(StoreUnavailable):
+            await engine.run(chain(), {"n": 1}, run_id="r1")
+        record_fault.undo()
+        release_fault.undo()
+        await asyncio.sleep(1.5)  # the heartbeat (every 0.2 s) no longer renews it
+        async with Engine(migrated_url, workflows=[chain()], workers=0) as other:
+            async with asyncio.timeout(10):
+                resumed = await other.resume("r1")
+        assert resumed.status is RunStatus.SUCCEEDED
+
+
+async def test_a_bug_outside_the_nodes_ends_the_run_failed(migrated_url: str) -> None:
+    async with Engine(migrated_url, workflows=[chain()], workers=0) as engine:
+        fault = Fault(engine.store, "record_transitions", {2}, RuntimeError("a bug"))
+        with pytest.raises(RuntimeError, match="a bug"):
+            await engine.run(chain(), {"n": 1}, run_id="r1")
+        fault.undo()
+        record = await engine.store.get_run(RunId("r1"))
+        assert (record.status, record.lease_owner) == (RunStatus.FAILED, None)
+        assert record.error["type"] == "builtins.RuntimeError"
+        nodes = {n.node: n.status for n in await engine.store.read_node_executions(record.id)}
+        assert nodes == {"a": NodeStatus.CANCELLED}
+        resumed = await engine.resume("r1")
+        assert (resumed.status, resumed.output) == (RunStatus.SUCCEEDED, 3)
+
+
+async def test_a_cancelled_caller_ends_its_run_cancelled(migrated_url: str) -> None:
+    started = asyncio.Event()
+    flow = Workflow("slow")
+
+    @flow.node
+    async def wait(n: int) -> int:
+        started.set()
+        await asyncio.sleep(60)
+        return n
+
+    async with Engine(migrated_url, workflows=[flow]) as engine:
+        task = asyncio.create_task(engine.run(flow, {"n": 1}, run_id="r1"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        record = await engine.store.get_run(RunId("r1"))
+        assert (record.status, record.lease_owner) == (RunStatus.CANCELLED, None)
+        [execution] = await engine.store.read_node_executions(record.id)
+        assert execution.status is NodeStatus.CANCELLED
+
+
+async def test_leaving_a_stream_early_cancels_the_run_durably(migrated_url: str) -> None:
+    ran = {"b": 0}
+    flow = Workflow("streamed")
+
+    @flow.node
+    async def a(n: int) -> int:
+        await asyncio.sleep(0.2)
+        return n
+
+    @flow.node
+    async def b(a: int) -> int:
+        ran["b"] += 1
+        return a
+
+    async with Engine(migrated_url, workflows=[flow], workers=0) as engine:
+        events = engine.stream(flow, {"n": 1})
+        first = await anext(events)
+        await events.aclose()
+        record = await engine.store.get_run(RunId(first.run_id))
+        assert (record.status, record.lease_owner) == (RunStatus.CANCELLED, None)
+    # Another worker, later, does not run the "cancelled" run to its end.
+    async with Engine(migrated_url, workflows=[flow], poll_seconds=0.05) as engine:
+        await asyncio.sleep(0.5)
+        assert (await engine.get_run(first.run_id)).status is RunStatus.CANCELLED
+    assert ran == {"b": 0}
+
+
+async def test_a_reader_never_sees_an_end_that_was_not_committed(migrated_url: str) -> None:
+    gate = asyncio.Event()
+    flow = Workflow("gated")
+
+    @flow.node
+    async def a(n: int) -> int:
+        await gate.wait()
+        return n + 1
+
+    @flow.node
+    async def b(a: int) -> int:
+        return a + 1
+
+    async with Engine(migrated_url, workflows=[flow], workers=0, store_retry_seconds=0) as engine:
+        # The third commit holds `b`'s end and the run's success.
+        fault = Fault(engine.store, "record_transitions", {3}, LOCKED)
+        running = asyncio.create_task(engine.run(flow, {"n": 1}, run_id="r1"))
+        while fault.count < 1:
+            await asyncio.sleep(0.01)
+        seen: list[tuple[str, str]] = []
+
+        async def read() -> None:
+            async for event in engine.events("r1"):
+                if isinstance(event, RunEvent):
+                    seen.append((event.status, repr(event.output)))
+
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.05)
+        gate.set()
+        with pytest.raises(StoreUnavailable):
+            await running
+        fault.undo()
+        await asyncio.sleep(0.1)
+        assert ("succeeded", "3") not in seen
+        assert (await engine.get_run("r1")).status is RunStatus.RUNNING
+        resumed = await engine.resume("r1")
+        async with asyncio.timeout(10):
+            await reader
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert seen.count(("succeeded", "3")) == 1
+
+
+async def test_the_heartbeat_outlives_any_store_error(
+    migrated_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Errors the heartbeat meets (not only `StoreUnavailable`) are logged once, retried, and
+    a healthy run keeps its lease throughout."""
+    flow = Workflow("long")
+
+    @flow.node
+    async def step(n: int) -> int:
+        await asyncio.sleep(2.0)
+        return n
+
+    caplog.set_level(logging.WARNING, logger="flowstore")
+    async with Engine(migrated_url, workflows=[flow], workers=0, lease_seconds=0.9) as engine:
+        failing = {"on": True}
+        fault = Fault(
+            engine.store,
+            "heartbeat",
+            lambda _: failing["on"],
+            StoreError("the database system is starting up"),
+        )
+        task = asyncio.create_task(engine.run(flow, {"n": 7}, run_id="r1"))
+        await asyncio.sleep(0.5)  # fewer than a lease of failed beats
+        failing["on"] = False
+        run = await task
+        fault.undo()
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, 7)
+    heartbeat_lines = [r.getMessage() for r in caplog.records if "heartbeat" in r.getMessage()]
+    assert len(heartbeat_lines) == 2, heartbeat_lines  # failed (once), and back
+    assert "gave up" not in caplog.text
+
+
+async def test_a_run_whose_lease_cannot_be_renewed_stops_writing(migrated_url: str) -> None:
+    started = asyncio.Event()
+    flow = Workflow("stranded")
+
+    @flow.node
+    async def step(n: int) -> int:
+        started.set()
+        await asyncio.sleep(30)
+        return n
+
+    async with Engine(migrated_url, workflows=[flow], workers=0, lease_seconds=0.6) as engine:
+        Fault(engine.store, "heartbeat", lambda _: True, LOCKED)
+        task = asyncio.create_task(engine.run(flow, {"n": 1}, run_id="r1"))
+        await started.wait()
+        with pytest.raises(Exception, match="lease"):
+            async with asyncio.timeout(5):
+                await task
+        record = await engine.store.get_run(RunId("r1"))
+        assert record.status is RunStatus.RUNNING  # for another worker to take over
+    async with Engine(migrated_url, workers=0) as other:
+        log = await other.store.read_transitions(RunId("r1"))
+    assert [t.status for t in log if t.node == "step"] == ["running"]
+
+
+async def test_a_waiter_keeps_no_future_per_poll(migrated_url: str) -> None:
+    flow = chain()
+    async with Engine(migrated_url, workflows=[flow], workers=0, poll_seconds=0.02) as client:
+        run_id = await client.submit(flow, {"n": 1})
+        waiting = asyncio.create_task(client.wait(run_id))
+        await asyncio.sleep(0.3)
+        assert sum(len(futures) for futures in client._waiters.values()) <= 1
+        async with Engine(migrated_url, workflows=[flow]) as worker:
+            async with asyncio.timeout(10):
+                run = await waiting
+            assert run.status is RunStatus.SUCCEEDED
+        assert client._waiters == {}
+        with contextlib.suppress(Exception):
+            await worker.wait(run_id)
+
+
+async def test_a_subworkflow_runs_under_a_caller_chosen_run_id(migrated_url: str) -> None:
+    child = Workflow("child")
+
+    @child.node
+    async def double(n: int) -> int:
+        return n * 2
+
+    parent = Workflow("parent")
+    parent.subworkflow("twice", child, inputs=["n"])
+
+    async with Engine(migrated_url, workflows=[parent], workers=0) as engine:
+        run = await engine.run(parent, {"n": 21}, run_id="order-42")
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, 42)
+        [child_run] = await engine.list_runs(workflow="child")
+        assert child_run.parent_run_id == "order-42"
