@@ -159,6 +159,7 @@ async def test_a_reader_never_sees_an_end_that_was_not_committed(migrated_url: s
 
     @flow.node
     async def a(n: int) -> int:
+        started.set()
         await gate.wait()
         return n + 1
 
@@ -166,12 +167,12 @@ async def test_a_reader_never_sees_an_end_that_was_not_committed(migrated_url: s
     async def b(a: int) -> int:
         return a + 1
 
+    started = asyncio.Event()
     async with Engine(migrated_url, workflows=[flow], workers=0, store_retry_seconds=0) as engine:
         # The third commit holds `b`'s end and the run's success.
         fault = Fault(engine.store, "record_transitions", {3}, LOCKED)
         running = asyncio.create_task(engine.run(flow, {"n": 1}, run_id="r1"))
-        while fault.count < 1:
-            await asyncio.sleep(0.01)
+        await started.wait()  # the run is stored
         seen: list[tuple[str, str]] = []
 
         async def read() -> None:
