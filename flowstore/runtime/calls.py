@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -277,13 +278,17 @@ async def _call(
     item_name = node.spec.map.item
     limit = asyncio.Semaphore(node.spec.map.concurrency or len(items) or 1)
 
-    async def one(item: Any) -> Any:
+    async def one(index: int, item: Any) -> Any:
         async with limit:
             single = validate_arguments(graph, node, {item_name: item})
-            result = await _invoke(node, {**checked, **single}, context)
+            # Each item its own context: its own idempotency key.
+            own = dataclasses.replace(context, item=index)
+            if node.context_param is not None:
+                single[node.context_param] = own
+            result = await _invoke(node, {**checked, **single}, own)
             return validate_output(graph, node, result)
 
-    return list(await asyncio.gather(*(one(item) for item in items)))
+    return list(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
 
 
 async def _invoke(node: CompiledNode, arguments: dict[str, Any], context: NodeContext) -> Any:
@@ -304,17 +309,33 @@ async def _invoke(node: CompiledNode, arguments: dict[str, Any], context: NodeCo
         return _joined(items)
     if node.style == "sync_generator":
         loop = asyncio.get_running_loop()
+        # Set on the loop once this call is over (a timeout, a cancellation): the thread
+        # cannot be stopped, but what it yields after that is dropped, never emitted.
+        over = threading.Event()
+
+        async def emit(text: str) -> None:
+            if not over.is_set():
+                await context.emit_token(text)
 
         def iterate() -> list[Any]:
             items = []
-            for item in function(**arguments):
-                if isinstance(item, str) and context.run.emit is not None:
-                    # Waits while the run's queue is full, as an async generator would.
-                    asyncio.run_coroutine_threadsafe(context.emit_token(item), loop).result()
-                items.append(item)
+            generator = function(**arguments)
+            try:
+                for item in generator:
+                    if over.is_set():
+                        break
+                    if isinstance(item, str) and context.run.emit is not None:
+                        # Waits while the run's queue is full, as an async generator would.
+                        asyncio.run_coroutine_threadsafe(emit(item), loop).result()
+                    items.append(item)
+            finally:
+                generator.close()
             return items
 
-        return _joined(await asyncio.to_thread(iterate))
+        try:
+            return _joined(await asyncio.to_thread(iterate))
+        finally:
+            over.set()
     return await asyncio.to_thread(function, **arguments)
 
 

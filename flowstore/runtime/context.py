@@ -57,6 +57,7 @@ class NodeContext:
         attempt: 1 for the first call, 2 for the first retry, and so on.
         run_logger: The run's logger; `logger` is its child named after the node.
         memory_stage: The memory writes of this attempt, committed with its success.
+        item: In a map node, the index of the item this call handles; None else.
     """
 
     run: RunContext
@@ -65,6 +66,7 @@ class NodeContext:
     attempt: int
     run_logger: logging.Logger
     memory_stage: MemoryStage | None = None
+    item: int | None = None
 
     @property
     def memory(self) -> Memory:
@@ -94,10 +96,12 @@ class NodeContext:
         """The same for every attempt of this node execution, across retries and recoveries.
 
         Pass it to the outside world (payments, emails, tickets) so a node that runs again
-        after a crash does not do the same thing twice.
+        after a crash does not do the same thing twice. Each item of a map node has its own
+        (`…/node#3` for the fourth item).
         """
         suffix = f"/{self.key}" if self.key else ""
-        return f"{self.run.run_id}/{self.node}{suffix}"
+        item = f"#{self.item}" if self.item is not None else ""
+        return f"{self.run.run_id}/{self.node}{suffix}{item}"
 
     async def emit_token(self, text: str) -> None:
         """Stream a piece of this node's output.

@@ -168,27 +168,49 @@ class SQLiteThreads:
             with contextlib.suppress(RuntimeError):  # a loop closed already: nobody waits
                 self._loop.call_soon_threadsafe(self._one_connected)
             while (request := self._requests.get()) is not None:
-                if conn is None or conn.closed or conn.invalidated:
-                    conn = self._engine.connect()
+                # Whatever fails (connecting included) goes back to the caller; the thread
+                # stays, and connects again for the next request.
                 try:
-                    if not request.transaction:  # a checkpoint: on the driver's connection
-                        result = request.work(conn)
-                    else:
-                        if not request.wait_for_lock:
-                            set_busy_timeout(conn, 0)
-                        with conn.begin():
-                            begin_transaction(conn, self._begin)
-                            result = request.work(conn)
-                except BaseException as error:  # every failure goes back to the caller
+                    if conn is None or conn.closed or conn.invalidated:
+                        conn = None
+                        conn = self._engine.connect()
+                    request.settle(self._run(conn, request), None)
+                except BaseException as error:
                     request.settle(None, error)
-                else:
-                    request.settle(result, None)
-                finally:
-                    if not request.wait_for_lock:
-                        set_busy_timeout(conn, self._busy_timeout_ms)
+                    if conn is not None and not _usable(conn):
+                        with contextlib.suppress(Exception):
+                            conn.close()
+                        conn = None
         finally:
             if conn is not None:
                 conn.close()
+
+    def _run(self, conn: Connection, request: _Request[T]) -> T:
+        if not request.transaction:  # a checkpoint: on the driver's connection
+            return request.work(conn)
+        if request.wait_for_lock:
+            with conn.begin():
+                begin_transaction(conn, self._begin)
+                return request.work(conn)
+        set_busy_timeout(conn, 0)
+        try:
+            with conn.begin():
+                begin_transaction(conn, self._begin)
+                return request.work(conn)
+        finally:
+            set_busy_timeout(conn, self._busy_timeout_ms)
+
+
+def _usable(conn: Connection) -> bool:
+    """Whether a connection can take the next request (not closed, not invalidated, and
+    its database still answers)."""
+    if conn.closed or conn.invalidated:
+        return False
+    try:
+        driver = conn.connection.driver_connection
+        return driver is not None and driver.execute("SELECT 1").fetchone() is not None
+    except Exception:
+        return False
 
 
 class _Busy(enum.Enum):

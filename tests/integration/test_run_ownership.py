@@ -283,3 +283,45 @@ async def test_a_subworkflow_runs_under_a_caller_chosen_run_id(migrated_url: str
         assert (run.status, run.output) == (RunStatus.SUCCEEDED, 42)
         [child_run] = await engine.list_runs(workflow="child")
         assert child_run.parent_run_id == "order-42"
+
+
+async def test_a_timed_out_sync_generator_writes_nothing_after_its_end(migrated_url: str) -> None:
+    import time
+
+    flow = Workflow("talker")
+
+    @flow.node(timeout=0.2)
+    def talk(n: int):  # type: ignore[no-untyped-def]
+        for index in range(8):
+            time.sleep(0.1)
+            yield f"t{index} "
+
+    async with Engine(migrated_url, workflows=[flow], workers=0) as engine:
+        run = await engine.run(flow, {"n": 1})
+        assert run.status is RunStatus.FAILED
+        await asyncio.sleep(1.0)  # the thread yields its other tokens meanwhile
+        log = await engine.store.read_transitions(run.id)
+    assert log[-1].kind.value == "run" and log[-1].status == "failed"
+    tokens = [t.payload for t in log if t.name == "token"]
+    assert len(tokens) <= 2
+
+
+async def test_only_workers_in_this_pid_namespace_are_taken_for_dead(migrated_url: str) -> None:
+    import socket
+    from datetime import UTC, datetime
+
+    from flowstore.runtime.worker import dead_local_workers, process_identity
+    from flowstore.store import WorkerId, WorkerInfo, open_store
+
+    dead_pid = 2**22 + 17  # above Linux's highest PID: no such process here
+    here = process_identity()
+    elsewhere = {**here, "pid_ns": "pid:[1]"}
+    now = datetime.now(UTC)
+    store = await open_store(migrated_url)
+    try:
+        for name, metadata in [("here", here), ("container", elsewhere), ("old", None)]:
+            worker = WorkerInfo(WorkerId(name), socket.gethostname(), dead_pid, now, now, metadata)
+            await store.register_worker(worker)
+        assert await dead_local_workers(store, WorkerId("me")) == ["here"]
+    finally:
+        await store.close()

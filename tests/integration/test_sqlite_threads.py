@@ -307,3 +307,42 @@ def test_slow_commits_on_the_loop_send_the_next_ones_to_the_threads(tmp_path: Pa
         asyncio.run(main())
     finally:
         engine.dispose()
+
+
+async def test_a_thread_that_cannot_connect_answers_with_the_error_and_recovers(
+    tmp_path: Path,
+) -> None:
+    from flowstore.store.sqlite_threads import SQLiteThreads
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    real_connect = engine.connect
+    failing = {"on": True}
+
+    def connect() -> Connection:
+        if failing["on"]:
+            raise OSError("unable to open database file")
+        return real_connect()
+
+    engine.connect = connect  # type: ignore[method-assign]
+    threads = SQLiteThreads(engine, threads=1, begin="BEGIN", name="t", busy_timeout_ms=100)
+    try:
+        await threads.connected()
+
+        def one(conn: Connection) -> int:
+            return int(conn.execute(text("SELECT 1")).scalar_one())
+
+        for _ in range(2):  # every request is answered, none hangs
+            async with asyncio.timeout(5):
+                try:
+                    await threads.run(one)
+                except OSError as error:
+                    assert "unable to open" in str(error)
+                else:
+                    raise AssertionError("connecting was failing")
+        failing["on"] = False
+        async with asyncio.timeout(5):
+            assert await threads.run(one) == 1
+        assert threads.idle
+    finally:
+        await threads.close()
+        engine.dispose()

@@ -17,7 +17,8 @@ async def with_timeout(seconds: float | None, call: Callable[[], Awaitable[T]], 
     """Await `call()`, cancelling it after `seconds` (None: no limit).
 
     A sync node runs in a worker thread that cannot be interrupted: its attempt fails at the
-    deadline, and the thread finishes in the background with its result ignored.
+    deadline, and the thread finishes in the background with its result ignored (a sync
+    generator's later tokens are dropped).
 
     Raises:
         NodeTimeout: The deadline passed; the call was cancelled.
