@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection
 
@@ -333,12 +334,8 @@ async def test_a_thread_that_cannot_connect_answers_with_the_error_and_recovers(
 
         for _ in range(2):  # every request is answered, none hangs
             async with asyncio.timeout(5):
-                try:
+                with pytest.raises(OSError, match="unable to open"):
                     await threads.run(one)
-                except OSError as error:
-                    assert "unable to open" in str(error)
-                else:
-                    raise AssertionError("connecting was failing")
         failing["on"] = False
         async with asyncio.timeout(5):
             assert await threads.run(one) == 1

@@ -41,11 +41,9 @@ def test_a_broken_postgresql_query_is_a_store_error() -> None:
 
 
 def test_sqlite_locked_from_the_driver_itself_is_unavailable() -> None:
-    with sqlite3.connect(":memory:") as conn:
-        try:
-            conn.execute("PRAGMA no_such_thing = (")
-        except sqlite3.OperationalError as broken:
-            assert type(store_error("x", broken)) is StoreError
+    with sqlite3.connect(":memory:") as conn, pytest.raises(sqlite3.OperationalError) as broken:
+        conn.execute("PRAGMA no_such_thing = (")
+    assert type(store_error("x", broken.value)) is StoreError
     locked = sqlite3.OperationalError("database is locked")
     locked.sqlite_errorcode = 5  # type: ignore[attr-defined]
     translated = store_error("beginning a write", locked)
