@@ -12,6 +12,7 @@ FlowstoreError
 │   └── StreamInterrupted         a reader was shown events that its run's owner never committed
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
+    ├── DatabaseGone              the SQLite file was deleted or replaced under an open store
     ├── SchemaError               the database schema is missing or not at the expected revision
     ├── IntegrityConflict         a write broke a uniqueness or foreign-key rule
     ├── RunNotFound               no run has the given id
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CircuitOpen",
+    "DatabaseGone",
     "DefinitionError",
     "ExecutionError",
     "ExpressionError",
@@ -158,6 +160,11 @@ class StoreError(FlowstoreError):
 
 class StoreUnavailable(StoreError):
     """The database could not be reached, or stayed locked past the busy timeout."""
+
+
+class DatabaseGone(StoreError):
+    """The SQLite database file was deleted or replaced while the store had it open: nothing
+    more is written to it."""
 
 
 class SchemaError(StoreError):

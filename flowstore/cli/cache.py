@@ -6,7 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from flowstore.cli.db import database_url
+from flowstore.cli.db import existing_store
 
 __all__ = ["add_commands"]
 
@@ -29,7 +29,7 @@ def _clear(args: argparse.Namespace) -> int:
     from flowstore.store import open_store
 
     async def clear() -> int:
-        async with await open_store(database_url(args.url)) as store:
+        async with await open_store(existing_store(args.url)) as store:
             return await store.clear_cache(
                 workflow=args.workflow, node=args.node, expired_only=args.expired
             )

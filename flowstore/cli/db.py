@@ -7,14 +7,20 @@ import asyncio
 import os
 from typing import Any
 
-from flowstore.store.engine import DEFAULT_URL
+from flowstore.store.engine import DEFAULT_URL, StoreSettings
 
-__all__ = ["add_commands", "database_url"]
+__all__ = ["add_commands", "database_url", "existing_store"]
 
 
 def database_url(given: str | None) -> str:
     """The URL from `--url`, else FLOWSTORE_DATABASE_URL, else the embedded SQLite default."""
     return given or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
+
+
+def existing_store(given: str | None) -> StoreSettings:
+    """Settings that open the database of `--url` (see `database_url`) only if it exists: a
+    command that reads never creates a database on a mistyped path."""
+    return StoreSettings(url=database_url(given), create=False)
 
 
 def add_commands(commands: Any) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import json
 from typing import Any
 
-from flowstore.cli.db import database_url
+from flowstore.cli.db import existing_store
 
 __all__ = ["add_commands"]
 
@@ -47,7 +47,7 @@ def _show(args: argparse.Namespace) -> int:
     from flowstore.store import open_store
 
     async def read() -> Any:
-        async with await open_store(database_url(args.url)) as store:
+        async with await open_store(existing_store(args.url)) as store:
             return await store.read_messages(args.thread, limit=args.limit)
 
     messages = asyncio.run(read())
@@ -83,7 +83,7 @@ def _threads(args: argparse.Namespace) -> int:
     from flowstore.store import open_store
 
     async def read() -> Any:
-        async with await open_store(database_url(args.url)) as store:
+        async with await open_store(existing_store(args.url)) as store:
             return await store.list_threads(limit=args.limit)
 
     print(f"{'thread':<40}{'messages':>9}  last")
@@ -109,7 +109,7 @@ def _entities(args: argparse.Namespace) -> int:
             raise InvalidValue(f"--where {key}: compare with a string, number or boolean")
 
     async def read() -> Any:
-        async with await open_store(database_url(args.url)) as store:
+        async with await open_store(existing_store(args.url)) as store:
             return await store.find_entities(
                 args.namespace, where=where or None, name_prefix=args.name, limit=args.limit
             )

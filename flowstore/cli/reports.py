@@ -8,7 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flowstore.cli.db import database_url
+from flowstore.cli.db import existing_store
 from flowstore.errors import FlowstoreError
 
 __all__ = ["add_commands", "parse_since"]
@@ -65,7 +65,7 @@ def _stats(args: argparse.Namespace) -> int:
     from flowstore.store import open_store
 
     async def read() -> Any:
-        async with await open_store(database_url(args.url)) as store:
+        async with await open_store(existing_store(args.url)) as store:
             return (
                 await store.run_stats(workflow=args.workflow),
                 await store.node_stats(workflow=args.workflow),
@@ -112,7 +112,7 @@ def _errors(args: argparse.Namespace) -> int:
     since = parse_since(args.since) if args.since else None
 
     async def listing() -> Any:
-        async with Engine(database_url(args.url), workers=0) as engine:
+        async with Engine(settings=existing_store(args.url), workers=0) as engine:
             run_id = RunId(args.run) if args.run else None
             return await engine.store.list_errors(run_id=run_id, since=since, limit=args.limit)
 

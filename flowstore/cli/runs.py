@@ -12,8 +12,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from flowstore.cli.db import database_url
+from flowstore.cli.db import database_url, existing_store
 from flowstore.cli.definitions import add_resources_option, load_resources, load_workflow
+from flowstore.store.engine import StoreSettings
 
 __all__ = ["add_commands"]
 
@@ -117,7 +118,11 @@ class _Progress:
             print(f"  {change.status.value:<9} {change.node}{took}", file=sys.stderr, flush=True)
 
 
-def _open(url: str | None, *, debug: bool = False, resources: str | None = None) -> Any:
+def _open(
+    url: str | None, *, debug: bool = False, resources: str | None = None, create: bool = False
+) -> Any:
+    """An engine on the database of `url` without workers; a missing SQLite file is an
+    error unless `create` (only `flowstore run` makes a database)."""
     from flowstore.runtime.engine import Engine
 
     if debug:
@@ -126,7 +131,8 @@ def _open(url: str | None, *, debug: bool = False, resources: str | None = None)
         logging.getLogger("flowstore").addHandler(handler)
         logging.getLogger("flowstore").setLevel(logging.DEBUG)
     # No claim loops: this command runs what it is told to, not other queued runs.
-    return Engine(database_url(url), workers=0, debug=debug, resources=load_resources(resources))
+    settings = existing_store(url) if not create else StoreSettings(url=database_url(url))
+    return Engine(settings=settings, workers=0, debug=debug, resources=load_resources(resources))
 
 
 def _finish(run: Any) -> int:
@@ -154,7 +160,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidValue("--input must be a JSON object of workflow inputs")
 
     async def run() -> Any:
-        async with _open(args.url, debug=args.debug, resources=args.resources) as engine:
+        async with _open(
+            args.url, debug=args.debug, resources=args.resources, create=True
+        ) as engine:
             run_id = str(uuid.uuid4())
             started = f"run {run_id} of {workflow.name!r} in {engine.url}"
             return await engine.run(workflow, inputs, run_id=run_id, observe=_Progress(started))

@@ -1,4 +1,10 @@
-"""`flowstore worker`: a process that claims and executes runs until it is stopped."""
+"""`flowstore worker`: a process that claims and executes runs until it is stopped; and
+`flowstore workers`: the live workers and the runs they hold.
+
+On SIGTERM or SIGINT a worker stops claiming, lets the runs in flight end within `--grace`
+seconds, then releases what is left, so another worker takes those runs over at once (from
+what they committed). A second signal stops at once, releasing everything.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,10 @@ import argparse
 import asyncio
 import signal
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
-from flowstore.cli.db import database_url
+from flowstore.cli.db import database_url, existing_store
 from flowstore.cli.definitions import add_resources_option, load_resources, load_workflow
 
 __all__ = ["add_commands"]
@@ -32,8 +39,23 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--concurrency", type=int, default=4, help="runs executed at once")
     worker.add_argument("--lease", type=float, default=30.0, help="lease length in seconds")
     worker.add_argument("--poll", type=float, default=1.0, help="longest sleep between looks")
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM or SIGINT, how long runs in flight may take to end before they are "
+        "released to other workers (default 30); a second signal stops at once",
+    )
     add_resources_option(worker)
     worker.set_defaults(handler=_worker)
+
+    workers = commands.add_parser("workers", help="live workers and the runs they hold")
+    workers.add_argument(
+        "--url", help="database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
+    )
+    workers.add_argument("--all", action="store_true", help="also workers whose heartbeat stopped")
+    workers.set_defaults(handler=_workers)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -43,10 +65,16 @@ def _worker(args: argparse.Namespace) -> int:
     resources = load_resources(args.resources)
 
     async def serve() -> None:
-        stop = asyncio.Event()
+        stop, at_once = asyncio.Event(), asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                at_once.set()
+            stop.set()
+
         for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
+            loop.add_signal_handler(signum, on_signal)
         async with Engine(
             database_url(args.url),
             workflows=workflows,
@@ -57,8 +85,55 @@ def _worker(args: argparse.Namespace) -> int:
         ) as engine:
             names = ", ".join(workflow.name for workflow in workflows)
             print(f"worker {engine.worker_id} running {names}", file=sys.stderr, flush=True)
-            await stop.wait()
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                [stopping, asyncio.ensure_future(engine.stopped.wait())],
+                return_when="FIRST_COMPLETED",
+            )
+            if engine.failure is not None:
+                stopping.cancel()
+                raise engine.failure
+            print(
+                f"worker stopping: claiming no more runs; {engine.executing} in flight get up "
+                f"to {args.grace:g} s to end (a second signal releases them at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+            await engine.drain(args.grace, at_once=at_once)
         print("worker stopped", file=sys.stderr, flush=True)
 
     asyncio.run(serve())
     return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    from flowstore.store import RunQuery, RunStatus, open_store
+
+    async def read() -> tuple[list[Any], list[Any]]:
+        async with await open_store(existing_store(args.url)) as store:
+            workers = await store.list_workers()
+            running = await store.list_runs(
+                RunQuery(statuses=frozenset({RunStatus.RUNNING}), limit=100_000)
+            )
+            return workers, running
+
+    workers, running = asyncio.run(read())
+    held: dict[str, list[str]] = {}
+    for run in running:
+        if run.lease_owner is not None:
+            held.setdefault(run.lease_owner, []).append(str(run.id))
+    now = datetime.now(UTC)
+    print(f"{'worker':<40}{'host':<20}{'pid':<9}{'heartbeat':<12}runs")
+    for worker in workers:
+        age = (now - worker.heartbeat_at).total_seconds()
+        if not args.all and not held.get(worker.id) and age > _SILENT_AFTER:
+            continue
+        runs = held.get(worker.id, [])
+        shown = ", ".join(runs[:5]) + (f", … ({len(runs)})" if len(runs) > 5 else "")
+        print(f"{worker.id:<40}{worker.hostname:<20}{worker.pid:<9}{f'{age:.1f} s ago':<12}{shown}")
+    return 0
+
+
+_SILENT_AFTER = 300.0
+"""Seconds without a heartbeat after which `flowstore workers` leaves a worker out (`--all`
+shows it)."""

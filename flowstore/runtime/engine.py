@@ -31,7 +31,7 @@ from flowstore.definition.builder import Workflow
 from flowstore.definition.graph import Graph
 from flowstore.definition.spec import MemoryConfig
 from flowstore.definition.validation import prepare_validators, validate_inputs
-from flowstore.errors import ExecutionError, RunNotFound, StoreUnavailable
+from flowstore.errors import ExecutionError, RunNotFound, StoreError, StoreUnavailable
 from flowstore.hooks import HookKind, Hooks
 from flowstore.runtime.children import run_child
 from flowstore.runtime.executor import Observer, execute_run
@@ -150,6 +150,8 @@ class Engine:
         # The runs executing here: the only ones whose leases the heartbeat renews.
         self._held = HeldRuns(lease_seconds)
         self._closing = False
+        self.stopped = asyncio.Event()
+        self.failure: BaseException | None = None
         self._live = LiveRuns()
 
     @property
@@ -208,8 +210,18 @@ class Engine:
                 execute=self._execute_claim,
             )
             self._loops.append(loop)
-            self._loop_tasks.append(asyncio.create_task(loop.run_forever()))
+            task = asyncio.create_task(loop.run_forever())
+            task.add_done_callback(self._loop_ended)
+            self._loop_tasks.append(task)
         return self
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A worker loop ended by itself only when nothing can be written any more (its
+        database file is gone): the engine has stopped (`stopped`, with the `failure`)."""
+        if not task.cancelled() and task.exception() is not None:
+            self.failure = self.failure or task.exception()
+            _log.error("engine %s stopped: %s", self.worker_id, task.exception())
+            self.stopped.set()
 
     async def __aexit__(self, *_: object) -> None:
         await self.drain(self._grace_seconds)
@@ -220,27 +232,40 @@ class Engine:
             self._heartbeat = None
         try:
             if self._store is not None:
-                await self._store.remove_worker(self.worker_id)
+                try:
+                    await self._store.remove_worker(self.worker_id)
+                except StoreError as error:  # its row is forgotten by others in time
+                    _log.warning("engine %s: removing its worker row: %s", self.worker_id, error)
                 await self._store.close()
                 self._store = None
         finally:
             await self._resources.close()
 
-    async def drain(self, grace_seconds: float) -> None:
-        """Stop claiming runs; give the runs executing here up to `grace_seconds` to end;
-        then stop what is left, releasing each run for another worker to take over at once
-        (see `ownership.hold_run`)."""
+    @property
+    def executing(self) -> int:
+        """How many runs execute here now."""
+        return len(self._held)
+
+    async def drain(self, grace_seconds: float, *, at_once: asyncio.Event | None = None) -> None:
+        """Stop claiming runs; give the runs executing here up to `grace_seconds` to end (or
+        until `at_once` is set); then stop what is left, releasing each run for another
+        worker to take over at once (see `ownership.hold_run`)."""
         for loop in self._loops:
             loop.stop()
-        held = [run.task for run in self._held if run.task is not None]
-        if grace_seconds > 0 and held:
-            await asyncio.wait(held, timeout=grace_seconds)
+        deadline = asyncio.get_running_loop().time() + grace_seconds
+        hurry = asyncio.ensure_future((at_once or asyncio.Event()).wait())
+        try:
+            while held := {run.task for run in self._held if run.task is not None}:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0 or hurry.done():
+                    break
+                await asyncio.wait({*held, hurry}, timeout=left, return_when="FIRST_COMPLETED")
+        finally:
+            hurry.cancel()
         self._closing = True
         for task in [*self._loop_tasks, *(run.task for run in self._held if run.task)]:
             task.cancel()
-        for task in self._loop_tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._loop_tasks, return_exceptions=True)
         while len(self._held):  # runs executed by callers' tasks: wait for their release
             await asyncio.wait([run.task for run in self._held if run.task is not None])
         self._loops.clear()

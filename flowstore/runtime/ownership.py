@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from flowstore.errors import LeaseLost, StoreError, StoreUnavailable
+from flowstore.errors import DatabaseGone, LeaseLost, StoreError, StoreUnavailable
 from flowstore.runtime.calls import error_value
 from flowstore.store.protocol import Store
 from flowstore.store.records import Claim, RunChange, RunId, RunStatus, WorkerInfo
@@ -167,6 +167,8 @@ async def _shielded(work: Awaitable[None]) -> None:
 async def _leave(store: Store, claim: Claim, error: BaseException, closing: bool) -> None:
     """End or release a run whose executor stopped with `error`."""
     run_id = claim.run.id
+    if isinstance(error, DatabaseGone):
+        return  # nowhere to write to: its lease runs out wherever the runs are stored
     if closing or isinstance(error, StoreUnavailable):
         if await _release(store, claim):
             reason = "shutting down" if closing else f"the store failed: {error}"

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from flowstore.errors import StoreError, StoreUnavailable
+from flowstore.errors import DatabaseGone, StoreError, StoreUnavailable
 from flowstore.store.protocol import Store
 from flowstore.store.records import Claim, WorkerId
 
@@ -77,6 +77,8 @@ class ClaimLoop:
         while not self._stopping:
             try:
                 worked = await self._claim_and_execute()
+            except DatabaseGone:
+                raise  # nothing can be written any more: the engine stops (`Engine.stopped`)
             except StoreError as error:  # the database is away or refused: keep trying, slowly
                 if failing != type(error).__name__:
                     log.warning("worker %s: %s", self._worker_id, error)
@@ -114,6 +116,8 @@ class ClaimLoop:
             return False
         try:
             await self._execute(claim)
+        except DatabaseGone:
+            raise
         except StoreUnavailable:
             return False  # released (and logged) by `ownership.hold_run`: back off a while
         except Exception:  # ended or released, and logged, by `ownership.hold_run`

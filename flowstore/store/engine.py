@@ -27,6 +27,7 @@ from flowstore.store import serde
 
 __all__ = [
     "DEFAULT_URL",
+    "sqlite_path",
     "TRANSLATED",
     "WRITE_OPTION",
     "StoreSettings",
@@ -64,6 +65,8 @@ class StoreSettings:
         pool_size: Connections kept open per process (PostgreSQL).
         max_overflow: Extra connections allowed under load (PostgreSQL).
         echo: Log every SQL statement.
+        create: Create a SQLite database file that does not exist yet; with False (commands
+            that only read), a missing file is an error instead.
     """
 
     url: str = DEFAULT_URL
@@ -74,6 +77,7 @@ class StoreSettings:
     pool_size: int = 5
     max_overflow: int = 10
     echo: bool = False
+    create: bool = True
 
     def __post_init__(self) -> None:
         # SQLite takes an unknown level as NORMAL without a word: a typo would weaken
@@ -110,6 +114,14 @@ def normalize_url(url: str | URL) -> URL:
         "stores runs in SQLite (sqlite+aiosqlite:///file.db) or PostgreSQL "
         "(postgresql+asyncpg://user@host/db)"
     )
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL (None for another backend)."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return Path(parsed.database).absolute()
 
 
 def create_engine(settings: StoreSettings) -> AsyncEngine:

@@ -22,12 +22,14 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from flowstore.errors import StoreError
 from flowstore.store import migrate
 from flowstore.store.engine import (
     StoreSettings,
     create_engine,
     extend_wal,
     normalize_url,
+    sqlite_path,
 )
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
@@ -91,6 +93,12 @@ async def open_store(
         settings = StoreSettings()
     elif isinstance(settings, str):
         settings = StoreSettings(url=settings)
+    sqlite_file = sqlite_path(settings.url)
+    if sqlite_file is not None and not settings.create and not sqlite_file.exists():
+        raise StoreError(
+            f"no database at {sqlite_file}: check the path (or --url), or create it with "
+            "`flowstore db upgrade`"
+        )
     engine = create_engine(settings)
     is_sqlite = engine.dialect.name == "sqlite"
     auto_upgrade = is_sqlite if settings.auto_upgrade is None else settings.auto_upgrade
@@ -102,6 +110,7 @@ async def open_store(
         raise
     store = SQLStore(engine, settings, clock=clock)
     if is_sqlite:
+        store.watch_file()
         await store.warm_up()
     return store
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flowstore.errors import DatabaseGone
 from flowstore.store import serde
-from flowstore.store.engine import TRANSLATED, StoreSettings, store_error
+from flowstore.store.engine import TRANSLATED, StoreSettings, sqlite_path, store_error
 from flowstore.store.notices import RunNotices
 from flowstore.store.records import RunId
 from flowstore.store.sqlite_threads import BUSY, LoopConnection, SQLiteThreads, sqlite_sync_engine
@@ -59,6 +62,7 @@ class SQLTransactions:
         self._readers: SQLiteThreads | None = None
         self._sync_engine: Engine | None = None
         self._here: LoopConnection | None = None
+        self._file: tuple[Path, int, int] | None = None
         self._notices = RunNotices(engine) if engine.dialect.name == "postgresql" else None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
@@ -123,6 +127,30 @@ class SQLTransactions:
         if self._here is not None:
             await self._here.open()
 
+    def watch_file(self) -> None:
+        """Remember which file the SQLite database is, so that every write first checks it
+        is still there (a file deleted or replaced under an open store would swallow every
+        commit without an error)."""
+        path = sqlite_path(self.settings.url)
+        if path is not None:
+            stat = path.stat()
+            self._file = (path, stat.st_dev, stat.st_ino)
+
+    def _check_file(self) -> None:
+        if self._file is None:
+            return
+        path, device, inode = self._file
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            stat = None
+        if stat is None or (stat.st_dev, stat.st_ino) != (device, inode):
+            raise DatabaseGone(
+                f"the database file {path} was {'deleted' if stat is None else 'replaced'} "
+                "while flowstore had it open: nothing more is written; restart on the "
+                "database that holds the runs"
+            )
+
     async def _write(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one write transaction."""
         return await self._on_writer(action, lambda conn: work(conn, *args, **kwargs), True)
@@ -137,6 +165,7 @@ class SQLTransactions:
     async def _on_writer(
         self, action: str, work: Callable[[Connection], T], wait_for_lock: bool
     ) -> T:
+        self._check_file()
         try:
             if self._writer is not None:
                 return await self._writer.run(work, wait_for_lock=wait_for_lock)
@@ -153,6 +182,7 @@ class SQLTransactions:
         (`LoopConnection`), else on the writer thread."""
         here, writer = self._here, self._writer
         if here is not None and writer is not None and writer.idle and here.writes_ok:
+            self._check_file()
             try:
                 done = here.write(lambda conn: work(conn, *args, **kwargs))
             except TRANSLATED as error:
