@@ -325,3 +325,36 @@ async def test_only_workers_in_this_pid_namespace_are_taken_for_dead(migrated_ur
         assert await dead_local_workers(store, WorkerId("me")) == ["here"]
     finally:
         await store.close()
+
+
+def versioned(version: str) -> Workflow:
+    flow = Workflow("pricing", version=version)
+
+    @flow.node
+    async def price(n: int) -> str:
+        return f"v{version}:{n}"
+
+    return flow
+
+
+async def test_old_runs_finish_on_their_version_and_never_block_new_ones(
+    migrated_url: str,
+) -> None:
+    v1, v2 = versioned("1"), versioned("2")
+    async with Engine(migrated_url, workers=0) as client:
+        old = [await client.submit(v1, {"n": n}) for n in range(3)]
+    # A worker with only v2: takes the new runs, never the v1 ones, and is not held up.
+    async with Engine(migrated_url, workflows=[versioned("2")], poll_seconds=0.05) as only_v2:
+        new = [await only_v2.submit(v2, {"n": n}) for n in range(3)]
+        async with asyncio.timeout(30):
+            done = [await only_v2.wait(run_id) for run_id in new]
+        assert [run.output for run in done] == ["v2:0", "v2:1", "v2:2"]
+        waiting = [await only_v2.get_run(run_id) for run_id in old]
+        assert {run.status for run in waiting} == {RunStatus.QUEUED}
+    # A worker with both versions finishes the v1 runs on v1, and new runs on v2.
+    both = [versioned("1"), versioned("2")]
+    async with Engine(migrated_url, workflows=both, poll_seconds=0.05) as engine:
+        newer = await engine.submit(versioned("2"), {"n": 9})
+        async with asyncio.timeout(30):
+            finished = [await engine.wait(run_id) for run_id in [*old, newer]]
+    assert [run.output for run in finished] == ["v1:0", "v1:1", "v1:2", "v2:9"]
