@@ -79,6 +79,23 @@ loop's thread (`_write_here`). A larger one, and one made in the background (dur
 `batched`, a fan-out's ends), goes to the writer thread: the loop goes on meanwhile."""
 
 
+_SMALL_COMMIT_BYTES = 64 * 1024
+"""Bytes of encoded outputs up to which a commit may run on the event loop's thread: one
+large output would hold the loop while SQLite writes it."""
+
+
+def _small(changes: Sequence[Change], telemetry_rows: int) -> bool:
+    """Whether a commit is small enough for the event loop's thread, by rows and by size."""
+    if len(changes) + telemetry_rows > _SMALL_COMMIT:
+        return False
+    size = 0
+    for change in changes:
+        output = getattr(change, "output", None)
+        if isinstance(output, str):  # encoded already (`Store.encode`)
+            size += len(output)
+    return size <= _SMALL_COMMIT_BYTES
+
+
 async def open_store(
     settings: StoreSettings | str | None = None,
     *,
@@ -243,7 +260,7 @@ class SQLStore(SQLTransactions, Store):
         action = f"recording transitions of run {run_id}"
         if create is not None:
             action = f"creating run {run_id} of {create.workflow!r}"
-        here = waiting and len(changes) + len(metrics) + len(spans) <= _SMALL_COMMIT
+        here = waiting and _small(changes, len(metrics) + len(spans))
         return await (self._write_here if here else self._write)(
             action,
             commits.record_commit,

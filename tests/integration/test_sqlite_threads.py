@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -343,3 +344,34 @@ async def test_a_thread_that_cannot_connect_answers_with_the_error_and_recovers(
     finally:
         await threads.close()
         engine.dispose()
+
+
+async def test_a_commit_with_a_large_output_never_holds_the_event_loop(sqlite_url: str) -> None:
+    from flowstore.store import NodeChange, NodeStatus
+
+    store: SQLStore = await open_store(sqlite_url)
+    try:
+        assert store._here is not None
+        on_loop = []
+        real = store._here.write
+
+        def write(work: Any) -> Any:
+            on_loop.append(work)
+            return real(work)
+
+        store._here.write = write  # type: ignore[method-assign]
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        small = store.encode("x" * 100, what="a small output")
+        large = store.encode("x" * 200_000, what="a large output")
+        await store.record_transitions(
+            run.id, 1, [NodeChange("a", NodeStatus.SUCCEEDED, output=small)], waiting=True
+        )
+        assert len(on_loop) == 1
+        await store.record_transitions(
+            run.id, 1, [NodeChange("b", NodeStatus.SUCCEEDED, output=large)], waiting=True
+        )
+        assert len(on_loop) == 1  # the writer thread took it
+        outputs = await store.read_outputs(run.id)
+        assert len(outputs[("b", "")]) == 200_000
+    finally:
+        await store.close()
