@@ -98,13 +98,7 @@ class Committer:
                 raise
             finally:
                 self._hand_over()
-        waiter: asyncio.Future[Mapping[str, CacheEntry]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._queue(changes, metrics, spans)
-        self._keys.extend(cache_keys)
-        self._waiters.append(waiter)
-        return await waiter
+        return await self._flushed(changes, metrics, spans, cache_keys)
 
     async def commit_behind(
         self, changes: Sequence[Change], metrics: Sequence[MetricPoint] = ()
@@ -112,15 +106,27 @@ class Committer:
         """`commit`, made by a flush task rather than by the caller: a caller cancelled while
         it waits (a node being stopped) abandons the wait, never the commit itself."""
         self._raise_failure()
+        await self._flushed(self._number(changes), metrics, (), ())
+
+    def _flushed(
+        self,
+        changes: Sequence[Change],
+        metrics: Sequence[MetricPoint],
+        spans: Sequence[Span],
+        cache_keys: Sequence[str],
+    ) -> asyncio.Future[Mapping[str, CacheEntry]]:
+        """Queue numbered changes for a flush task (started if none runs); what it resolves
+        with once they are durable."""
         waiter: asyncio.Future[Mapping[str, CacheEntry]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._queue(self._number(changes), metrics, ())
+        self._queue(changes, metrics, spans)
+        self._keys.extend(cache_keys)
         self._waiters.append(waiter)
         if not self._busy:
             self._busy = True
             self._flushing = asyncio.create_task(self._flush())
-        await waiter
+        return waiter
 
     def submit(
         self,

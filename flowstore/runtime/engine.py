@@ -38,6 +38,7 @@ from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.memory import Memory
 from flowstore.runtime.models import Run
 from flowstore.runtime.ownership import HeldRun, HeldRuns, heartbeat, hold_run
+from flowstore.runtime.reading import RunReading
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
@@ -46,7 +47,6 @@ from flowstore.store.records import (
     Claim,
     NewRun,
     RunId,
-    RunQuery,
     RunStatus,
     WorkerId,
     WorkerInfo,
@@ -61,7 +61,7 @@ __all__ = ["Engine"]
 _log = logging.getLogger("flowstore.engine")
 
 
-class Engine:
+class Engine(RunReading):
     """Runs workflows durably; use it as an async context manager.
 
     Args:
@@ -252,22 +252,12 @@ class Engine:
         worker to take over at once (see `ownership.hold_run`)."""
         for loop in self._loops:
             loop.stop()
-        deadline = asyncio.get_running_loop().time() + grace_seconds
-        hurry = asyncio.ensure_future((at_once or asyncio.Event()).wait())
-        try:
-            while held := {run.task for run in self._held if run.task is not None}:
-                left = deadline - asyncio.get_running_loop().time()
-                if left <= 0 or hurry.done():
-                    break
-                await asyncio.wait({*held, hurry}, timeout=left, return_when="FIRST_COMPLETED")
-        finally:
-            hurry.cancel()
+        await self._held.ended(grace_seconds, at_once)
         self._closing = True
-        for task in [*self._loop_tasks, *(run.task for run in self._held if run.task)]:
+        for task in self._loop_tasks:
             task.cancel()
+        await self._held.stop()
         await asyncio.gather(*self._loop_tasks, return_exceptions=True)
-        while len(self._held):  # runs executed by callers' tasks: wait for their release
-            await asyncio.wait([run.task for run in self._held if run.task is not None])
         self._loops.clear()
         self._loop_tasks.clear()
 
@@ -375,38 +365,6 @@ class Engine:
             lease_seconds=self.lease_seconds,
         )
 
-    async def _execute_claimed(
-        self,
-        claim: Claim,
-        graph: Graph,
-        inputs: Mapping[str, Any],
-        held: HeldRun,
-        *,
-        observe: Observer | None = None,
-        create: NewRun | None = None,
-    ) -> RunStatus:
-        """Execute a held run with this engine's settings (a worker loop's, or `run`'s);
-        with `create`, the planned run the claim is of (see `execute_run`)."""
-        with self._live.executing(claim.run.id) as live:
-            return await execute_run(
-                self.store,
-                claim,
-                graph,
-                inputs,
-                observe=observe,
-                cancelled=held.cancelled,
-                lost=held.lost,
-                run_child=functools.partial(run_child, self),
-                telemetry=self._telemetry,
-                hooks=self._hooks_for(graph.name),
-                debug=self._debug,
-                resources=self.resources,
-                tracer=self._tracer_for_runs(),
-                secret_fields=self._secret_fields,
-                live=live,
-                create=create,
-            )
-
     def _tracer_for_runs(self) -> Any:
         # Only an application that imported OpenTelemetry can have configured a provider;
         # until one has, the bridge module is not even imported.
@@ -439,21 +397,31 @@ class Engine:
             record = create.record()
             run = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
         claim = run
-        try:
-            await hold_run(
-                self.store,
-                claim,
-                self._held,
-                lambda held: self._execute_claimed(
+
+        async def execute(held: HeldRun) -> RunStatus:
+            checked = validate_inputs(graph, claim.run.inputs) if inputs is None else inputs
+            with self._live.executing(claim.run.id) as live:
+                return await execute_run(
+                    self.store,
                     claim,
                     graph,
-                    validate_inputs(graph, claim.run.inputs) if inputs is None else inputs,
-                    held,
+                    checked,
                     observe=observe,
+                    cancelled=held.cancelled,
+                    lost=held.lost,
+                    run_child=functools.partial(run_child, self),
+                    telemetry=self._telemetry,
+                    hooks=self._hooks_for(graph.name),
+                    debug=self._debug,
+                    resources=self.resources,
+                    tracer=self._tracer_for_runs(),
+                    secret_fields=self._secret_fields,
+                    live=live,
                     create=create,
-                ),
-                closing=lambda: self._closing,
-            )
+                )
+
+        try:
+            await hold_run(self.store, claim, self._held, execute, closing=lambda: self._closing)
         finally:
             self._run_ended(claim.run.id)
         return claim.run.id
@@ -547,34 +515,6 @@ class Engine:
             loop.wake()
         return str(record.id)
 
-    async def wait(self, run_id: str) -> Run:
-        """Wait until a run has ended, wherever it runs, and return it.
-
-        Bound the wait with `asyncio.timeout(...)` around the call.
-        """
-        delay = 0.01
-        while True:
-            run = await self.get_run(run_id)
-            if run.status.is_terminal:
-                return run
-            ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters = self._waiters.setdefault(run_id, [])
-            waiters.append(ended)
-            try:  # ended here, or poll: it may run elsewhere
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(ended), timeout=delay)
-            finally:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(ended)
-                if not waiters and self._waiters.get(run_id) is waiters:
-                    del self._waiters[run_id]
-            delay = min(delay * 2, self._poll_seconds)
-
-    def _run_ended(self, run_id: RunId) -> None:
-        for waiter in self._waiters.pop(str(run_id), []):
-            if not waiter.done():
-                waiter.set_result(None)
-
     def _graph_for(self, workflow: str) -> Graph:
         if workflow not in self._workflows:
             known = ", ".join(sorted(self._workflows)) or "none"
@@ -585,24 +525,6 @@ class Engine:
 
     async def _dead_local_workers(self) -> list[WorkerId]:
         return await dead_local_workers(self.store, self.worker_id)
-
-    # ------------------------------------------------------------------ reading runs
-
-    def events(
-        self, run_id: str, *, after: int = 0, follow: bool = True
-    ) -> AsyncIterator[StreamEvent]:
-        """The run's events after sequence number `after`, in order, each once (see
-        `flowstore.events`): with `follow`, live until the run ends, wherever it executes;
-        else those in its log now. Raises `RunNotFound` once iterated, for an unknown run."""
-
-        async def events() -> AsyncIterator[StreamEvent]:
-            await self.store.get_run(RunId(run_id))
-            async for event in follow_run(
-                self.store, self._live, RunId(run_id), after=after, live=follow
-            ):
-                yield event
-
-        return events()
 
     async def stream(
         self, workflow: Workflow, inputs: Mapping[str, Any] | None = None
@@ -625,29 +547,3 @@ class Engine:
                     running.cancel()
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await running
-
-    async def get_run(self, run_id: str) -> Run:
-        """One run. Raises `RunNotFound`."""
-        return Run.from_record(await self.store.get_run(RunId(run_id)))
-
-    async def list_runs(
-        self,
-        *,
-        workflow: str | None = None,
-        status: RunStatus | Sequence[RunStatus] | None = None,
-        created_after: datetime | None = None,
-        created_before: datetime | None = None,
-        limit: int = 100,
-    ) -> list[Run]:
-        """Runs, newest first, filtered by workflow, status and creation time."""
-        statuses = None
-        if status is not None:
-            statuses = frozenset([status] if isinstance(status, RunStatus) else status)
-        query = RunQuery(
-            workflow=workflow,
-            statuses=statuses,
-            created_after=created_after,
-            created_before=created_before,
-            limit=limit,
-        )
-        return [Run.from_record(record) for record in await self.store.list_runs(query)]

@@ -107,6 +107,30 @@ class HeldRuns:
             if self._runs.get(held.run_id) is held:
                 del self._runs[held.run_id]
 
+    async def ended(self, seconds: float, at_once: asyncio.Event | None = None) -> None:
+        """Wait until every held run has ended, `seconds` have passed, or `at_once` is set."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        hurry = asyncio.ensure_future((at_once or asyncio.Event()).wait())
+        try:
+            while tasks := self._tasks():
+                left = deadline - loop.time()
+                if left <= 0 or hurry.done():
+                    return
+                await asyncio.wait({*tasks, hurry}, timeout=left, return_when="FIRST_COMPLETED")
+        finally:
+            hurry.cancel()
+
+    async def stop(self) -> None:
+        """Cancel every held run's task, and wait until each run is ended or released."""
+        for task in self._tasks():
+            task.cancel()
+        while tasks := self._tasks():
+            await asyncio.wait(tasks)
+
+    def _tasks(self) -> set[asyncio.Task[object]]:
+        return {held.task for held in self._runs.values() if held.task is not None}
+
     def leases(self) -> dict[RunId, int]:
         """Each held run's fencing number, to renew."""
         return {held.run_id: held.fencing for held in self._runs.values()}

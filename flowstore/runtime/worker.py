@@ -12,6 +12,7 @@ has it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -146,13 +147,18 @@ async def dead_local_workers(store: Store, me: WorkerId) -> list[WorkerId]:
 def process_identity() -> dict[str, str]:
     """What tells this process's PID space apart from others on the same host: the kernel's
     boot id and the PID namespace (empty where the system does not say)."""
-    identity = {}
+    return dict(_read_identity())
+
+
+@functools.cache
+def _read_identity() -> tuple[tuple[str, str], ...]:
+    # Read once per process: every claim loop looks at it.
     try:
-        identity["boot_id"] = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        identity["pid_ns"] = os.readlink("/proc/self/ns/pid")
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pid_ns = os.readlink("/proc/self/ns/pid")
     except OSError:
-        return {}
-    return identity
+        return ()
+    return (("boot_id", boot_id), ("pid_ns", pid_ns))
 
 
 def _identity(metadata: Any) -> dict[str, str]:

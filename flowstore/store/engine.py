@@ -125,8 +125,15 @@ def sqlite_path(url: str | URL) -> Path | None:
 
 
 def create_engine(settings: StoreSettings) -> AsyncEngine:
-    """Create the async engine for `settings.url`, with the backend's connection setup."""
+    """Create the async engine for `settings.url`, with the backend's connection setup; a
+    missing SQLite file is an error unless `settings.create`."""
     url = normalize_url(settings.url)
+    sqlite_file = sqlite_path(url)
+    if sqlite_file is not None and not settings.create and not sqlite_file.exists():
+        raise StoreError(
+            f"no database at {sqlite_file}: check the path (or --url), or create it with "
+            "`flowstore db upgrade`"
+        )
     options: dict[str, Any] = {
         "json_serializer": serde.serialize_for_driver,
         "json_deserializer": serde.decode,

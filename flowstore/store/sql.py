@@ -22,14 +22,12 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from flowstore.errors import StoreError
 from flowstore.store import migrate
 from flowstore.store.engine import (
     StoreSettings,
     create_engine,
     extend_wal,
     normalize_url,
-    sqlite_path,
 )
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
@@ -67,33 +65,11 @@ from flowstore.store.repositories import (
     telemetry,
     transitions,
 )
-from flowstore.store.transactions import SQLTransactions
+from flowstore.store.transactions import SQLTransactions, fits_the_loop
 
 __all__ = ["SQLStore", "open_store"]
 
 log = logging.getLogger("flowstore.store")
-
-_SMALL_COMMIT = 64
-"""Rows (changes, metrics, spans) up to which a commit its run waits for may run on the event
-loop's thread (`_write_here`). A larger one, and one made in the background (durability
-`batched`, a fan-out's ends), goes to the writer thread: the loop goes on meanwhile."""
-
-
-_SMALL_COMMIT_BYTES = 64 * 1024
-"""Bytes of encoded outputs up to which a commit may run on the event loop's thread: one
-large output would hold the loop while SQLite writes it."""
-
-
-def _small(changes: Sequence[Change], telemetry_rows: int) -> bool:
-    """Whether a commit is small enough for the event loop's thread, by rows and by size."""
-    if len(changes) + telemetry_rows > _SMALL_COMMIT:
-        return False
-    size = 0
-    for change in changes:
-        output = getattr(change, "output", None)
-        if isinstance(output, str):  # encoded already (`Store.encode`)
-            size += len(output)
-    return size <= _SMALL_COMMIT_BYTES
 
 
 async def open_store(
@@ -110,12 +86,6 @@ async def open_store(
         settings = StoreSettings()
     elif isinstance(settings, str):
         settings = StoreSettings(url=settings)
-    sqlite_file = sqlite_path(settings.url)
-    if sqlite_file is not None and not settings.create and not sqlite_file.exists():
-        raise StoreError(
-            f"no database at {sqlite_file}: check the path (or --url), or create it with "
-            "`flowstore db upgrade`"
-        )
     engine = create_engine(settings)
     is_sqlite = engine.dialect.name == "sqlite"
     auto_upgrade = is_sqlite if settings.auto_upgrade is None else settings.auto_upgrade
@@ -260,7 +230,7 @@ class SQLStore(SQLTransactions, Store):
         action = f"recording transitions of run {run_id}"
         if create is not None:
             action = f"creating run {run_id} of {create.workflow!r}"
-        here = waiting and _small(changes, len(metrics) + len(spans))
+        here = waiting and fits_the_loop(changes, len(metrics) + len(spans))
         return await (self._write_here if here else self._write)(
             action,
             commits.record_commit,

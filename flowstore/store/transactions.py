@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
@@ -19,10 +19,10 @@ from flowstore.errors import DatabaseGone
 from flowstore.store import serde
 from flowstore.store.engine import TRANSLATED, StoreSettings, sqlite_path, store_error
 from flowstore.store.notices import RunNotices
-from flowstore.store.records import RunId
+from flowstore.store.records import Change, RunId
 from flowstore.store.sqlite_threads import BUSY, LoopConnection, SQLiteThreads, sqlite_sync_engine
 
-__all__ = ["SQLTransactions", "Work"]
+__all__ = ["SQLTransactions", "Work", "fits_the_loop"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -35,6 +35,29 @@ _SQLITE_READERS = 2
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_SMALL_COMMIT = 64
+"""Rows (changes, metrics, spans) up to which a commit its run waits for may run on the event
+loop's thread (`SQLTransactions._write_here`). A larger one, and one made in the background
+(durability `batched`, a fan-out's ends), goes to the writer thread: the loop goes on."""
+
+
+_SMALL_COMMIT_BYTES = 64 * 1024
+"""Bytes of encoded outputs up to which a commit may run on the event loop's thread: one
+large output would hold the loop while SQLite writes it."""
+
+
+def fits_the_loop(changes: Sequence[Change], telemetry_rows: int) -> bool:
+    """Whether a commit is small enough for the event loop's thread, by rows and by size."""
+    if len(changes) + telemetry_rows > _SMALL_COMMIT:
+        return False
+    size = 0
+    for change in changes:
+        output = getattr(change, "output", None)
+        if isinstance(output, str):  # encoded already (`Store.encode`)
+            size += len(output)
+    return size <= _SMALL_COMMIT_BYTES
 
 
 class SQLTransactions:

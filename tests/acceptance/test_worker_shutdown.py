@@ -24,6 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 LEASE = 30.0  # released runs are taken over long before a lease this long could expire
 
 
+def _env(effects: Path, step_seconds: float = 0) -> dict[str, str]:
+    """The workers' environment: where side effects are counted, how long `step` takes."""
+    return {
+        **os.environ,
+        "FLOWSTORE_TEST_SIDE_EFFECTS": str(effects),
+        "FLOWSTORE_TEST_STEP_SECONDS": str(step_seconds),
+    }
+
+
 async def _worker(url: str, env: dict[str, str], *extra: str) -> Any:
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -66,11 +75,7 @@ async def test_sigterm_releases_runs_in_flight_to_another_worker_at_once(
     migrated_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
     effects = tmp_path / "effects.log"
-    env = {
-        **os.environ,
-        "FLOWSTORE_TEST_SIDE_EFFECTS": str(effects),
-        "FLOWSTORE_TEST_STEP_SECONDS": "3",
-    }
+    env = _env(effects, step_seconds=3)
     async with Engine(migrated_url, workers=0) as engine:
         first = await _worker(migrated_url, env, "--concurrency", "4", "--grace", "0.5")
         reaper.append(first)
@@ -112,11 +117,7 @@ async def test_sigterm_lets_nodes_in_flight_end_within_the_grace(
     migrated_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
     effects = tmp_path / "effects.log"
-    env = {
-        **os.environ,
-        "FLOWSTORE_TEST_SIDE_EFFECTS": str(effects),
-        "FLOWSTORE_TEST_STEP_SECONDS": "1",
-    }
+    env = _env(effects, step_seconds=1)
     async with Engine(migrated_url, workers=0) as engine:
         worker = await _worker(migrated_url, env, "--concurrency", "3", "--grace", "30")
         reaper.append(worker)
@@ -137,11 +138,7 @@ async def test_a_second_signal_releases_at_once(
     migrated_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
     effects = tmp_path / "effects.log"
-    env = {
-        **os.environ,
-        "FLOWSTORE_TEST_SIDE_EFFECTS": str(effects),
-        "FLOWSTORE_TEST_STEP_SECONDS": "60",
-    }
+    env = _env(effects, step_seconds=60)
     async with Engine(migrated_url, workers=0) as engine:
         worker = await _worker(migrated_url, env, "--grace", "120")
         reaper.append(worker)
@@ -162,7 +159,7 @@ async def test_a_second_signal_releases_at_once(
 async def test_a_deleted_database_file_stops_the_worker_with_an_error(
     sqlite_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
-    env = {**os.environ, "FLOWSTORE_TEST_SIDE_EFFECTS": str(tmp_path / "effects.log")}
+    env = _env(tmp_path / "effects.log")
     async with Engine(sqlite_url, workers=0):
         pass  # the database exists
     worker = await _worker(sqlite_url, env)
@@ -202,11 +199,7 @@ async def test_workers_lists_live_workers_and_the_runs_they_hold(
     migrated_url: str, tmp_path: Path, reaper: list[Any]
 ) -> None:
     effects = tmp_path / "effects.log"
-    env = {
-        **os.environ,
-        "FLOWSTORE_TEST_SIDE_EFFECTS": str(effects),
-        "FLOWSTORE_TEST_STEP_SECONDS": "30",
-    }
+    env = _env(effects, step_seconds=30)
     async with Engine(migrated_url, workers=0) as engine:
         worker = await _worker(migrated_url, env)
         reaper.append(worker)
