@@ -18,7 +18,10 @@ from typing import Any, Final
 from flowstore.definition.compiler import Locator
 from flowstore.errors import DefinitionError, Problem
 
-__all__ = ["MAX_DOCUMENT_NODES", "read_definition"]
+__all__ = ["MAX_DEPTH", "MAX_DOCUMENT_NODES", "read_definition"]
+
+MAX_DEPTH: Final = 64
+"""The deepest a definition document may nest mappings and lists (a workflow needs a few)."""
 
 MAX_DOCUMENT_NODES: Final = 1_000_000
 """The most values a definition document may hold once YAML aliases are expanded."""
@@ -114,6 +117,8 @@ def _json_value(
     if index >= len(text):
         raise json.JSONDecodeError("Expecting value", text, index)
     opener = text[index]
+    if opener in "{[" and len(path) >= MAX_DEPTH:
+        raise json.JSONDecodeError(f"nested over {MAX_DEPTH} levels deep", text, index)
     if opener == "{":
         result: dict[str, Any] = {}
         index = _skip(text, index + 1)
@@ -157,7 +162,12 @@ def _json_value(
             if index < len(text) and text[index] == "]":
                 return index + 1, items
             raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
-    value, end = _DECODER.raw_decode(text, index)
+    try:
+        value, end = _DECODER.raw_decode(text, index)
+    except ValueError as error:  # a number too long to convert, say
+        if isinstance(error, json.JSONDecodeError):
+            raise
+        raise json.JSONDecodeError(f"invalid value: {error}", text, index) from None
     return end, value
 
 
@@ -184,6 +194,7 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[SpecPath, tuple[int, int
             [Problem("reading YAML needs PyYAML: pip install 'flowstore[yaml]'", file=file)]
         ) from None
     try:
+        _check_yaml_depth(text, file)  # PyYAML composes recursively: too deep, it crashes
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
@@ -211,6 +222,21 @@ def _read_yaml(text: str, file: str) -> tuple[Any, dict[SpecPath, tuple[int, int
             [Problem("the YAML document is nested too deeply", file=file)]
         ) from None
     return data, positions
+
+
+def _check_yaml_depth(text: str, file: str) -> None:
+    """Refuse a YAML document nested over `MAX_DEPTH` levels, where it goes too deep (read
+    as a stream of events, which takes no recursion)."""
+    import yaml
+
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise DefinitionError([_at(f"nested over {MAX_DEPTH} levels deep", event, file)])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _yaml_value(
@@ -256,7 +282,7 @@ def _yaml_value(
         ]
     try:
         return constructor.construct_object(node, deep=True)
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, ValueError) as error:  # ValueError: a number too long, say
         raise DefinitionError([_at(f"invalid value: {error}", node, file)]) from None
 
 

@@ -60,3 +60,11 @@ def test_a_reference_to_something_else_is_refused() -> None:
     assert done.returncode == 1
     assert "is a function, not a Workflow" in done.stderr
     assert flowstore("validate", "no-such-file.yaml").stderr.endswith("no such file\n")
+
+
+def test_validate_refuses_a_document_too_deep_or_a_number_too_long() -> None:
+    for name, place in [("nested_500_deep.yaml", ":5:72"), ("integer_5000_digits.json", ":1:87")]:
+        done = flowstore("validate", str(SHAPES / "invalid" / name))
+        assert done.returncode == 1
+        assert f"{name}{place}" in done.stderr
+        assert "Traceback" not in done.stderr
