@@ -285,6 +285,31 @@ class Workflow:
                 bound[parameter.name] = parameter.name
         return bound
 
+    def _functions(self) -> dict[str, Any]:
+        """The node functions by import path. Two functions under one path (made by one
+        factory, say) would run as one, silently: an error names them instead."""
+        functions: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        for definition in self._definitions:
+            if definition.function is None:
+                continue
+            call = definition.fields["call"]
+            if functions.setdefault(call, definition.function) is not definition.function:
+                raise DefinitionError(
+                    [
+                        Problem(
+                            f"nodes {owners[call]!r} and {definition.name!r} are different "
+                            f"functions with one import path, {call}: give each function its "
+                            "own name (or __qualname__)",
+                            workflow=self.name,
+                            node=definition.name,
+                            field="call",
+                        )
+                    ]
+                )
+            owners.setdefault(call, definition.name)
+        return functions
+
     def compile(self, *, workflows: Mapping[str, WorkflowSpec] | None = None) -> Graph:
         """Compile (once) into the graph the engine runs.
 
@@ -294,9 +319,7 @@ class Workflow:
         if self._graph is None:
             known = {child.name: child.spec for d in self._definitions for child in d.children}
             known.update(workflows or {})
-            functions: dict[str, Any] = {
-                d.fields["call"]: d.function for d in self._definitions if d.function is not None
-            }
+            functions = self._functions()
             if self.input_model is not None:
                 functions[_import_path(self.input_model)] = self.input_model
             self._graph = compile_spec(

@@ -243,11 +243,15 @@ async def heartbeat(
         try:
             if loop.time() >= next_beat:
                 sent, asked = loop.time(), held_runs.leases()
-                renewed = await store.heartbeat(
-                    worker,
-                    leases=asked,
-                    lease_seconds=held_runs.lease_seconds,
-                    forget_after=max(3600.0, 100 * held_runs.lease_seconds),
+                # A heartbeat that hangs is a failed one: the leases must not run out unseen.
+                renewed = await asyncio.wait_for(
+                    store.heartbeat(
+                        worker,
+                        leases=asked,
+                        lease_seconds=held_runs.lease_seconds,
+                        forget_after=max(3600.0, 100 * held_runs.lease_seconds),
+                    ),
+                    timeout=period,
                 )
                 held_runs.renewed(asked, renewed, sent)
                 next_beat = sent + period
@@ -259,7 +263,8 @@ async def heartbeat(
         except Exception as error:  # never let the heartbeat die: runs depend on it
             failures += 1
             if failures == 1:
-                log.warning("worker %s: heartbeat failed, retrying: %s", worker.id, error)
+                why = str(error) or type(error).__name__
+                log.warning("worker %s: heartbeat failed, retrying: %s", worker.id, why)
             next_beat = min(next_beat, loop.time() + min(poll_seconds, period))
         else:
             if failures:

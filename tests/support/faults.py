@@ -4,14 +4,15 @@ would make them (a lock held past the busy timeout, a dropped connection, a disk
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 
 class Fault:
     """Replaces `store.<method>` so that its calls numbered in `calls` (1-based) fail with
     `error` (or hang for `hang` seconds first; a hang without an error then goes through).
-    `undo()` puts the method back. `count` is how many calls were made."""
+    `before` is awaited when a chosen call starts (to look at the store as the fault found
+    it). `undo()` puts the method back. `count` is how many calls were made."""
 
     def __init__(
         self,
@@ -21,6 +22,7 @@ class Fault:
         error: BaseException | None = None,
         *,
         hang: float = 0.0,
+        before: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._store, self._method = store, method
         self._real = getattr(store, method)
@@ -32,6 +34,8 @@ class Fault:
         async def faulty(*args: Any, **kwargs: Any) -> Any:
             self.count += 1
             if self._chosen(self.count):
+                if before is not None:
+                    await before()
                 if hang:
                     await asyncio.sleep(hang)
                 if error_to_raise is not None:

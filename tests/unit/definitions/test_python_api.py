@@ -233,3 +233,17 @@ def test_inputs_beyond_named_parameters_go_to_keyword_arguments() -> None:
     )
     params = loaded.compile().nodes["gather"].params
     assert [(param.name, param.source) for param in params] == [("a", "a"), ("b", "b")]
+
+
+def test_two_functions_under_one_import_path_are_refused_not_merged() -> None:
+    flow = Workflow("factory")
+
+    def worker(index: int) -> None:
+        @flow.node(name=f"w{index}")
+        async def work(n: int) -> int:
+            return n * index
+
+    worker(1)
+    worker(2)
+    with pytest.raises(DefinitionError, match=r"nodes 'w1' and 'w2' are different functions"):
+        flow.compile()

@@ -1,0 +1,245 @@
+"""Fault injection: each commit of a 10-node workflow with a fan-out fails in turn (the store
+unavailable, a raw driver error, a hang past the lease), and so does the heartbeat that
+renews the lease. For every point, on SQLite and PostgreSQL: the run ends correctly after the
+fault (by retry, by another worker, or by `resume`), no run stays `running` without a live
+executor, nothing committed is lost, and no node whose success was committed runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from flowstore import Workflow
+from flowstore.errors import LeaseLost, RunNotFound, StoreUnavailable
+from flowstore.runtime.engine import Engine
+from flowstore.store import NodeStatus, RunId, RunStatus, TransitionKind
+from tests.support.faults import Fault
+
+LEASE = 0.6
+NODES = ["start", "w1", "w2", "w3", "w4", "w5", "w6", "join", "check", "report"]
+OUTPUT = {"total": 211, "checked": True}
+
+
+def fan_out(calls: Counter[str]) -> Workflow:
+    """start -> w1..w6 -> join -> check -> report: ten nodes, six of them at once."""
+    flow = Workflow("faults", output="report")
+
+    @flow.node
+    async def start(n: int) -> int:
+        calls["start"] += 1
+        return n
+
+    def worker(index: int) -> None:
+        async def work(start: int) -> int:
+            calls[f"w{index}"] += 1
+            await asyncio.sleep(0.005 * index)  # the ends come one by one
+            return start * index
+
+        work.__qualname__ = f"fan_out.w{index}"  # one import path per function
+        flow.node(name=f"w{index}")(work)
+
+    for index in range(1, 7):
+        worker(index)
+
+    @flow.node
+    async def join(w1: int, w2: int, w3: int, w4: int, w5: int, w6: int) -> int:
+        calls["join"] += 1
+        return (w1 + w2 + w3 + w4 + w5 + w6) * 10
+
+    @flow.node
+    async def check(join: int) -> bool:
+        calls["check"] += 1
+        return join > 0
+
+    @flow.node
+    async def report(join: int, check: bool) -> dict[str, Any]:
+        calls["report"] += 1
+        return {"total": join + 1, "checked": check}
+
+    return flow
+
+
+async def _commits_of_a_clean_run(url: str) -> int:
+    calls: Counter[str] = Counter()
+    async with Engine(url, workflows=[fan_out(calls)], workers=0) as engine:
+        counter = Fault(engine.store, "record_transitions", lambda _: False)
+        run = await engine.run(fan_out(calls), {"n": 1}, run_id="clean")
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, OUTPUT)
+    return counter.count
+
+
+class Probe:
+    """What a run committed when its fault struck, and how often each node ran."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.committed: set[str] = set()
+        self.struck = False
+
+    def at_fault(self, engine: Engine, run_id: str) -> Callable[[], Awaitable[None]]:
+        async def look() -> None:
+            self.struck = True
+            executions = await engine.store.read_node_executions(RunId(run_id))
+            self.committed = {e.node for e in executions if e.status is NodeStatus.SUCCEEDED}
+
+        return look
+
+
+async def _check(url: str, run_id: str, probe: Probe) -> None:
+    """The run ended well, exactly once per node, and nothing committed ran again."""
+    async with Engine(url, workers=0) as reader:
+        run = await reader.get_run(run_id)
+        log = await reader.store.read_transitions(RunId(run_id))
+        stuck = await reader.list_runs(status=RunStatus.RUNNING)
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, OUTPUT), run.error
+    succeeded = Counter(
+        t.node for t in log if t.kind is TransitionKind.NODE and t.status == "succeeded"
+    )
+    assert succeeded == Counter(NODES)
+    assert probe.struck
+    for node in probe.committed:  # committed before the fault: never ran again
+        assert probe.calls[node] == 1, (node, probe.calls)
+    assert set(probe.calls) == set(NODES)
+    assert max(probe.calls.values()) <= 2, probe.calls  # at most the one in flight, again
+    assert stuck == []
+
+
+async def test_every_commit_unavailable_in_turn_is_taken_up_again(migrated_url: str) -> None:
+    commits = await _commits_of_a_clean_run(migrated_url)
+    assert commits >= 6
+    for at in range(1, commits + 1):
+        probe, run_id = Probe(), f"unavailable-{at}"
+        async with Engine(migrated_url, workflows=[fan_out(probe.calls)], workers=0) as engine:
+            fault = Fault(
+                engine.store,
+                "record_transitions",
+                {at},
+                StoreUnavailable("recording transitions: database is locked"),
+                before=probe.at_fault(engine, run_id),
+            )
+            run = await engine.run(fan_out(probe.calls), {"n": 1}, run_id=run_id)
+            assert (run.status, fault.failed) == (RunStatus.SUCCEEDED, 1)
+        await _check(migrated_url, run_id, probe)
+
+
+async def test_every_commit_failing_with_a_driver_error_in_turn_is_resumed(
+    migrated_url: str,
+) -> None:
+    commits = await _commits_of_a_clean_run(migrated_url)
+    for at in range(1, commits + 1):
+        probe, run_id = Probe(), f"driver-{at}"
+        async with Engine(migrated_url, workflows=[fan_out(probe.calls)], workers=0) as engine:
+            fault = Fault(
+                engine.store,
+                "record_transitions",
+                {at},
+                ConnectionResetError("connection reset by peer"),
+                before=probe.at_fault(engine, run_id),
+            )
+            with pytest.raises(ConnectionResetError):
+                await engine.run(fan_out(probe.calls), {"n": 1}, run_id=run_id)
+            fault.undo()
+            try:
+                record = await engine.store.get_run(RunId(run_id))
+            except RunNotFound:  # its first commit failed: nothing was stored, run it again
+                assert at == 1
+                await engine.run(fan_out(probe.calls), {"n": 1}, run_id=run_id)
+            else:  # ended `failed` by its owner, not left `running`; resumed from there
+                assert (record.status, record.lease_owner) == (RunStatus.FAILED, None)
+                await engine.resume(run_id)
+        await _check(migrated_url, run_id, probe)
+
+
+async def test_every_commit_hanging_past_the_lease_in_turn_is_taken_over(
+    migrated_url: str,
+) -> None:
+    commits = await _commits_of_a_clean_run(migrated_url)
+    for at in range(1, commits + 1):
+        probe, run_id = Probe(), f"hang-{at}"
+        stalled = {"on": False}
+        flow = fan_out(probe.calls)
+        async with (
+            Engine(migrated_url, workflows=[flow], workers=1, poll_seconds=0.05) as rescuer,
+            Engine(migrated_url, workflows=[flow], workers=0, lease_seconds=LEASE) as engine,
+        ):
+            look = probe.at_fault(engine, run_id)
+
+            async def stall(
+                look: Callable[[], Awaitable[None]] = look, stalled: dict[str, bool] = stalled
+            ) -> None:
+                stalled["on"] = True  # the whole process stalls: its heartbeat too
+                await look()
+
+            Fault(engine.store, "record_transitions", {at}, hang=4 * LEASE, before=stall)
+            Fault(
+                engine.store,
+                "heartbeat",
+                lambda _, stalled=stalled: stalled["on"],
+                StoreUnavailable("recording a heartbeat: database is locked"),
+            )
+            with contextlib.suppress(LeaseLost):  # taken over while it stalled
+                await engine.run(flow, {"n": 1}, run_id=run_id)
+            async with asyncio.timeout(30):
+                await rescuer.wait(run_id)
+        await _check(migrated_url, run_id, probe)
+
+
+def slow_chain(calls: Counter[str]) -> Workflow:
+    flow = Workflow("slow-chain")
+
+    @flow.node
+    async def first(n: int) -> int:
+        calls["first"] += 1
+        return n
+
+    @flow.node
+    async def slow(first: int) -> int:
+        calls["slow"] += 1
+        await asyncio.sleep(3 * LEASE)
+        return first + 1
+
+    @flow.node
+    async def last(slow: int) -> int:
+        calls["last"] += 1
+        return slow * 10
+
+    return flow
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        StoreUnavailable("recording a heartbeat: database is locked"),
+        ConnectionResetError("connection reset by peer"),
+        None,  # the heartbeat hangs
+    ],
+    ids=["unavailable", "driver-error", "hang"],
+)
+async def test_a_heartbeat_failing_past_the_lease_hands_the_run_over(
+    migrated_url: str, failure: BaseException | None
+) -> None:
+    calls: Counter[str] = Counter()
+    flow = slow_chain(calls)
+    async with (
+        Engine(migrated_url, workflows=[flow], workers=1, poll_seconds=0.05) as rescuer,
+        Engine(migrated_url, workflows=[flow], workers=0, lease_seconds=LEASE) as engine,
+    ):
+        Fault(engine.store, "heartbeat", lambda _: True, failure, hang=0 if failure else 60)
+        # Stops itself once its lease runs out, writing nothing more; another worker goes on.
+        with pytest.raises(LeaseLost):
+            async with asyncio.timeout(30):
+                await engine.run(flow, {"n": 1}, run_id="beat")
+        async with asyncio.timeout(30):
+            run = await rescuer.wait("beat")
+        log = await rescuer.store.read_transitions(RunId("beat"))
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, 20)
+    # `first` was committed: never again; `slow` was in flight: once more; `last` once.
+    assert calls == {"first": 1, "slow": 2, "last": 1}
+    owners = [t.payload["owner"] for t in log if t.kind is TransitionKind.RUN and t.payload]
+    assert owners == [engine.worker_id, rescuer.worker_id]
