@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -40,7 +42,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """The URL of a PostgreSQL server's `postgres` database (started here when none is given)."""
     if importlib.util.find_spec("asyncpg") is None:
         _unavailable("asyncpg is not installed (pip install 'flowstore[postgres]')")
@@ -50,13 +52,16 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     if find_bin_dir() is None:
         _unavailable("no PostgreSQL server binaries (initdb, pg_ctl) on this machine")
-    directory = tmp_path_factory.mktemp("postgres")
+    # Not in a pytest folder: pytest deletes old ones while another session's server runs.
+    directory = Path(tempfile.mkdtemp(prefix="flowstore-postgres-"))
     try:
-        url = start_cluster(directory)
+        url = start_cluster(directory / "cluster")
     except Exception as error:  # a failed start is a failure, never a silent skip
+        shutil.rmtree(directory, ignore_errors=True)
         pytest.fail(f"could not start a throwaway PostgreSQL cluster: {error}")
     yield url
-    stop_cluster(directory)
+    stop_cluster(directory / "cluster")
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _admin(server_url: str, statement: str) -> None:

@@ -42,7 +42,7 @@ from flowstore.runtime.reading import RunReading
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
-from flowstore.runtime.worker import ClaimLoop, dead_local_workers, process_identity
+from flowstore.runtime.worker import ClaimLoop, Trouble, dead_local_workers, process_identity
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -199,6 +199,7 @@ class Engine(RunReading):
         await self._store.register_worker(me)
         self._closing = False
         self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
+        trouble = Trouble(self.worker_id)
         for _ in range(self._worker_count):
             loop = ClaimLoop(
                 self._store,
@@ -208,6 +209,7 @@ class Engine(RunReading):
                 dead_workers=self._dead_local_workers,
                 poll_seconds=self._poll_seconds,
                 execute=self._execute_claim,
+                trouble=trouble,
             )
             self._loops.append(loop)
             task = asyncio.create_task(loop.run_forever())

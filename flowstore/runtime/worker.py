@@ -24,9 +24,39 @@ from flowstore.errors import DatabaseGone, StoreError, StoreUnavailable
 from flowstore.store.protocol import Store
 from flowstore.store.records import Claim, WorkerId
 
-__all__ = ["ClaimLoop", "dead_local_workers", "process_identity"]
+__all__ = ["ClaimLoop", "Trouble", "dead_local_workers", "process_identity"]
 
 log = logging.getLogger("flowstore.worker")
+
+
+class Trouble:
+    """What an engine's claim loops are failing with, shared by them: an outage is logged
+    once (not once per loop), and so is its end."""
+
+    def __init__(self, worker_id: WorkerId) -> None:
+        self._worker_id = worker_id
+        self._kind: str | None = None
+
+    def failed(self, error: Exception) -> None:
+        """A claim failed with `error`: logged unless the loops already fail that way."""
+        kind = type(error).__name__ if isinstance(error, StoreError) else "bug"
+        if kind == self._kind:
+            return
+        self._kind = kind
+        if isinstance(error, StoreError):  # the database is away or refused: kept trying
+            log.warning("worker %s: %s", self._worker_id, error)
+        else:  # a bug: it never stops the worker
+            log.error(
+                "worker %s: claiming or executing a run failed",
+                self._worker_id,
+                exc_info=error,
+            )
+
+    def claimed(self) -> None:
+        """A claim went through: the trouble, if any, is over."""
+        if self._kind is not None:
+            self._kind = None
+            log.warning("worker %s: claiming runs again", self._worker_id)
 
 
 class ClaimLoop:
@@ -40,6 +70,7 @@ class ClaimLoop:
         dead_workers: Returns the workers on this host whose process is gone.
         poll_seconds: The longest sleep when there is nothing to claim.
         execute: Executes a claimed run (the engine's, which holds it while it runs).
+        trouble: Failures, shared with the engine's other loops so each is logged once.
     """
 
     def __init__(
@@ -52,7 +83,9 @@ class ClaimLoop:
         dead_workers: Callable[[], Awaitable[list[WorkerId]]],
         execute: Callable[[Claim], Awaitable[Any]],
         poll_seconds: float = 1.0,
+        trouble: Trouble | None = None,
     ) -> None:
+        self._trouble = trouble or Trouble(worker_id)
         self._store = store
         self._execute = execute
         self._worker_id = worker_id
@@ -74,24 +107,16 @@ class ClaimLoop:
 
     async def run_forever(self) -> None:
         idle = 0.01
-        failing: str | None = None  # the failure logged last: the next like it is not
         while not self._stopping:
             try:
                 worked = await self._claim_and_execute()
             except DatabaseGone:
                 raise  # nothing can be written any more: the engine stops (`Engine.stopped`)
-            except StoreError as error:  # the database is away or refused: keep trying, slowly
-                if failing != type(error).__name__:
-                    log.warning("worker %s: %s", self._worker_id, error)
-                failing, worked = type(error).__name__, False
-            except Exception:  # a bug: never let it stop the worker; logged once a kind
-                if failing != "bug":
-                    log.exception("worker %s: claiming or executing a run failed", self._worker_id)
-                failing, worked = "bug", False
+            except Exception as error:  # never let a failure stop the worker: try again
+                self._trouble.failed(error)
+                worked = False
             else:
-                if failing is not None and worked:
-                    log.warning("worker %s: claiming runs again", self._worker_id)
-                    failing = None
+                self._trouble.claimed()
             if worked:
                 idle = 0.01
                 continue

@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["find_bin_dir", "start_cluster", "stop_cluster"]
+__all__ = ["find_bin_dir", "start_cluster", "start_server", "stop_cluster"]
 
 
 def find_bin_dir() -> Path | None:
@@ -73,7 +73,17 @@ def start_cluster(directory: Path) -> str:
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    (directory / "port").write_text(str(_free_port()))
+    return start_server(directory)
+
+
+def start_server(directory: Path) -> str:
+    """Start the server of the cluster in `directory` (made by `start_cluster`) on its port;
+    return its asyncpg URL."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    port = int((directory / "port").read_text())
     options = (
         f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 -c fsync=off "
         "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
@@ -83,7 +93,7 @@ def start_cluster(directory: Path) -> str:
             [
                 str(bin_dir / "pg_ctl"),
                 "-D",
-                str(data),
+                str(directory / "data"),
                 "-l",
                 str(directory / "log"),
                 "-o",
@@ -95,7 +105,6 @@ def start_cluster(directory: Path) -> str:
         check=True,
         capture_output=True,
     )
-    (directory / "port").write_text(str(port))
     return f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
 
 
