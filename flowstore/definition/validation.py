@@ -24,7 +24,14 @@ from pydantic import (
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.errors import InvalidValue
 
-__all__ = ["prepare_validators", "validate_arguments", "validate_inputs", "validate_output"]
+__all__ = [
+    "prepare_validators",
+    "restored_output",
+    "typed_output",
+    "validate_arguments",
+    "validate_inputs",
+    "validate_output",
+]
 
 
 def prepare_validators(graph: Graph) -> None:
@@ -92,6 +99,27 @@ def validate_output(graph: Graph, node: CompiledNode, value: Any) -> Any:
         raise InvalidValue(
             f"workflow {graph.name!r}, node {node.name!r}: output: {_listed(error, 'value')}"
         ) from None
+
+
+def typed_output(node: CompiledNode) -> bool:
+    """Whether a node's return annotation says what its output is (so a stored output can be
+    rebuilt from JSON by it); else the output is taken as the JSON it is stored as."""
+    returns = node.returns
+    return (
+        returns is not None
+        and returns is not Any
+        and node.style not in ("async_generator", "sync_generator")
+    )
+
+
+def restored_output(graph: Graph, node: CompiledNode, stored: Any) -> Any:
+    """A node's output as it reads back from the store (JSON), made the value it was live:
+    converted by its return annotation (each item's, in a map node)."""
+    if not typed_output(node):
+        return stored
+    if node.spec.map is not None and isinstance(stored, list):
+        return [validate_output(graph, node, item) for item in stored]
+    return validate_output(graph, node, stored)
 
 
 def _adapter(annotation: Any) -> TypeAdapter[Any]:

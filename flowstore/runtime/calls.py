@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
-from flowstore.definition.validation import validate_arguments, validate_output
+from flowstore.definition.validation import typed_output, validate_arguments, validate_output
 from flowstore.errors import ExecutionError, NodeTimeout
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.memory import MemoryStage
 from flowstore.runtime.policies import fall_back, with_breaker, with_retry, with_timeout
 from flowstore.runtime.policies.cache import cache_key
 from flowstore.runtime.telemetry import NodeTiming, RunTelemetry
+from flowstore.store import serde
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     CacheEntry,
@@ -237,6 +238,9 @@ async def execute_node(
             EventChange("fallback", {"source": used.source}, node=node.name, key=context.key),
         )
     encoded = store.encode(output, what=f"output of node {node.name!r}")
+    if not typed_output(node):
+        # What its dependents get live is what they would get read back after a resume.
+        output = serde.plain(encoded)
     if key is not None and spec.cache is not None and not fell_back:  # never a fallback's output
         await store.put_cached(
             key, workflow=graph.name, node=node.name, value=encoded, ttl_seconds=spec.cache.ttl

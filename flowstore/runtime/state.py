@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.definition.validation import restored_output
 from flowstore.runtime.loops import Loops
 from flowstore.runtime.telemetry import new_span_id
 from flowstore.store.protocol import Store
@@ -115,7 +116,9 @@ async def restore(
         attempts[(execution.node, execution.key)] = execution.attempt
         if execution.status is NodeStatus.SUCCEEDED:
             state.status[execution.node] = NodeStatus.SUCCEEDED
-            state.outputs[execution.node] = execution.output
+            node = state.graph.nodes[execution.node]
+            # As it was live: rebuilt by its annotation (a datetime, a set, a model, NaN).
+            state.outputs[execution.node] = restored_output(state.graph, node, execution.output)
         elif execution.status is NodeStatus.SKIPPED:
             state.status[execution.node] = NodeStatus.SKIPPED
         elif execution.status in (NodeStatus.RUNNING, NodeStatus.RECOVERED):

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import pydantic_core
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
 from flowstore.errors import LargeValueWarning, UnserializableValue, ValueTooLarge
 
 __all__ = ["Encoded", "ValueLimits", "decode", "encode", "plain", "serialize_for_driver"]
 
-_ANY: Final = TypeAdapter(Any)
+# Non-finite floats become the strings "NaN", "Infinity" and "-Infinity" (not null): a value
+# annotated `float` reads them back as the same floats.
+_ANY: Final = TypeAdapter(Any, config=ConfigDict(ser_json_inf_nan="strings"))
 _KB: Final = 1024
 
 
@@ -79,6 +81,10 @@ def encode(value: Any, *, what: object, limits: ValueLimits = DEFAULT_LIMITS) ->
     try:
         raw = _ANY.dump_json(value)
     except pydantic_core.PydanticSerializationError as exc:
+        if "depth exceeded" in str(exc):
+            raise UnserializableValue(
+                f"{what} cannot be stored as JSON: it is nested too deeply"
+            ) from None
         path, bad = _find_unserializable(value, "")
         where = f" at {path}" if path else ""
         raise UnserializableValue(
