@@ -201,7 +201,7 @@ async def test_workers_lists_live_workers_and_the_runs_they_hold(
     effects = tmp_path / "effects.log"
     env = _env(effects, step_seconds=30)
     async with Engine(migrated_url, workers=0) as engine:
-        worker = await _worker(migrated_url, env)
+        worker = await _worker(migrated_url, env, "--grace", "0")
         reaper.append(worker)
         run_id = await engine.submit(flow, {"n": 1})
         await _until(lambda: len(_effects(effects)) == 1)
@@ -216,8 +216,7 @@ async def test_workers_lists_live_workers_and_the_runs_they_hold(
             stdout=asyncio.subprocess.PIPE,
         )
         out, _ = await listing.communicate()
-        worker.send_signal(signal.SIGINT)
-        worker.send_signal(signal.SIGINT)
+        worker.send_signal(signal.SIGINT)  # releases its run at once (no grace)
         await worker.communicate()
     lines = out.decode().splitlines()
     assert lines[0].split() == ["worker", "host", "pid", "heartbeat", "runs"]
