@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowstore.cli.db import database_url, existing_store
@@ -203,17 +204,40 @@ def _list(args: argparse.Namespace) -> int:
 
     async def listing() -> Any:
         async with _open(args.url) as engine:
-            return await engine.list_runs(workflow=args.workflow, status=status, limit=args.limit)
+            runs = await engine.list_runs(workflow=args.workflow, status=status, limit=args.limit)
+            since = datetime.now(UTC) - timedelta(seconds=_LIVE_SECONDS)
+            return runs, await engine.store.list_workers(heartbeat_since=since)
 
-    runs = asyncio.run(listing())
+    runs, live = asyncio.run(listing())
     print(f"{'run':<38}{'workflow':<20}{'status':<11}{'created':<21}took")
     for run in runs:
         took = ""
         if run.finished_at and run.started_at:
             took = f"{(run.finished_at - run.started_at).total_seconds() * 1000:.0f} ms"
+        if run.status is RunStatus.QUEUED:
+            took = _why_waiting(run, live)
         created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
         print(f"{run.id:<38}{run.workflow:<20}{run.status.value:<11}{created:<21}{took}")
     return 0
+
+
+_LIVE_SECONDS = 90.0
+"""A worker whose heartbeat is older than this is not counted as live by `runs list`."""
+
+
+def _why_waiting(run: Any, live: Sequence[Any]) -> str:
+    """Why a queued run waits, when no live worker can take it; else nothing."""
+    has = set().union(set(), *(_graphs(worker.metadata) for worker in live))
+    if not has:
+        return "waiting: no live worker"
+    if run.graph_hash not in has:
+        return f"waiting: no live worker has its definition (graph {run.graph_hash[:12]})"
+    return ""
+
+
+def _graphs(metadata: Any) -> set[str]:
+    graphs = metadata.get("graphs") if isinstance(metadata, dict) else None
+    return set(graphs) if isinstance(graphs, list) else set()
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from flowstore.definition.builder import Workflow
+from flowstore.definition.changes import spec_changes
 from flowstore.definition.graph import Graph
 from flowstore.definition.spec import MemoryConfig
 from flowstore.definition.validation import prepare_validators, validate_inputs
@@ -193,9 +194,11 @@ class Engine(RunReading):
             await self._resources.close()
             raise
         now = datetime.now(UTC)
-        me = WorkerInfo(
-            self.worker_id, socket.gethostname(), os.getpid(), now, now, process_identity()
-        )
+        # The definitions its workers claim runs of (none without workers), for `flowstore
+        # runs list` to tell which runs no live worker can take.
+        claims = sorted(self._graphs) if self._worker_count else []
+        metadata = {**process_identity(), "graphs": claims}
+        me = WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now, metadata)
         await self._store.register_worker(me)
         self._closing = False
         self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
@@ -469,12 +472,14 @@ class Engine(RunReading):
         if graph is None:
             graph = self._graph_for(record.workflow)
             if not allow_changed_definition:
+                started = await self.store.get_graph_spec(record.graph_hash) or {}
+                changes = "; ".join(spec_changes(started, graph.stored_spec()))
                 raise ExecutionError(
                     f"run {run_id} started under another definition of workflow "
                     f"{record.workflow!r} (graph {record.graph_hash[:12]}, now "
-                    f"{graph.hash[:12]}): resume it with allow_changed_definition=True to run "
-                    "the new definition over its committed results, or register the "
-                    "definition it started with"
+                    f"{graph.hash[:12]}: {changes or 'see the stored specs'}): resume it with "
+                    "allow_changed_definition=True to run the new definition over its "
+                    "committed results, or register the definition it started with"
                 )
         if record.id in self._held:
             return await self.wait(run_id)  # executing here already

@@ -70,6 +70,10 @@ class Store(Protocol):
         at once creates it with its first commit (`record_transitions(create=...)`)."""
         ...
 
+    async def get_graph_spec(self, graph_hash: str) -> Any:
+        """The workflow spec stored for a graph hash (as JSON data), or None."""
+        ...
+
     async def get_run(self, run_id: RunId) -> RunRecord:
         """Read one run. Raises `RunNotFound`."""
         ...

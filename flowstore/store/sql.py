@@ -135,6 +135,11 @@ class SQLStore(SQLTransactions, Store):
     def plan_run(self, new: NewRun) -> NewRun:
         return new.planned(self._now())
 
+    async def get_graph_spec(self, graph_hash: str) -> Any:
+        return await self._read(
+            f"reading the definition {graph_hash[:12]}", runs.get_graph_spec, graph_hash
+        )
+
     async def get_run(self, run_id: RunId) -> RunRecord:
         return await self._read_here(f"reading run {run_id}", runs.get_run, run_id)
 

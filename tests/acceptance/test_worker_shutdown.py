@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from flowstore import Retry, Workflow
+from flowstore.errors import ExecutionError
 from flowstore.runtime.engine import Engine
 from flowstore.store import RunId, RunStatus
 from tests.support.shutdown_flow import flow
@@ -222,3 +224,44 @@ async def test_workers_lists_live_workers_and_the_runs_they_hold(
     assert lines[0].split() == ["worker", "host", "pid", "heartbeat", "runs"]
     [row] = [line for line in lines[1:] if f":{worker.pid}:" in line]
     assert run_id in row and str(worker.pid) in row
+
+
+async def test_runs_list_says_why_a_queued_run_waits_and_resume_names_the_changes(
+    tmp_path: Path, reaper: list[Any]
+) -> None:
+    from tests.support.cli import start_flowstore
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'versions.db'}"
+    v1 = Workflow("pricing", version="1")
+
+    @v1.node
+    async def price(n: int) -> int:
+        return n
+
+    @v1.node
+    async def tax(price: int) -> int:
+        return price
+
+    v2 = Workflow("pricing", version="2")
+
+    @v2.node(retry=Retry(attempts=2))
+    async def price(n: int) -> int:  # noqa: F811
+        return n
+
+    @v2.node
+    async def discount(price: int) -> int:
+        return price
+
+    async with Engine(url, workers=0) as client:
+        old = await client.submit(v1, {"n": 1})
+    async with Engine(url, workflows=[v2], poll_seconds=0.05) as worker:  # has only v2
+        listed = start_flowstore("runs", "list", "--url", url, env={})
+        out, _ = listed.communicate(timeout=60)
+        with pytest.raises(ExecutionError) as refused:
+            await worker.resume(old)
+    [row] = [line for line in out.splitlines() if line.startswith(old)]
+    assert "queued" in row
+    assert "waiting: no live worker has its definition (graph " in row
+    message = str(refused.value)
+    assert "node 'tax' removed; node 'discount' added; node 'price': retry changed" in message
+    assert "workflow field version changed" in message

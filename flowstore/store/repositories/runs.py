@@ -31,6 +31,7 @@ __all__ = [
     "cancel_requests",
     "claim_run",
     "create_run",
+    "get_graph_spec",
     "get_run",
     "heartbeat",
     "list_runs",
@@ -118,6 +119,12 @@ def _log_run_status(
 
 
 _LOG_ROW = transitions.insert()
+
+
+def get_graph_spec(conn: Connection, graph_hash: str) -> Any:
+    """The spec stored for a graph hash (JSON data), or None."""
+    row = conn.execute(select(graphs.c.spec).where(graphs.c.hash == graph_hash)).first()
+    return None if row is None else row.spec
 
 
 def get_run(conn: Connection, run_id: RunId) -> RunRecord:
