@@ -281,18 +281,47 @@ async def _call(
         )
     item_name = node.spec.map.item
     limit = asyncio.Semaphore(node.spec.map.concurrency or len(items) or 1)
+    done = await _items_done(graph, node, context)
 
     async def one(index: int, item: Any) -> Any:
+        if index in done:  # its result is in the log already: the item is not called again
+            return done[index]
         async with limit:
             single = validate_arguments(graph, node, {item_name: item})
             # Each item its own context: its own idempotency key.
             own = dataclasses.replace(context, item=index)
             if node.context_param is not None:
                 single[node.context_param] = own
-            result = await _invoke(node, {**checked, **single}, own)
-            return validate_output(graph, node, result)
+            result = validate_output(graph, node, await _invoke(node, {**checked, **single}, own))
+            if context.run.emit is not None:  # each item's result durable on its own
+                payload = {"item": index, "output": result}
+                await context.run.emit(
+                    EventChange(MAP_ITEM, payload, node.name, context.key, context.attempt)
+                )
+            return result
 
     return list(await asyncio.gather(*(one(index, item) for index, item in enumerate(items))))
+
+
+MAP_ITEM = "map_item"
+"""The event that records one map item's result, in order with the run's other changes."""
+
+
+async def _items_done(graph: Graph, node: CompiledNode, context: NodeContext) -> dict[int, Any]:
+    """The results of a map node's items that an earlier attempt of this execution recorded
+    (a retry, or a run resumed after a crash), by item index, rebuilt by the node's return
+    annotation."""
+    store = context.run.store
+    if context.attempt == 1 or store is None:
+        return {}
+    run_id, typed = context.run.run_id, typed_output(node)
+    payloads = await store.read_events(run_id, MAP_ITEM, node=node.name, key=context.key)
+    return {
+        payload["item"]: (
+            validate_output(graph, node, payload["output"]) if typed else payload["output"]
+        )
+        for payload in payloads
+    }
 
 
 async def _invoke(node: CompiledNode, arguments: dict[str, Any], context: NodeContext) -> Any:

@@ -20,9 +20,9 @@ Emit = Callable[[EventChange], Awaitable[None]]
 
 _NO_LIMITS: Final = MemoryConfig()
 
-_ENGINE_EVENTS = frozenset({"token", "error", "cache_hit", "fallback", "breaker"}) | frozenset(
-    MEMORY_EVENTS.values()
-)
+_ENGINE_EVENTS = frozenset(
+    {"token", "error", "cache_hit", "fallback", "breaker", "map_item"}
+) | frozenset(MEMORY_EVENTS.values())
 
 
 @dataclass(frozen=True, slots=True)

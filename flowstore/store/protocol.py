@@ -183,6 +183,10 @@ class Store(Protocol):
         """The run's log after a sequence number, in order."""
         ...
 
+    async def read_events(self, run_id: RunId, name: str, *, node: str, key: str) -> list[Any]:
+        """The payloads of the run's events named `name` of one node execution, in order."""
+        ...
+
     async def read_node_executions(self, run_id: RunId) -> list[NodeExecution]:
         """Every execution of every node of the run."""
         ...

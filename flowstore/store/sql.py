@@ -262,6 +262,16 @@ class SQLStore(SQLTransactions, Store):
             limit=limit,
         )
 
+    async def read_events(self, run_id: RunId, name: str, *, node: str, key: str) -> list[Any]:
+        return await self._read(
+            f"reading the {name} events of run {run_id}",
+            transitions.read_events,
+            run_id,
+            name,
+            node=node,
+            key=key,
+        )
+
     async def read_node_executions(self, run_id: RunId) -> list[NodeExecution]:
         return await self._read(
             f"reading the node executions of run {run_id}", transitions.read_node_executions, run_id

@@ -11,7 +11,7 @@ from typing import Any
 
 from flowstore import Workflow
 from flowstore.runtime.engine import Engine
-from flowstore.store import RunStatus
+from flowstore.store import RunId, RunStatus
 
 AT = datetime(2026, 11, 27, 12, 30, tzinfo=UTC)
 
@@ -99,3 +99,56 @@ async def test_a_value_nested_too_deeply_fails_its_node_with_a_named_error(
     assert "output of node 'nest'" in run.error["message"]
     assert "nested too deeply" in run.error["message"]
     assert len(report.traceback) < 20_000
+
+
+async def test_a_map_interrupted_at_item_700_runs_only_its_unfinished_items_again(
+    migrated_url: str,
+) -> None:
+    from collections import Counter
+
+    from flowstore.runtime.context import NodeContext
+
+    calls: Counter[int] = Counter()
+    keys: set[str] = set()
+    hold = {"on": True}
+    seven_hundred = asyncio.Event()
+
+    def define() -> Workflow:
+        flow = Workflow("big-map")
+
+        @flow.node
+        async def items(n: int) -> list[int]:
+            return list(range(n))
+
+        @flow.node(map={"over": "items", "concurrency": 10})
+        async def square(item: int, ctx: NodeContext) -> int:
+            calls[item] += 1
+            keys.add(ctx.idempotency_key)
+            if item >= 700 and hold["on"]:
+                if sum(1 for i in calls if i < 700) == 700:
+                    seven_hundred.set()
+                await asyncio.sleep(60)  # "killed" here
+            return item * item
+
+        return flow
+
+    async with Engine(migrated_url, workers=0) as engine:
+        running = asyncio.create_task(engine.run(define(), {"n": 1000}, run_id="map"))
+        await seven_hundred.wait()
+        # Until the first 700 items' results are in the log.
+        for _ in range(500):
+            done = await engine.store.read_events(RunId("map"), "map_item", node="square", key="")
+            if len(done) >= 700:
+                break
+            await asyncio.sleep(0.02)
+    await asyncio.gather(running, return_exceptions=True)  # released when the engine closed
+    recorded = {payload["item"] for payload in done}
+    hold["on"] = False
+    async with Engine(migrated_url, workflows=[define()], workers=0) as engine:
+        run = await engine.resume("map")
+    assert run.status is RunStatus.SUCCEEDED, run.error
+    assert run.output == [item * item for item in range(1000)]
+    assert all(calls[item] == 1 for item in recorded)  # never called again
+    assert set(range(700)) <= recorded
+    assert sum(calls.values()) <= 1000 + 10  # at most the ten in flight ran twice
+    assert len(keys) == 1000  # one idempotency key per item

@@ -48,6 +48,7 @@ from flowstore.store.schema import checkpoints, error_reports, node_executions, 
 __all__ = [
     "in_flight",
     "read_checkpoint",
+    "read_events",
     "read_node_executions",
     "read_outputs",
     "read_transitions",
@@ -437,6 +438,22 @@ def read_transitions(
     if limit is not None:
         stmt = stmt.limit(limit)
     return [Transition.from_row(row) for row in (conn.execute(stmt)).mappings()]
+
+
+def read_events(conn: Connection, run_id: RunId, name: str, *, node: str, key: str) -> list[Any]:
+    """The payloads of the run's events named `name` of one node execution, in order."""
+    stmt = (
+        select(transitions.c.payload)
+        .where(
+            transitions.c.run_id == run_id,
+            transitions.c.kind == _EVENT,
+            transitions.c.name == name,
+            transitions.c.node == node,
+            transitions.c.exec_key == key,
+        )
+        .order_by(transitions.c.seq)
+    )
+    return list(conn.execute(stmt).scalars())
 
 
 def read_node_executions(conn: Connection, run_id: RunId) -> list[NodeExecution]:
