@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import pytest
 
@@ -358,3 +359,63 @@ async def test_old_runs_finish_on_their_version_and_never_block_new_ones(
         async with asyncio.timeout(30):
             finished = [await engine.wait(run_id) for run_id in [*old, newer]]
     assert [run.output for run in finished] == ["v1:0", "v1:1", "v1:2", "v2:9"]
+
+
+async def test_a_parent_cancelled_by_its_caller_cancels_its_child_run(migrated_url: str) -> None:
+    started = asyncio.Event()
+    child = Workflow("slow_child")
+
+    @child.node
+    async def wait(n: int) -> int:
+        started.set()
+        await asyncio.sleep(60)
+        return n
+
+    parent = Workflow("waiting-parent")
+    parent.subworkflow("delegate", child, inputs=["n"])
+
+    async with Engine(migrated_url, workflows=[parent], workers=0) as engine:
+        task = asyncio.create_task(engine.run(parent, {"n": 1}, run_id="parent-1"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        [child_run] = await engine.list_runs(workflow="slow_child")
+        parent_run = await engine.get_run("parent-1")
+        records = [await engine.store.get_run(run.id) for run in (child_run, parent_run)]
+    assert [(r.status, r.lease_owner) for r in records] == [(RunStatus.CANCELLED, None)] * 2
+
+
+async def test_a_node_cancelled_while_it_commits_never_stops_the_run_from_ending(
+    migrated_url: str,
+) -> None:
+    """A node stopped (here, by a timeout) while its retry record is being committed leaves
+    the committer sound: the run still records how it ended."""
+    from flowstore import Retry
+
+    flow = Workflow("cancelled-commit")
+
+    @flow.node(retry=Retry(attempts=3, backoff=0.0), timeout=5)
+    async def flaky(n: int) -> int:
+        raise RuntimeError("try again")
+
+    in_commit = asyncio.Event()
+    async with Engine(migrated_url, workflows=[flow], workers=0) as engine:
+        real = engine.store.record_transitions
+
+        async def slow(run_id: Any, fencing: int, changes: Any, **kwargs: Any) -> Any:
+            if any(getattr(change, "outcome", None) == "retried" for change in changes):
+                in_commit.set()  # the node's retry record: the node waits for this commit
+                await asyncio.sleep(0.3)
+            return await real(run_id, fencing, changes, **kwargs)
+
+        engine.store.record_transitions = slow
+        task = asyncio.create_task(engine.run(flow, {"n": 1}, run_id="c1"))
+        await in_commit.wait()
+        held = engine._held.get(RunId("c1"))
+        assert held is not None
+        held.cancelled.set()  # the node is cancelled mid-commit; the run must still end
+        async with asyncio.timeout(10):
+            run = await task
+        engine.store.record_transitions = real
+    assert run.status is RunStatus.CANCELLED
