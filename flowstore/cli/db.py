@@ -7,7 +7,7 @@ import asyncio
 import os
 from typing import Any
 
-from flowstore.store.engine import DEFAULT_URL, StoreSettings
+from flowstore.store.engine import DEFAULT_URL, StoreSettings, sqlite_path
 
 __all__ = ["add_commands", "database_url", "existing_store"]
 
@@ -84,6 +84,9 @@ def _current(args: argparse.Namespace) -> int:
     url = database_url(args.url)
 
     async def run() -> migrate.SchemaStatus:
+        file = sqlite_path(url)
+        if file is not None and not file.exists():  # asked, not created
+            return migrate.SchemaStatus(current=None, head=migrate.HEAD_REVISION, has_tables=False)
         engine = _engine(url)
         try:
             return await migrate.schema_status(engine)

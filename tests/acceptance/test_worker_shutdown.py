@@ -200,6 +200,19 @@ async def test_read_commands_never_create_a_database(tmp_path: Path) -> None:
         _, err = await process.communicate()
         assert process.returncode == 1, command
         assert f"no database at {missing}" in err.decode()
+    current = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "flowstore",
+        "db",
+        "current",
+        "--url",
+        f"sqlite:///{missing}",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await current.communicate()
+    assert current.returncode == 0 and out.decode().startswith("base (no flowstore schema)")
     assert not missing.exists()
 
 
