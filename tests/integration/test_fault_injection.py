@@ -38,7 +38,7 @@ def fan_out(calls: Counter[str]) -> Workflow:
     def worker(index: int) -> None:
         async def work(start: int) -> int:
             calls[f"w{index}"] += 1
-            await asyncio.sleep(0.005 * index)  # the ends come one by one
+            await asyncio.sleep(0.02 * index)  # the ends come one by one
             return start * index
 
         work.__qualname__ = f"fan_out.w{index}"  # one import path per function
@@ -102,7 +102,6 @@ async def _check(url: str, run_id: str, probe: Probe) -> None:
         t.node for t in log if t.kind is TransitionKind.NODE and t.status == "succeeded"
     )
     assert succeeded == Counter(NODES)
-    assert probe.struck
     for node in probe.committed:  # committed before the fault: never ran again
         assert probe.calls[node] == 1, (node, probe.calls)
     assert set(probe.calls) == set(NODES)
@@ -110,13 +109,28 @@ async def _check(url: str, run_id: str, probe: Probe) -> None:
     assert stuck == []
 
 
-async def test_every_commit_unavailable_in_turn_is_taken_up_again(migrated_url: str) -> None:
-    commits = await _commits_of_a_clean_run(migrated_url)
+async def _every_commit(url: str, fault_at: Callable[[int, str], Awaitable[Probe]]) -> None:
+    """Fault each commit of the workflow in turn (`fault_at(at, run_id)` runs it with commit
+    number `at` faulted) and check the run. When a run made fewer commits than a clean one
+    (two ends shared a commit this time) and never reached its fault, it is run again."""
+    commits = await _commits_of_a_clean_run(url)
     assert commits >= 6
     for at in range(1, commits + 1):
-        probe, run_id = Probe(), f"unavailable-{at}"
+        for again in range(5):
+            run_id = f"at-{at}-{again}"
+            probe = await fault_at(at, run_id)
+            await _check(url, run_id, probe)
+            if probe.struck:
+                break
+        else:
+            raise AssertionError(f"commit {at} of {commits} was never reached in 5 runs")
+
+
+async def test_every_commit_unavailable_in_turn_is_taken_up_again(migrated_url: str) -> None:
+    async def fault_at(at: int, run_id: str) -> Probe:
+        probe = Probe()
         async with Engine(migrated_url, workflows=[fan_out(probe.calls)], workers=0) as engine:
-            fault = Fault(
+            Fault(
                 engine.store,
                 "record_transitions",
                 {at},
@@ -124,16 +138,17 @@ async def test_every_commit_unavailable_in_turn_is_taken_up_again(migrated_url: 
                 before=probe.at_fault(engine, run_id),
             )
             run = await engine.run(fan_out(probe.calls), {"n": 1}, run_id=run_id)
-            assert (run.status, fault.failed) == (RunStatus.SUCCEEDED, 1)
-        await _check(migrated_url, run_id, probe)
+            assert run.status is RunStatus.SUCCEEDED
+        return probe
+
+    await _every_commit(migrated_url, fault_at)
 
 
 async def test_every_commit_failing_with_a_driver_error_in_turn_is_resumed(
     migrated_url: str,
 ) -> None:
-    commits = await _commits_of_a_clean_run(migrated_url)
-    for at in range(1, commits + 1):
-        probe, run_id = Probe(), f"driver-{at}"
+    async def fault_at(at: int, run_id: str) -> Probe:
+        probe = Probe()
         async with Engine(migrated_url, workflows=[fan_out(probe.calls)], workers=0) as engine:
             fault = Fault(
                 engine.store,
@@ -142,8 +157,13 @@ async def test_every_commit_failing_with_a_driver_error_in_turn_is_resumed(
                 ConnectionResetError("connection reset by peer"),
                 before=probe.at_fault(engine, run_id),
             )
-            with pytest.raises(ConnectionResetError):
+            try:
                 await engine.run(fan_out(probe.calls), {"n": 1}, run_id=run_id)
+            except ConnectionResetError:
+                pass
+            else:
+                assert not probe.struck
+                return probe
             fault.undo()
             try:
                 record = await engine.store.get_run(RunId(run_id))
@@ -153,15 +173,16 @@ async def test_every_commit_failing_with_a_driver_error_in_turn_is_resumed(
             else:  # ended `failed` by its owner, not left `running`; resumed from there
                 assert (record.status, record.lease_owner) == (RunStatus.FAILED, None)
                 await engine.resume(run_id)
-        await _check(migrated_url, run_id, probe)
+        return probe
+
+    await _every_commit(migrated_url, fault_at)
 
 
 async def test_every_commit_hanging_past_the_lease_in_turn_is_taken_over(
     migrated_url: str,
 ) -> None:
-    commits = await _commits_of_a_clean_run(migrated_url)
-    for at in range(1, commits + 1):
-        probe, run_id = Probe(), f"hang-{at}"
+    async def fault_at(at: int, run_id: str) -> Probe:
+        probe = Probe()
         stalled = {"on": False}
         flow = fan_out(probe.calls)
         async with (
@@ -170,9 +191,7 @@ async def test_every_commit_hanging_past_the_lease_in_turn_is_taken_over(
         ):
             look = probe.at_fault(engine, run_id)
 
-            async def stall(
-                look: Callable[[], Awaitable[None]] = look, stalled: dict[str, bool] = stalled
-            ) -> None:
+            async def stall() -> None:
                 stalled["on"] = True  # the whole process stalls: its heartbeat too
                 await look()
 
@@ -180,14 +199,16 @@ async def test_every_commit_hanging_past_the_lease_in_turn_is_taken_over(
             Fault(
                 engine.store,
                 "heartbeat",
-                lambda _, stalled=stalled: stalled["on"],
+                lambda _: stalled["on"],
                 StoreUnavailable("recording a heartbeat: database is locked"),
             )
             with contextlib.suppress(LeaseLost):  # taken over while it stalled
                 await engine.run(flow, {"n": 1}, run_id=run_id)
             async with asyncio.timeout(30):
                 await rescuer.wait(run_id)
-        await _check(migrated_url, run_id, probe)
+        return probe
+
+    await _every_commit(migrated_url, fault_at)
 
 
 def slow_chain(calls: Counter[str]) -> Workflow:
