@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -21,37 +20,17 @@ import pytest
 from flowstore.errors import StoreError
 from flowstore.runtime.engine import Engine
 from flowstore.store import RunId, RunStatus, StoreSettings, TransitionKind, open_store
+from tests.support.cli import start_worker
 from tests.support.outage_flow import flow
 from tests.support.postgres import start_cluster, start_server, stop_cluster
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNS = 300
 LEASE = 2.0
 
 
 async def _start_worker(url: str, env: dict[str, str]) -> Any:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "flowstore",
-        "worker",
-        "--workflows",
-        "tests.support.outage_flow:flow",
-        "--url",
-        url,
-        "--concurrency",
-        "4",
-        "--poll",
-        "0.2",
-        "--lease",
-        str(LEASE),
-        "--grace",
-        "0",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    options = ("--concurrency", "4", "--poll", "0.2", "--lease", str(LEASE), "--grace", "0")
+    return await start_worker("tests.support.outage_flow:flow", url, *options, env=env)
 
 
 class Workers:

@@ -21,6 +21,7 @@ from flowstore import Retry, Workflow
 from flowstore.errors import ExecutionError
 from flowstore.runtime.engine import Engine
 from flowstore.store import RunId, RunStatus
+from tests.support.cli import start_worker
 from tests.support.shutdown_flow import flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,24 +38,11 @@ def _env(effects: Path, step_seconds: float = 0) -> dict[str, str]:
 
 
 async def _worker(url: str, env: dict[str, str], *extra: str) -> Any:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "flowstore",
-        "worker",
-        "--workflows",
+    return await start_worker(
         "tests.support.shutdown_flow:flow",
-        "--url",
         url,
-        "--lease",
-        str(LEASE),
-        "--poll",
-        "0.2",
-        *extra,
-        cwd=ROOT,
+        *("--lease", str(LEASE), "--poll", "0.2", *extra),
         env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
     )
 
 

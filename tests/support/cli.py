@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -19,4 +20,26 @@ def start_flowstore(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+    )
+
+
+async def start_worker(
+    workflow: str, url: str, *args: str, env: dict[str, str]
+) -> asyncio.subprocess.Process:
+    """`flowstore worker --workflows WORKFLOW --url URL ARGS` from the checkout, in `env`
+    (the whole environment), its stderr piped (its stdout too, unread by most tests)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "flowstore",
+        "worker",
+        "--workflows",
+        workflow,
+        "--url",
+        url,
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
