@@ -21,8 +21,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 
-from flowstore import Workflow
-from flowstore.runtime.context import NodeContext
+from flowstore import NodeContext, Workflow
 
 TOKEN_SECONDS = float(os.environ.get("FLOWSTORE_AGENT_TOKEN_SECONDS", "0.03"))
 """How long the stand-in model takes per token."""

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from flowstore import Retry, Workflow
-from flowstore.runtime.context import NodeContext
+from flowstore import NodeContext, Retry, Workflow
 
 URGENT_WORDS = {"down", "outage", "breach", "data loss", "cannot log in", "500"}
 STOP_WORDS = {"the", "a", "an", "is", "are", "to", "of", "and", "on", "in", "my", "our", "it"}

@@ -1,7 +1,8 @@
 """flowstore: a durable workflow engine for Python asyncio, persisted through SQL.
 
-`import flowstore` stays light: the definition API, the store and their dependencies load
-when first used.
+Everything an application touches is importable from here: `from flowstore import Engine,
+Workflow, NodeContext, Retry`. `import flowstore` stays light: each name loads its module
+(Pydantic, SQLAlchemy, ...) the first time it is used.
 """
 
 from __future__ import annotations
@@ -9,7 +10,29 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from flowstore.errors import DefinitionError, FlowstoreError
+from flowstore.errors import (
+    CircuitOpen,
+    ConfigurationError,
+    DatabaseGone,
+    DefinitionError,
+    ExecutionError,
+    ExpressionError,
+    FlowstoreError,
+    IntegrityConflict,
+    InvalidValue,
+    LeaseLost,
+    NodeTimeout,
+    Problem,
+    RunNotFound,
+    RunTimeout,
+    SchemaError,
+    StoredValueError,
+    StoreError,
+    StoreUnavailable,
+    StreamInterrupted,
+    UnserializableValue,
+    ValueTooLarge,
+)
 
 if TYPE_CHECKING:
     from flowstore.definition.builder import Workflow
@@ -25,21 +48,65 @@ if TYPE_CHECKING:
         MemoryConfig,
         Retry,
     )
+    from flowstore.events import (
+        CheckpointEvent,
+        CustomEvent,
+        NodeEvent,
+        RunEvent,
+        StreamEvent,
+        TokenEvent,
+    )
     from flowstore.hooks import HookEvent
+    from flowstore.runtime.client import Client
+    from flowstore.runtime.context import NodeContext
+    from flowstore.runtime.engine import Engine
+    from flowstore.runtime.models import Run, RunStatus
+    from flowstore.store.engine import StoreSettings
 
 __all__ = [
     "Breaker",
     "Cache",
+    "CheckpointEvent",
+    "CircuitOpen",
+    "Client",
+    "ConfigurationError",
+    "CustomEvent",
+    "DatabaseGone",
     "DefinitionError",
+    "Engine",
     "ExecutionConfig",
+    "ExecutionError",
+    "ExpressionError",
     "Fallback",
     "FlowstoreError",
     "Graph",
     "HookEvent",
+    "IntegrityConflict",
+    "InvalidValue",
+    "LeaseLost",
     "Loop",
     "MapOver",
     "MemoryConfig",
+    "NodeContext",
+    "NodeEvent",
+    "NodeTimeout",
+    "Problem",
     "Retry",
+    "Run",
+    "RunEvent",
+    "RunNotFound",
+    "RunStatus",
+    "RunTimeout",
+    "SchemaError",
+    "StoreError",
+    "StoreSettings",
+    "StoreUnavailable",
+    "StoredValueError",
+    "StreamEvent",
+    "StreamInterrupted",
+    "TokenEvent",
+    "UnserializableValue",
+    "ValueTooLarge",
     "Workflow",
     "__version__",
     "node_type",
@@ -52,6 +119,12 @@ _LAZY = {
     "Graph": "flowstore.definition.graph",
     "node_type": "flowstore.definition.node_types",
     "HookEvent": "flowstore.hooks",
+    "Client": "flowstore.runtime.client",
+    "NodeContext": "flowstore.runtime.context",
+    "Engine": "flowstore.runtime.engine",
+    "Run": "flowstore.runtime.models",
+    "RunStatus": "flowstore.runtime.models",
+    "StoreSettings": "flowstore.store.engine",
     **dict.fromkeys(
         [
             "Breaker",
@@ -65,10 +138,20 @@ _LAZY = {
         ],
         "flowstore.definition.spec",
     ),
+    **dict.fromkeys(
+        ["CheckpointEvent", "CustomEvent", "NodeEvent", "RunEvent", "StreamEvent", "TokenEvent"],
+        "flowstore.events",
+    ),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     raise AttributeError(f"module 'flowstore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

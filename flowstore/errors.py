@@ -4,6 +4,7 @@
 FlowstoreError
 ├── DefinitionError               a workflow definition is invalid: every problem, with where
 ├── ExecutionError                a run could not go on
+│   ├── ConfigurationError        a node is wired or set up wrong: never retried or fallen back
 │   ├── ExpressionError           a condition failed on a run's values
 │   ├── InvalidValue              an input or output does not match its declared type
 │   ├── NodeTimeout               a node call took longer than its timeout (also a TimeoutError)
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CircuitOpen",
+    "ConfigurationError",
     "DatabaseGone",
     "DefinitionError",
     "ExecutionError",
@@ -122,12 +124,21 @@ class ExecutionError(FlowstoreError):
     """A run could not go on."""
 
 
+class ConfigurationError(ExecutionError):
+    """A node is wired or set up wrong (a resource missing from the engine, say): the node
+    fails at once, without retries or its fallback, unless its policy names this error."""
+
+
 class ExpressionError(ExecutionError):
     """A condition could not be evaluated on the run's values."""
 
 
 class InvalidValue(ExecutionError):
-    """A workflow input, or a node's input or output, does not match its declared type."""
+    """A workflow input, or a node's input or output, does not match its declared type.
+
+    A node whose input or output is invalid fails at once, without retries or its fallback,
+    unless its policy names this error: a value of the wrong type is a bug to see, not a
+    passing fault to hide."""
 
 
 class NodeTimeout(ExecutionError, TimeoutError):

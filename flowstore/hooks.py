@@ -52,7 +52,8 @@ class HookEvent:
         status: The new status, for `node_end` and `run_end`.
         error: The failure (`type`, `message`), for `node_error`, `node_retry` and failed ends.
         name: The event's name, for `event`.
-        payload: The event's payload, for `event`.
+        payload: The event's payload, for `event`: the value, as `Engine.events` gives it.
+        output: The output, for `node_end` and `run_end` of a success.
     """
 
     kind: HookKind
@@ -65,6 +66,7 @@ class HookEvent:
     error: dict[str, Any] | None = None
     name: str | None = None
     payload: Any = None
+    output: Any = None
 
 
 class Hooks:

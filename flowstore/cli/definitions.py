@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_commands", "load_workflow"]
+__all__ = ["add_allow_option", "add_commands", "load_workflow"]
 
 
 def add_commands(commands: Any) -> None:
@@ -21,27 +21,43 @@ def add_commands(commands: Any) -> None:
     validate = commands.add_parser("validate", help="check a workflow definition")
     validate.add_argument("source", help=source_help)
     validate.add_argument("--with", dest="children", action="append", default=[], help=with_help)
+    add_allow_option(validate)
     validate.set_defaults(handler=_validate)
 
     graph = commands.add_parser("graph", help="draw a workflow as Mermaid or Graphviz DOT")
     graph.add_argument("source", help=source_help)
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
     graph.add_argument("--with", dest="children", action="append", default=[], help=with_help)
+    add_allow_option(graph)
     graph.set_defaults(handler=_graph)
 
 
-def load_workflow(source: str) -> Any:
-    """A `Workflow` from a definition file or a `module:attribute` reference."""
+def add_allow_option(parser: argparse.ArgumentParser) -> None:
+    """`--allow MODULE`: the modules a YAML or JSON definition may import (repeatable)."""
+    parser.add_argument(
+        "--allow",
+        metavar="MODULE",
+        action="append",
+        help="for YAML/JSON definitions written by others: a module (with its submodules) "
+        "they may import; any other import path is refused (repeatable; default: any)",
+    )
+
+
+def load_workflow(source: str, allow: Sequence[str] | None = None) -> Any:
+    """A `Workflow` from a definition file or a `module:attribute` reference. The working
+    directory is importable, as it is for `python -m`: a definition's `call: myapp.nodes:f`
+    finds `./myapp`. `allow` limits what a definition file may import."""
     from flowstore.definition.builder import Workflow
     from flowstore.definition.resolution import resolve_call
     from flowstore.errors import DefinitionError, Problem
 
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
     path = Path(source)
     if path.suffix.lower() in (".yaml", ".yml", ".json") or path.exists():
-        return Workflow.load(path)
+        return Workflow.load(path, allow=allow)
     if ":" not in source:
         raise DefinitionError([Problem("no such file", file=source)])
-    sys.path.insert(0, str(Path.cwd()))
     location, _, attribute = source.rpartition(":")
     if location.endswith(".py"):  # path/to/module.py:flow, imported as `module` from its folder
         file = Path(location)
@@ -90,8 +106,9 @@ def load_resources(source: str | None) -> dict[str, Any]:
 
 
 def _compiled(args: argparse.Namespace) -> Any:
-    children = {child.name: child.spec for child in map(load_workflow, args.children)}
-    return load_workflow(args.source).compile(workflows=children)
+    children = [load_workflow(source, args.allow) for source in args.children]
+    known = {child.name: child.spec for child in children}
+    return load_workflow(args.source, args.allow).compile(workflows=known)
 
 
 def _validate(args: argparse.Namespace) -> int:

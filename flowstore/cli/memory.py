@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
+from flowstore.cli.common import URL_HELP, add_json_option, print_json
 from flowstore.cli.db import existing_store
 
 __all__ = ["add_commands"]
 
-_URL_HELP = "database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
+_URL_HELP = URL_HELP
 
 
 def add_commands(commands: Any) -> None:
@@ -25,8 +27,9 @@ def add_commands(commands: Any) -> None:
     show.add_argument("--url", help=_URL_HELP)
     show.set_defaults(handler=_show)
     threads = memory_commands.add_parser("threads", help="threads, latest message first")
-    threads.add_argument("--limit", type=int, default=50)
+    threads.add_argument("--limit", type=int, default=50, help="at most this many threads")
     threads.add_argument("--url", help=_URL_HELP)
+    add_json_option(threads)
     threads.set_defaults(handler=_threads)
     entities = memory_commands.add_parser("entities", help="entities and their attributes")
     entities.add_argument("--namespace", help="only this namespace")
@@ -38,8 +41,9 @@ def add_commands(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="only entities whose attribute KEY is VALUE (JSON, else text); repeatable",
     )
-    entities.add_argument("--limit", type=int, default=100)
+    entities.add_argument("--limit", type=int, default=100, help="at most this many entities")
     entities.add_argument("--url", help=_URL_HELP)
+    add_json_option(entities)
     entities.set_defaults(handler=_entities)
 
 
@@ -86,8 +90,17 @@ def _threads(args: argparse.Namespace) -> int:
         async with await open_store(existing_store(args.url)) as store:
             return await store.list_threads(limit=args.limit)
 
+    found = asyncio.run(read())
+    if args.json:
+        print_json(
+            [
+                {"thread": thread_id, "messages": count, "last_message_at": last}
+                for thread_id, count, last in found
+            ]
+        )
+        return 0
     print(f"{'thread':<40}{'messages':>9}  last")
-    for thread_id, count, last in asyncio.run(read()):
+    for thread_id, count, last in found:
         print(f"{thread_id:<40}{count:>9}  {last.strftime('%Y-%m-%d %H:%M:%S')}")
     return 0
 
@@ -115,6 +128,9 @@ def _entities(args: argparse.Namespace) -> int:
             )
 
     found = asyncio.run(read())
+    if args.json:
+        print_json([dataclasses.asdict(entity) for entity in found])
+        return 0
     print(f"{'namespace':<16}{'name':<24}{'version':>8}  {'updated':<20} attributes")
     for entity in found:
         updated = entity.updated_at.strftime("%Y-%m-%d %H:%M:%S")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flowstore.cli.common import add_json_option, add_url_option, open_client, print_json
 from flowstore.cli.db import existing_store
 from flowstore.errors import FlowstoreError
 
@@ -19,25 +21,24 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 def add_commands(commands: Any) -> None:
     """Register `errors` and `stats`."""
-    url_help = "database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
     stats = commands.add_parser(
         "stats", help="per workflow and node: runs, success rate, p50/p95 durations, cache hits"
     )
     stats.add_argument("--workflow", help="only this workflow")
-    stats.add_argument("--url", help=url_help)
+    add_url_option(stats)
+    add_json_option(stats)
     stats.set_defaults(handler=_stats)
 
     errors = commands.add_parser(
         "errors", help="failures and what happened next (retried, fell back, failed the run)"
     )
-    errors.add_argument("--run", help="only this run's errors")
+    errors.add_argument("--run", metavar="RUN", help="only this run's errors (an id or a prefix)")
     errors.add_argument(
         "--since", help="only errors since a time: ISO 8601 (2026-11-25T10:00) or 30m, 2h, 1d ago"
     )
-    errors.add_argument("--limit", type=int, default=100)
-    errors.add_argument(
-        "--url", help="database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
-    )
+    errors.add_argument("--limit", type=int, default=100, help="at most this many errors")
+    add_url_option(errors)
+    add_json_option(errors)
     errors.set_defaults(handler=_errors)
 
 
@@ -72,6 +73,9 @@ def _stats(args: argparse.Namespace) -> int:
             )
 
     run_rows, node_rows = asyncio.run(read())
+    if args.json:
+        print_json({"runs": list(map(_fields, run_rows)), "nodes": list(map(_fields, node_rows))})
+        return 0
     print(
         f"{'workflow':<24}{'runs':>6}{'ok':>6}{'failed':>8}{'success':>9}"
         f"{'p50 ms':>10}{'p95 ms':>10}{'queue ms':>10}"
@@ -106,17 +110,19 @@ def _ms(value: float | None) -> str:
 
 
 def _errors(args: argparse.Namespace) -> int:
-    from flowstore.runtime.engine import Engine
     from flowstore.store.records import RunId
 
     since = parse_since(args.since) if args.since else None
 
     async def listing() -> Any:
-        async with Engine(settings=existing_store(args.url), workers=0) as engine:
-            run_id = RunId(args.run) if args.run else None
-            return await engine.store.list_errors(run_id=run_id, since=since, limit=args.limit)
+        async with open_client(args.url) as client:
+            run_id = RunId(await client.expand_run_id(args.run)) if args.run else None
+            return await client.store.list_errors(run_id=run_id, since=since, limit=args.limit)
 
     reports = asyncio.run(listing())
+    if args.json:
+        print_json([_fields(report) for report in reports])
+        return 0
     print(f"{'time':<21}{'run':<38}{'node':<24}{'attempt':<9}{'outcome':<12}error")
     for report in reports:
         created = report.created_at.strftime("%Y-%m-%d %H:%M:%S") if report.created_at else ""
@@ -129,3 +135,8 @@ def _errors(args: argparse.Namespace) -> int:
             f"{report.outcome or '':<12}{error}"
         )
     return 0
+
+
+def _fields(record: Any) -> dict[str, Any]:
+    """A stored record (a frozen dataclass) as JSON-ready fields."""
+    return {field.name: getattr(record, field.name) for field in fields(record)}

@@ -15,8 +15,14 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from flowstore.cli.common import add_json_option, print_json
 from flowstore.cli.db import database_url, existing_store
-from flowstore.cli.definitions import add_resources_option, load_resources, load_workflow
+from flowstore.cli.definitions import (
+    add_allow_option,
+    add_resources_option,
+    load_resources,
+    load_workflow,
+)
 
 __all__ = ["add_commands"]
 
@@ -48,6 +54,7 @@ def add_commands(commands: Any) -> None:
         "released to other workers (default 30); a second signal stops at once",
     )
     add_resources_option(worker)
+    add_allow_option(worker)
     worker.set_defaults(handler=_worker)
 
     workers = commands.add_parser("workers", help="live workers and the runs they hold")
@@ -55,13 +62,14 @@ def add_commands(commands: Any) -> None:
         "--url", help="database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
     )
     workers.add_argument("--all", action="store_true", help="also workers whose heartbeat stopped")
+    add_json_option(workers)
     workers.set_defaults(handler=_workers)
 
 
 def _worker(args: argparse.Namespace) -> int:
     from flowstore.runtime.engine import Engine
 
-    workflows = [load_workflow(source) for source in args.workflows]
+    workflows = [load_workflow(source, args.allow) for source in args.workflows]
     resources = load_resources(args.resources)
 
     async def serve() -> None:
@@ -123,11 +131,32 @@ def _workers(args: argparse.Namespace) -> int:
         if run.lease_owner is not None:
             held.setdefault(run.lease_owner, []).append(str(run.id))
     now = datetime.now(UTC)
+    shown_workers = [
+        worker
+        for worker in workers
+        if args.all
+        or held.get(worker.id)
+        or (now - worker.heartbeat_at).total_seconds() <= _SILENT_AFTER
+    ]
+    if args.json:
+        print_json(
+            [
+                {
+                    "id": worker.id,
+                    "hostname": worker.hostname,
+                    "pid": worker.pid,
+                    "started_at": worker.started_at,
+                    "heartbeat_at": worker.heartbeat_at,
+                    "heartbeat_age_seconds": (now - worker.heartbeat_at).total_seconds(),
+                    "runs": held.get(worker.id, []),
+                }
+                for worker in shown_workers
+            ]
+        )
+        return 0
     print(f"{'worker':<40}{'host':<20}{'pid':<9}{'heartbeat':<12}runs")
-    for worker in workers:
+    for worker in shown_workers:
         age = (now - worker.heartbeat_at).total_seconds()
-        if not args.all and not held.get(worker.id) and age > _SILENT_AFTER:
-            continue
         runs = held.get(worker.id, [])
         shown = ", ".join(runs[:5]) + (f", … ({len(runs)})" if len(runs) > 5 else "")
         print(f"{worker.id:<40}{worker.hostname:<20}{worker.pid:<9}{f'{age:.1f} s ago':<12}{shown}")

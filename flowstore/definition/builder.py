@@ -9,9 +9,10 @@ default becomes a workflow input, typed by its annotation. The result is the sam
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -67,6 +68,10 @@ class Workflow:
         output: The node whose output is the run's output (default: the only final node).
         resources: Shared resources the engine provides (`Engine(resources=...)`); a node
             parameter with one of these names receives it.
+        inputs: Workflow inputs declared up front, name to type (`str`, `int`, a Pydantic
+            model, or a DSL type name). Any node parameter that is not a node, a resource or
+            the context is an input too; declaring one is needed only when its name is close
+            to a node's, which is otherwise refused as a likely typo.
     """
 
     def __init__(
@@ -79,9 +84,14 @@ class Workflow:
         input_model: type[BaseModel] | None = None,
         output: str | None = None,
         resources: Sequence[str] = (),
+        inputs: Mapping[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.resources = tuple(resources)
+        self.inputs = {
+            key: value if isinstance(value, str) else _type_name(value)
+            for key, value in (inputs or {}).items()
+        }
         self.version = version
         self.description = description
         self.config = config or ExecutionConfig()
@@ -103,16 +113,25 @@ class Workflow:
         return self.hooks.on(kind, hook)
 
     @classmethod
-    def load(cls, source: str | Path | Mapping[str, Any]) -> Workflow:
+    def load(
+        cls, source: str | Path | Mapping[str, Any], *, allow: Sequence[str] | None = None
+    ) -> Workflow:
         """Load a workflow from a YAML or JSON file, or from a dict in the same form.
+
+        A definition is code: its `call` paths are imported when it compiles. To load one
+        written by others, give `allow`, the modules (and their submodules) it may import;
+        any other import path is refused before anything is imported.
 
         Raises:
             DefinitionError: Every problem in the file, each with its line and column.
         """
         from flowstore.definition.dsl import read_definition
+        from flowstore.definition.trust import check_allowed
 
         data, locate, file = read_definition(source)
         spec = validate_spec(data, locate=locate, file=file)
+        if allow is not None:
+            check_allowed(spec, allow, locate=locate, file=file)
         loaded = cls(spec.name, spec.version, description=spec.description, config=spec.config)
         loaded._loaded, loaded._locate, loaded._file = spec, locate, file
         return loaded
@@ -227,18 +246,21 @@ class Workflow:
         if self._loaded is not None:
             return self._loaded
         node_names = {definition.name for definition in self._definitions}
-        inputs: dict[str, str] = {}
+        inputs: dict[str, str] = dict(self.inputs)
         nodes = []
+        problems: list[Problem] = []
         for definition in self._definitions:
             bound = definition.explicit_inputs
             if bound is None:
-                bound = self._bind(definition, node_names, inputs)
+                bound = self._bind(definition, node_names, inputs, problems)
             else:
                 child_inputs = definition.children[0].spec.inputs if definition.children else {}
                 for param, source in bound.items():
                     if source not in node_names and source not in inputs:
                         inputs[source] = child_inputs.get(param, "any")
             nodes.append({"name": definition.name, **definition.fields, "inputs": dict(bound)})
+        if problems:
+            raise DefinitionError(problems)
         data: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
@@ -257,7 +279,11 @@ class Workflow:
         return validate_spec(data)
 
     def _bind(
-        self, definition: _NodeDefinition, node_names: set[str], inputs: dict[str, str]
+        self,
+        definition: _NodeDefinition,
+        node_names: set[str],
+        inputs: dict[str, str],
+        problems: list[Problem],
     ) -> dict[str, str]:
         assert definition.function is not None
         bound: dict[str, str] = {}
@@ -281,9 +307,28 @@ class Workflow:
             ):
                 bound[parameter.name] = parameter.name
             elif parameter.default is inspect.Parameter.empty:
+                typo = _likely_typo(parameter.name, node_names, self.resources)
+                if typo is not None:
+                    problems.append(self._typo(definition, parameter.name, typo))
                 inputs[parameter.name] = _type_name(annotation)
                 bound[parameter.name] = parameter.name
         return bound
+
+    def _typo(self, definition: _NodeDefinition, parameter: str, meant: str) -> Problem:
+        """A parameter that would become a workflow input, named almost like a node or a
+        resource: reported where the function is defined."""
+        function = definition.function
+        code = getattr(function, "__code__", None)
+        return Problem(
+            f"parameter {parameter!r} is not a node, a resource or a declared input: did you "
+            f"mean {meant}? (if it is a workflow input, declare it: "
+            f"Workflow({self.name!r}, inputs={{{parameter!r}: ...}}))",
+            workflow=self.name,
+            node=definition.name,
+            field=parameter,
+            file=code.co_filename if code is not None else None,
+            line=code.co_firstlineno if code is not None else None,
+        )
 
     def _functions(self) -> dict[str, Any]:
         """The node functions by import path. Two functions under one path (made by one
@@ -336,6 +381,16 @@ def _as_mapping(inputs: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
     if isinstance(inputs, Mapping):
         return dict(inputs)
     return {name: name for name in inputs}
+
+
+def _likely_typo(name: str, nodes: Iterable[str], resources: Iterable[str]) -> str | None:
+    """What a parameter named `name` was likely meant to be: a node or resource whose name
+    differs by a letter or two."""
+    for kind, names in (("node", nodes), ("resource", resources)):
+        close = difflib.get_close_matches(name, list(names), n=1, cutoff=0.8)
+        if close:
+            return f"{kind} {close[0]!r}"
+    return None
 
 
 def _type_name(annotation: Any) -> str:

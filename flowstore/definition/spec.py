@@ -10,7 +10,7 @@ the same hash. Callables are import paths (`package.module:function`), never obj
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -51,6 +51,10 @@ CALL_PATTERN = (
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
 CallPath = Annotated[str, Field(pattern=CALL_PATTERN, max_length=500)]
 Seconds = Annotated[float, Field(gt=0, le=366 * 24 * 3600)]
+# Exception names, as Python code passes them (a list or tuple), kept as a tuple.
+Names = Annotated[
+    Sequence[Annotated[str, Field(min_length=1, max_length=300)]], AfterValidator(tuple)
+]
 
 
 def _sorted(value: Any) -> Any:
@@ -80,7 +84,8 @@ class Retry(_Spec):
         jitter: Spread each delay randomly over [0, delay], so retries of many runs do not
             arrive together.
         retry_on: Names of the exceptions to retry (`TimeoutError`, `httpx.ConnectError`); a
-            failure of another type is not retried. Empty means every `Exception`.
+            failure of another type is not retried. Empty means every `Exception` but the
+            mistakes `ConfigurationError` and `InvalidValue`, retried only when named.
     """
 
     attempts: int = Field(default=3, ge=1, le=1000)
@@ -88,7 +93,7 @@ class Retry(_Spec):
     multiplier: float = Field(default=2.0, ge=1, le=100)
     max_delay: float = Field(default=60.0, ge=0, le=24 * 3600)
     jitter: bool = True
-    retry_on: tuple[Annotated[str, Field(min_length=1, max_length=300)], ...] = ()
+    retry_on: Names = ()
 
 
 class Cache(_Spec):
@@ -108,11 +113,20 @@ class Fallback(_Spec):
     """What a node produces when it fails for good: another node's output, a callable, or a value.
 
     Exactly one of `node`, `call` and `value` is given (`value` may be null).
+
+    Attributes:
+        node: An upstream node whose output is used instead.
+        call: Import path of a callable called with the node's own arguments.
+        value: A JSON value used instead.
+        on: Names of the exceptions the fallback covers (as `Retry.retry_on`); empty means
+            every `Exception` but the mistakes `ConfigurationError` and `InvalidValue`, which
+            fail the node unless named here.
     """
 
     node: Name | None = None
     call: CallPath | None = None
     value: Annotated[JsonValue, Sorted] = None
+    on: Names = ()
 
     @model_serializer(mode="wrap")
     def _keep_the_choice(self, handler: SerializerFunctionWrapHandler) -> Any:
@@ -125,6 +139,7 @@ class Fallback(_Spec):
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         given = [name for name in ("node", "call", "value") if name in self.model_fields_set]
+        # `on` alone is not a choice of output.
         if len(given) != 1:
             raise ValueError(
                 "a fallback names exactly one of 'node', 'call' or 'value'"

@@ -21,7 +21,9 @@ from pydantic import (
     create_model,
 )
 
+from flowstore.definition.compiler import INPUT_TYPES
 from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.definition.spec import WorkflowSpec
 from flowstore.errors import InvalidValue
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "typed_output",
     "validate_arguments",
     "validate_inputs",
+    "validate_inputs_by_spec",
     "validate_output",
 ]
 
@@ -67,6 +70,30 @@ def validate_inputs(graph: Graph, values: Mapping[str, Any]) -> dict[str, Any]:
     except ValidationError as error:
         raise InvalidValue(
             f"workflow {graph.name!r}: invalid inputs: {_listed(error, 'input')}"
+        ) from None
+    return {name: getattr(validated, name) for name in type(validated).model_fields}
+
+
+def validate_inputs_by_spec(spec: WorkflowSpec, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a run's inputs as far as a process without the workflow's code can (a `Client`):
+    each declared input given and no other, of its type when that is a JSON type (`str`,
+    `int`, ...); a Pydantic model's fields, and a workflow's `input_model`, are left for the
+    worker that runs it to check.
+
+    Raises:
+        InvalidValue: Naming the workflow and every input that is missing, unknown or wrong.
+    """
+    if spec.input_model is not None:
+        return dict(values)
+    fields: dict[str, Any] = {
+        name: (INPUT_TYPES.get(type_name, Any), ...) for name, type_name in spec.inputs.items()
+    }
+    model = create_model(f"{spec.name}_inputs", __config__=ConfigDict(extra="forbid"), **fields)
+    try:
+        validated = model.model_validate(dict(values))
+    except ValidationError as error:
+        raise InvalidValue(
+            f"workflow {spec.name!r}: invalid inputs: {_listed(error, 'input')}"
         ) from None
     return {name: getattr(validated, name) for name in type(validated).model_fields}
 

@@ -18,11 +18,12 @@ from typing import Any
 
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import typed_output, validate_arguments, validate_output
-from flowstore.errors import ExecutionError, NodeTimeout
+from flowstore.errors import ConfigurationError, ExecutionError, NodeTimeout
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.memory import MemoryStage
 from flowstore.runtime.policies import fall_back, with_breaker, with_retry, with_timeout
 from flowstore.runtime.policies.cache import cache_key
+from flowstore.runtime.policies.matching import covers
 from flowstore.runtime.telemetry import NodeTiming, RunTelemetry
 from flowstore.store import serde
 from flowstore.store.protocol import Store
@@ -222,7 +223,7 @@ async def execute_node(
             output = await with_retry(spec.retry, context.attempt, attempt, journal)
         changes = tuple(stage.changes())
     except Exception as error:
-        if spec.fallback is None:
+        if spec.fallback is None or not covers(spec.fallback.on, error):
             raise
         used = await fall_back(node, error, arguments, outputs)
         output, fell_back = used.output, True
@@ -267,9 +268,10 @@ async def _call(
         if param.source is None or param.source not in graph.resources:
             continue
         if param.source not in resources:
-            raise ExecutionError(
+            raise ConfigurationError(
                 f"node {node.name!r} needs the resource {param.source!r}, which this engine "
-                f"does not provide: Engine(resources={{{param.source!r}: ...}})"
+                f"does not provide: give it as Engine(resources={{{param.source!r}: ...}}), "
+                "or `--resources module:mapping` to the flowstore command"
             )
         checked[param.name] = resources[param.source]
     if node.spec.map is None:

@@ -1,7 +1,9 @@
 """Debug mode's log lines: each node's inputs when it starts, its output or error when it ends.
 
 Lines go to the run's logger at DEBUG level, values as JSON cut at 2,000 characters, with the
-run's secret fields replaced (`redaction.py`).
+run's secret fields replaced (`redaction.py`). An application that has not configured logging
+still sees them: debug mode then gives the `flowstore.run` logger a handler to stderr (one
+that configured logging decides where they go).
 """
 
 from __future__ import annotations
@@ -14,7 +16,22 @@ from typing import Any
 from flowstore.runtime.calls import NodeJournal
 from flowstore.runtime.redaction import Redactor
 
-__all__ = ["DebugLog"]
+__all__ = ["DebugLog", "show_debug_lines"]
+
+_RUN_LOGGER = "flowstore.run"
+
+
+def show_debug_lines() -> None:
+    """Make debug lines visible where logging is not configured: a handler to stderr on the
+    `flowstore.run` logger, at DEBUG level. Logging configured by the application (a
+    handler anywhere up the logger's tree) is left as it is."""
+    logger = logging.getLogger(_RUN_LOGGER)
+    if logger.level == logging.NOTSET or logger.level > logging.DEBUG:
+        logger.setLevel(logging.DEBUG)
+    if not logger.hasHandlers():
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
 
 
 class DebugLog:
@@ -23,6 +40,7 @@ class DebugLog:
     def __init__(self, log: logging.Logger, redactor: Redactor | None) -> None:
         self._log = log
         self._redactor = redactor
+        show_debug_lines()
 
     def starts(self, node: str, key: str, attempt: int, arguments: Any) -> None:
         """A node execution starts with `arguments`."""

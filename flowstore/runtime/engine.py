@@ -32,7 +32,13 @@ from flowstore.definition.changes import spec_changes
 from flowstore.definition.graph import Graph
 from flowstore.definition.spec import MemoryConfig
 from flowstore.definition.validation import prepare_validators, validate_inputs
-from flowstore.errors import ExecutionError, RunNotFound, StoreError, StoreUnavailable
+from flowstore.errors import (
+    ConfigurationError,
+    ExecutionError,
+    RunNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from flowstore.hooks import HookKind, Hooks
 from flowstore.runtime.children import run_child
 from flowstore.runtime.executor import Observer, execute_run
@@ -43,12 +49,15 @@ from flowstore.runtime.reading import RunReading
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
+from flowstore.runtime.submission import submit_run
+from flowstore.runtime.waiting import RunWaiters
 from flowstore.runtime.worker import ClaimLoop, Trouble, dead_local_workers, process_identity
 from flowstore.store.records import (
     Claim,
     NewRun,
     RunId,
     RunStatus,
+    StoredGraph,
     WorkerId,
     WorkerInfo,
 )
@@ -147,7 +156,7 @@ class Engine(RunReading):
         self.hooks = Hooks()
         self._loops: list[ClaimLoop] = []
         self._loop_tasks: list[asyncio.Task[None]] = []
-        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._waiting = RunWaiters(lambda: self.store, poll_seconds)
         # The runs executing here: the only ones whose leases the heartbeat renews.
         self._held = HeldRuns(lease_seconds)
         self._closing = False
@@ -200,6 +209,13 @@ class Engine(RunReading):
         metadata = {**process_identity(), "graphs": claims}
         me = WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now, metadata)
         await self._store.register_worker(me)
+        # What a `Client` submits runs of by name, without the code.
+        await self._store.register_graphs(
+            [
+                StoredGraph(graph.hash, graph.name, graph.spec.version, graph.stored_spec())
+                for graph in self._graphs.values()
+            ]
+        )
         self._closing = False
         self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
         trouble = Trouble(self.worker_id)
@@ -344,7 +360,15 @@ class Engine(RunReading):
         graph = workflow.compile()
         if graph.hash not in self._graphs:
             self.register(workflow)
-        return graph, validate_inputs(graph, inputs or {})
+        given = inputs or {}
+        undeclared = sorted(set(graph.inputs) & self._resources.names - set(given))
+        if undeclared:
+            raise ConfigurationError(
+                f"workflow {graph.name!r} takes {', '.join(map(repr, undeclared))} as "
+                "workflow inputs, but this engine provides resources of those names: declare "
+                f"them with Workflow({graph.name!r}, resources={undeclared!r})"
+            )
+        return graph, validate_inputs(graph, given)
 
     def _new_run(
         self,
@@ -478,7 +502,8 @@ class Engine(RunReading):
                     f"run {run_id} started under another definition of workflow "
                     f"{record.workflow!r} (graph {record.graph_hash[:12]}, now "
                     f"{graph.hash[:12]}: {changes or 'see the stored specs'}): resume it with "
-                    "allow_changed_definition=True to run the new definition over its "
+                    "allow_changed_definition=True (flowstore resume "
+                    "--allow-changed-definition) to run the new definition over its "
                     "committed results, or register the definition it started with"
                 )
         if record.id in self._held:
@@ -512,12 +537,24 @@ class Engine(RunReading):
         )
 
     async def submit(
-        self, workflow: Workflow, inputs: Mapping[str, Any] | None = None, *, priority: int = 0
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        priority: int = 0,
     ) -> str:
         """Queue a run durably and return its id; a worker of any engine that knows the
-        workflow executes it (this engine's own workers are woken at once)."""
+        workflow executes it (this engine's own workers are woken at once). With `run_id`,
+        submitting again is harmless: the run that has that id is returned.
+
+        Raises:
+            InvalidValue: The inputs do not match the workflow's declared inputs.
+            IntegrityConflict: `run_id` is the id of a run of another workflow.
+        """
         graph, checked = self._checked(workflow, inputs)
-        record = await self.store.create_run(self._new_run(graph, checked, priority=priority))
+        new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None, priority=priority)
+        record = await submit_run(self.store, new)
         for loop in self._loops:
             loop.wake()
         return str(record.id)
@@ -534,13 +571,18 @@ class Engine(RunReading):
         return await dead_local_workers(self.store, self.worker_id)
 
     async def stream(
-        self, workflow: Workflow, inputs: Mapping[str, Any] | None = None
+        self,
+        workflow: Workflow,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        run_id: str | None = None,
+        observe: Observer | None = None,
     ) -> AsyncIterator[StreamEvent]:
         """Execute a run of `workflow` here, as `run` does, yielding its events as they happen
         (tokens included), up to the run's end. Leaving the loop early cancels the run."""
-        validate_inputs(workflow.compile(), inputs or {})  # raised here, not in a task
-        run_id = RunId(str(uuid.uuid4()))
-        running = asyncio.ensure_future(self.run(workflow, inputs, run_id=run_id))
+        self._checked(workflow, inputs)  # raised here, not in a task
+        run_id = RunId(run_id or str(uuid.uuid4()))
+        running = asyncio.ensure_future(self.run(workflow, inputs, run_id=run_id, observe=observe))
         try:
             async for event in follow_run(self.store, self._live, run_id, executing=running):
                 yield event

@@ -11,8 +11,10 @@ from typing import Any
 
 from flowstore.hooks import Hook, HookEvent, HookKind, Hooks
 from flowstore.runtime.redaction import Redactor
+from flowstore.store import serde
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
+    UNSET,
     Change,
     ErrorChange,
     ErrorReport,
@@ -82,6 +84,7 @@ class RunHooks:
                     change.key,
                     status=change.status.value,
                     error=_summary(change.error),
+                    output=_value(change.output),
                 )
             ]
         if isinstance(change, RunChange):
@@ -94,6 +97,7 @@ class RunHooks:
                     workflow,
                     status=change.status.value,
                     error=_summary(change.error),
+                    output=_value(change.output),
                 )
             ]
         if isinstance(change, ErrorChange):
@@ -117,7 +121,7 @@ class RunHooks:
                 change.node,
                 change.key,
                 name=change.name,
-                payload=change.payload,
+                payload=_value(change.payload),
             )
             if change.name == "cache_hit":
                 return [HookEvent("cache_hit", run, workflow, change.node, change.key), event]
@@ -144,10 +148,13 @@ class RunHooks:
 
     def _failed(self, hook: Hook, event: HookEvent, error: Exception) -> None:
         name = getattr(hook, "__qualname__", repr(hook))
-        log.error("hook %s failed on %s of run %s", name, event.kind, self._run_id, exc_info=error)
         message, trace = str(error), "".join(traceback.format_exception(error))
         if self._redactor is not None:
             message, trace = self._redactor.text(message), self._redactor.text(trace)
+        # Logged as redacted as it is stored: not with `exc_info`, which would print it raw.
+        log.error(
+            "hook %s failed on %s of run %s: %s\n%s", name, event.kind, self._run_id, message, trace
+        )
         report = ErrorReport(
             self._run_id,
             event.node,
@@ -169,7 +176,13 @@ class RunHooks:
             log.exception("could not report a failed hook of run %s", self._run_id)
 
 
+def _value(value: Any) -> Any:
+    """A change's value as hooks get it: the value, never its stored JSON text."""
+    return None if value is UNSET else serde.plain(value)
+
+
 def _summary(error: Any) -> dict[str, Any] | None:
+    error = _value(error)
     if not isinstance(error, dict):
         return None
     return {"type": error.get("type"), "message": error.get("message")}

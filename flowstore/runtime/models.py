@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from flowstore.errors import ExecutionError, InvalidValue
 from flowstore.store.records import RunId, RunRecord, RunStatus
 
 __all__ = ["Run", "RunStatus"]
+
+T = TypeVar("T")
 
 
 class Run(BaseModel):
@@ -47,6 +51,31 @@ class Run(BaseModel):
     finished_at: datetime | None = None
     updated_at: datetime
 
+    def output_as(self, type_: type[T]) -> T:
+        """The run's output as `type_`: a Pydantic model, a dataclass, `list[str]`, ...
+        (`run.output` is the stored JSON).
+
+        Raises:
+            ExecutionError: The run has not succeeded: it has no output.
+            InvalidValue: The output does not match `type_`.
+        """
+        if self.status is not RunStatus.SUCCEEDED:
+            raise ExecutionError(f"run {self.id} has no output: it is {self.status.value}")
+        try:
+            converted: T = _adapter(type_).validate_python(self.output)
+            return converted
+        except ValidationError as error:
+            shown = type_.__name__ if isinstance(type_, type) else str(type_)
+            problems = "; ".join(
+                ".".join(map(str, detail["loc"])) + ": " + detail["msg"]
+                if detail["loc"]
+                else detail["msg"]
+                for detail in error.errors()
+            )
+            raise InvalidValue(
+                f"the output of run {self.id} is not a {shown}: {problems}"
+            ) from None
+
     @classmethod
     def from_record(cls, record: RunRecord) -> Run:
         """The public view of a stored run."""
@@ -65,3 +94,16 @@ class Run(BaseModel):
             finished_at=record.finished_at,
             updated_at=record.updated_at,
         )
+
+
+def _adapter(type_: Any) -> TypeAdapter[Any]:
+    """One adapter per type (built once: it costs far more than a validation)."""
+    try:
+        return _adapters(type_)
+    except TypeError:  # unhashable
+        return TypeAdapter(type_)
+
+
+@functools.lru_cache(maxsize=256)
+def _adapters(type_: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(type_)

@@ -6,15 +6,15 @@ another process, or has ended long ago.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flowstore.errors import RunNotFound
 from flowstore.runtime.models import Run
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
+from flowstore.runtime.waiting import RunWaiters
 from flowstore.store.records import RunId, RunQuery, RunStatus
 
 if TYPE_CHECKING:
@@ -28,8 +28,8 @@ class RunReading:
 
     _live: LiveRuns
     _poll_seconds: float
-    # Callers of `wait`, by run: woken at once when a run ends here (`_run_ended`).
-    _waiters: dict[str, list[asyncio.Future[None]]]
+    # Callers of `wait`: woken at once when a run ends here (`_run_ended`), else by one poll.
+    _waiting: RunWaiters
 
     @property
     def store(self) -> Any:
@@ -37,32 +37,19 @@ class RunReading:
         raise NotImplementedError
 
     async def wait(self, run_id: str) -> Run:
-        """Wait until a run has ended, wherever it runs, and return it.
+        """Wait until a run has ended, wherever it runs, and return it. The waiters of one
+        process share one poll of the store (`runtime/waiting.py`).
 
         Bound the wait with `asyncio.timeout(...)` around the call.
         """
-        delay = 0.01
-        while True:
+        run = await self.get_run(run_id)
+        if not run.status.is_terminal:
+            await self._waiting.until_ended(RunId(run_id))
             run = await self.get_run(run_id)
-            if run.status.is_terminal:
-                return run
-            ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters = self._waiters.setdefault(run_id, [])
-            waiters.append(ended)
-            try:  # ended here, or poll: it may run elsewhere
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(ended), timeout=delay)
-            finally:
-                with contextlib.suppress(ValueError):
-                    waiters.remove(ended)
-                if not waiters and self._waiters.get(run_id) is waiters:
-                    del self._waiters[run_id]
-            delay = min(delay * 2, self._poll_seconds)
+        return run
 
     def _run_ended(self, run_id: RunId) -> None:
-        for waiter in self._waiters.pop(str(run_id), []):
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiting.ended(run_id)
 
     def events(
         self, run_id: str, *, after: int = 0, follow: bool = True
@@ -79,6 +66,21 @@ class RunReading:
                 yield event
 
         return events()
+
+    async def expand_run_id(self, prefix: str) -> str:
+        """The id of the one run whose id starts with `prefix` (a whole id, or as few of its
+        first characters as tell it apart, as git does with commits).
+
+        Raises:
+            RunNotFound: No run's id starts with `prefix`, or several do (they are named).
+        """
+        found = await self.store.find_run_ids(prefix, limit=6)
+        if len(found) == 1 or prefix in found:
+            return prefix if prefix in found else str(found[0])
+        if not found:
+            raise RunNotFound(f"no run has an id that starts with {prefix!r}")
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise RunNotFound(f"run id {prefix!r} is ambiguous: it starts {shown}; give more of it")
 
     async def get_run(self, run_id: str) -> Run:
         """One run. Raises `RunNotFound`."""

@@ -24,6 +24,11 @@ class SharedResources:
         self.opened: dict[str, Any] = {}
         self._stack: contextlib.AsyncExitStack | None = None
 
+    @property
+    def names(self) -> frozenset[str]:
+        """The names of the resources, opened or not."""
+        return frozenset(self._factories)
+
     async def open(self) -> None:
         """Open every resource, in the order given; on a failure, close those opened."""
         stack = contextlib.AsyncExitStack()

@@ -113,10 +113,12 @@ class RunTelemetry:
         self._started_at = _now()
 
     def run_starts(self) -> list[MetricPoint]:
-        """The queue wait, when this is the run's first start."""
-        if not self.enabled or self._run.last_seq > 1:
+        """The queue wait, when this is the run's first start: its first claim (fencing
+        number 1), from its creation to that claim; nought for a run created by its owner."""
+        if not self.enabled or self._run.fencing != 1:
             return []
-        waited = (self._started_at - self._run.created_at).total_seconds() * 1000
+        started = self._run.started_at or self._started_at
+        waited = (started - self._run.created_at).total_seconds() * 1000
         return [self._metric("queue_wait_ms", max(waited, 0.0))]
 
     def node_starts(self, node: str, key: str, attempt: int, span_id: str) -> NodeTiming:

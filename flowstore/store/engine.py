@@ -94,7 +94,13 @@ class StoreSettings:
 
 def normalize_url(url: str | URL) -> URL:
     """Give a SQLite or PostgreSQL URL its async driver, and refuse other backends."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except exc.ArgumentError:
+        raise StoreError(
+            f"{url!r} is not a database URL: give sqlite:///path/to/file.db or "
+            "postgresql://user@host/database"
+        ) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:"):

@@ -128,10 +128,17 @@ async def schema_status(engine: AsyncEngine) -> SchemaStatus:
 
 def _run_command(connection: Connection, name: str, revision: str) -> None:
     from alembic import command
+    from alembic.util import CommandError
 
     config = alembic_config()
     config.attributes["connection"] = connection
-    getattr(command, name)(config, revision)
+    try:
+        getattr(command, name)(config, revision)
+    except CommandError as error:  # an unknown revision, say: the user's to fix
+        raise SchemaError(
+            f"{name} to {revision!r}: {error} (base, head = {HEAD_REVISION}, or a revision in "
+            "between)"
+        ) from None
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:

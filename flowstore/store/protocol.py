@@ -30,6 +30,7 @@ from flowstore.store.records import (
     RunRecord,
     RunStats,
     Span,
+    StoredGraph,
     Transition,
     WorkerId,
     WorkerInfo,
@@ -74,12 +75,29 @@ class Store(Protocol):
         """The workflow spec stored for a graph hash (as JSON data), or None."""
         ...
 
+    async def register_graphs(self, graphs: Sequence[StoredGraph]) -> None:
+        """Store workflow definitions (each once per hash), so that runs of them can be
+        submitted by name from processes without their code."""
+        ...
+
+    async def list_graphs(self, workflow: str) -> list[StoredGraph]:
+        """The stored definitions of a workflow, newest first."""
+        ...
+
     async def get_run(self, run_id: RunId) -> RunRecord:
         """Read one run. Raises `RunNotFound`."""
         ...
 
     async def list_runs(self, query: RunQuery | None = None) -> list[RunRecord]:
         """Runs matching the query (all runs when None), newest first."""
+        ...
+
+    async def ended_runs(self, run_ids: Sequence[RunId]) -> list[RunId]:
+        """Which of `run_ids` have ended (in one query per few hundred ids)."""
+        ...
+
+    async def find_run_ids(self, prefix: str, *, limit: int = 10) -> list[RunId]:
+        """The ids of runs that start with `prefix`, in order, at most `limit`."""
         ...
 
     async def claim_run(

@@ -49,6 +49,7 @@ __all__ = [
     "RunStatus",
     "RunStats",
     "Span",
+    "StoredGraph",
     "Transition",
     "TransitionKind",
     "WorkerId",
@@ -510,4 +511,21 @@ class WorkerInfo:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> WorkerInfo:
         """Build a record from a row of the workers table."""
+        return from_columns(cls, row)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGraph:
+    """A workflow definition as stored, once per graph hash: what a run executes, and what
+    a `Client` submits runs of by the workflow's name."""
+
+    hash: str
+    workflow: str
+    version: str
+    spec: Any = None
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> StoredGraph:
+        """Build a record from a row of the graphs table."""
         return from_columns(cls, row)

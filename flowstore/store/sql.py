@@ -52,6 +52,7 @@ from flowstore.store.records import (
     RunRecord,
     RunStats,
     Span,
+    StoredGraph,
     Transition,
     WorkerId,
     WorkerInfo,
@@ -140,11 +141,33 @@ class SQLStore(SQLTransactions, Store):
             f"reading the definition {graph_hash[:12]}", runs.get_graph_spec, graph_hash
         )
 
+    async def register_graphs(self, graphs: Sequence[StoredGraph]) -> None:
+        await self._write(
+            "storing workflow definitions",
+            runs.register_graphs,
+            graphs,
+            now=self._now(),
+            encode=self._encode,
+        )
+
+    async def list_graphs(self, workflow: str) -> list[StoredGraph]:
+        return await self._read(
+            f"reading the definitions of {workflow!r}", runs.list_graphs, workflow
+        )
+
     async def get_run(self, run_id: RunId) -> RunRecord:
         return await self._read_here(f"reading run {run_id}", runs.get_run, run_id)
 
     async def list_runs(self, query: RunQuery | None = None) -> list[RunRecord]:
         return await self._read("listing runs", runs.list_runs, query or RunQuery())
+
+    async def ended_runs(self, run_ids: Sequence[RunId]) -> list[RunId]:
+        return await self._read("reading which runs ended", runs.ended_runs, run_ids)
+
+    async def find_run_ids(self, prefix: str, *, limit: int = 10) -> list[RunId]:
+        return await self._read(
+            f"finding runs {prefix!r}...", runs.find_run_ids, prefix, limit=limit
+        )
 
     async def claim_run(
         self,

@@ -119,3 +119,31 @@ async def test_a_failing_hook_is_reported_and_the_run_goes_on(
 def test_an_unknown_event_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown hook event 'node_done'; one of: cache_hit"):
         Workflow("w").on("node_done", print)  # type: ignore[arg-type]
+
+
+async def test_hooks_get_values_as_engine_events_give_them(migrated_url: str) -> None:
+    flow = Workflow("progress", output="count")
+
+    @flow.node
+    async def count(n: int, ctx: NodeContext) -> dict[str, int]:
+        await ctx.emit("progress", {"done": n})
+        return {"total": n}
+
+    heard: list[tuple[str, object]] = []
+    async with Engine(migrated_url, workers=0) as engine:
+        engine.on("event", lambda event: heard.append(("event", event.payload)))
+        engine.on("node_end", lambda event: heard.append(("node_end", event.output)))
+        engine.on("run_end", lambda event: heard.append(("run_end", event.output)))
+        run = await engine.run(flow, {"n": 10})
+        logged = [
+            event.payload  # type: ignore[union-attr]
+            async for event in engine.events(run.id, follow=False)
+            if event.type == "event"
+        ]
+    assert logged == [{"done": 10}]
+    assert heard == [
+        ("event", {"done": 10}),
+        ("node_end", {"total": 10}),
+        ("run_end", {"total": 10}),
+    ]
+    assert type(heard[0][1]) is dict

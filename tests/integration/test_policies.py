@@ -366,3 +366,65 @@ async def test_a_run_timeout_cancels_what_runs_and_fails_the_run(migrated_url: s
             "flowstore.errors.RunTimeout",
             "failed_run",
         )
+
+
+async def test_an_output_of_the_wrong_type_fails_loudly_despite_retry_and_fallback(
+    migrated_url: str,
+) -> None:
+    flow = Workflow("typed", output="count")
+    calls: list[int] = []
+
+    @flow.node(retry=QUICK, fallback=Fallback(value=0))
+    async def count(text: str, ctx: NodeContext) -> int:
+        calls.append(ctx.attempt)
+        return text  # type: ignore[return-value]  # the mistake under test
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"text": "many"})
+        assert run.status is RunStatus.FAILED and run.error is not None
+        assert run.error["type"] == "flowstore.errors.InvalidValue"
+        assert "node 'count': output" in run.error["message"]
+        assert calls == [1]  # not retried
+        outcomes = [r.outcome for r in await engine.store.list_errors(run_id=run.id)]
+        assert outcomes == ["failed_run"]  # not fallen back
+
+
+async def test_a_policy_that_names_invalid_value_covers_it(migrated_url: str) -> None:
+    flow = Workflow("typed", output="count")
+
+    @flow.node(fallback=Fallback(value=0, on=["InvalidValue"]))
+    async def count(text: str) -> int:
+        return text  # type: ignore[return-value]
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"text": "many"})
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, 0)
+
+
+async def test_a_resource_missing_from_the_engine_fails_loudly_despite_a_fallback(
+    migrated_url: str,
+) -> None:
+    flow = Workflow("search", resources=["http"], output="fetch")
+
+    @flow.node(retry=QUICK, fallback=Fallback(value=[]))
+    async def fetch(query: str, http: Any) -> list[str]:
+        return [query]
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"query": "wal"})
+        assert run.status is RunStatus.FAILED and run.error is not None
+        assert run.error["type"] == "flowstore.errors.ConfigurationError"
+        assert run.error["message"].startswith(
+            "node 'fetch' needs the resource 'http', which this engine does not provide: "
+            "give it as Engine(resources={'http': ...})"
+        )
+        assert [r.outcome for r in await engine.store.list_errors(run_id=run.id)] == ["failed_run"]
+
+
+async def test_a_fallback_limited_to_some_errors_lets_the_others_fail(migrated_url: str) -> None:
+    flow = Workflow("weather", output="forecast")
+    flow.node(name="forecast", fallback=Fallback(value="?", on=["TimeoutError"]))(always_down)
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"city": "Oslo"})
+        assert run.status is RunStatus.FAILED

@@ -77,7 +77,9 @@ async def test_secret_values_are_replaced_in_every_stored_error(
     assert login.input["api_key"] == API_KEY and login.output["session_token"] == SESSION
 
 
-async def test_a_failing_hook_is_reported_without_the_secrets(migrated_url: str) -> None:
+async def test_a_failing_hook_is_reported_and_logged_without_the_secrets(
+    migrated_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     flow = Workflow("hooked", config=ExecutionConfig(secret_fields=["api_key"]))
 
     @flow.node
@@ -89,9 +91,13 @@ async def test_a_failing_hook_is_reported_without_the_secrets(migrated_url: str)
 
     flow.on("run_end", leaky)
     async with Engine(migrated_url, workers=0) as engine:
-        run = await engine.run(flow, {"api_key": API_KEY})
+        with caplog.at_level(logging.ERROR, logger="flowstore.hooks"):
+            run = await engine.run(flow, {"api_key": API_KEY})
         [report] = await engine.store.list_errors(run_id=run.id)
     assert run.status is RunStatus.SUCCEEDED
+    [logged] = [r for r in caplog.records if r.name == "flowstore.hooks"]
+    assert "hook test_a_failing_hook" in logged.getMessage()
+    assert REDACTED in caplog.text and API_KEY not in caplog.text
     assert report.outcome == "hook_failed"
     assert report.message == f"cannot page with api_key: {REDACTED}"
     assert API_KEY not in (report.traceback or "")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flowstore import Workflow
-from flowstore.errors import DefinitionError
+from flowstore.errors import ConfigurationError, DefinitionError
 from flowstore.runtime.engine import Engine
 from flowstore.store import RunStatus, StoreSettings
 
@@ -91,8 +91,10 @@ async def test_a_resource_the_engine_lacks_fails_the_node_clearly(migrated_url: 
     assert run.status is RunStatus.FAILED and run.error is not None
     assert run.error["message"] == (
         "node 'summary' needs the resource 'settings', which this engine does not provide: "
-        "Engine(resources={'settings': ...})"
+        "give it as Engine(resources={'settings': ...}), or `--resources module:mapping` to "
+        "the flowstore command"
     )
+    assert run.error["type"] == "flowstore.errors.ConfigurationError"
 
 
 def test_resources_are_declared_in_the_dsl_and_checked() -> None:
@@ -136,3 +138,21 @@ async def test_the_store_pool_is_configured_from_the_engine(database_url: str) -
             assert (pool.size(), pool._max_overflow) == (2, 1)
         run = await engine.run(fetching(), {"path": "/"})
         assert run.status is RunStatus.FAILED  # no resources given: a clear node failure
+
+
+async def test_a_resource_taken_as_an_input_says_to_declare_it(sqlite_url: str) -> None:
+    flow = Workflow("undeclared")  # `resources=["http"]` forgotten
+
+    @flow.node
+    async def page(path: str, http: Client) -> str:
+        return await http.get(path)
+
+    async with Engine(sqlite_url, workers=0, resources={"http": Client([])}) as engine:
+        with pytest.raises(
+            ConfigurationError,
+            match=r"workflow 'undeclared' takes 'http' as workflow inputs, but this engine "
+            r"provides resources of those names: declare them with "
+            r"Workflow\('undeclared', resources=\['http'\]\)",
+        ):
+            await engine.run(flow, {"path": "/"})
+        assert await engine.list_runs() == []

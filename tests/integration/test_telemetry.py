@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,25 @@ async def test_the_views_sum_up_nodes_runs_and_errors(migrated_url: str) -> None
         assert (runs.runs, runs.succeeded, runs.failed, runs.cancelled) == (3, 2, 1, 0)
         assert runs.success_rate == pytest.approx(2 / 3)
         assert runs.p50_ms is not None and runs.mean_queue_wait_ms is not None
+
+
+async def test_a_submitted_run_records_how_long_it_waited_in_the_queue(
+    migrated_url: str,
+) -> None:
+    flow = Workflow("queued")
+
+    @flow.node
+    async def work(n: int) -> int:
+        return n
+
+    async with Engine(migrated_url, workers=0) as submitter:
+        run_ids = [await submitter.submit(flow, {"n": n}) for n in range(2)]
+        await asyncio.sleep(0.3)
+        async with Engine(migrated_url, workflows=[flow], poll_seconds=0.05) as worker:
+            for run_id in run_ids:
+                await asyncio.wait_for(worker.wait(run_id), 10)
+        [runs] = await submitter.store.run_stats(workflow="queued")
+    assert runs.mean_queue_wait_ms is not None and runs.mean_queue_wait_ms >= 300
 
 
 async def test_without_telemetry_nothing_is_measured(migrated_url: str) -> None:

@@ -9,7 +9,10 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from flowstore import Workflow
+import pytest
+from pydantic import BaseModel
+
+from flowstore import InvalidValue, Workflow
 from flowstore.runtime.engine import Engine
 from flowstore.store import RunId, RunStatus
 
@@ -152,3 +155,23 @@ async def test_a_map_interrupted_at_item_700_runs_only_its_unfinished_items_agai
     assert set(range(700)) <= recorded
     assert sum(calls.values()) <= 1000 + 10  # at most the ten in flight ran twice
     assert len(keys) == 1000  # one idempotency key per item
+
+
+class Ticket(BaseModel):
+    id: int
+    tags: set[str]
+
+
+async def test_a_run_output_reads_back_as_its_type(migrated_url: str) -> None:
+    flow = Workflow("typed_output")
+
+    @flow.node
+    async def make(n: int) -> Ticket:
+        return Ticket(id=n, tags={"a", "b"})
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(flow, {"n": 7})
+        again = await engine.get_run(run.id)
+    assert run.output_as(Ticket) == again.output_as(Ticket) == Ticket(id=7, tags={"a", "b"})
+    with pytest.raises(InvalidValue, match=r"is not a list\[int\]: Input should be a valid list"):
+        run.output_as(list[int])

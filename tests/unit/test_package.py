@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +69,34 @@ def test_urls_get_their_async_driver(url: str, driver: str) -> None:
 def test_unusable_urls_are_refused_with_the_reason(url: str, message: str) -> None:
     with pytest.raises(StoreError, match=message):
         normalize_url(url)
+
+
+def test_dir_lists_every_export_and_each_loads_from_flowstore_itself() -> None:
+    assert set(flowstore.__all__) <= set(dir(flowstore))
+    for name in ("Workflow", "Engine", "Client", "NodeContext", "Run", "RunStatus", "TokenEvent"):
+        assert name in flowstore.__all__
+        assert getattr(flowstore, name).__name__ == name
+
+
+def _python_sources() -> dict[str, str]:
+    """The README's Python blocks and the examples, by where they are."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    sources = {f"README.md python block {n}": block for n, block in enumerate(blocks, 1)}
+    for path in sorted((root / "examples").glob("*.py")):
+        sources[str(path.relative_to(root))] = path.read_text()
+    return sources
+
+
+def test_the_readme_and_the_examples_import_from_flowstore_only() -> None:
+    deep = []
+    for where, source in _python_sources().items():
+        for statement in ast.walk(ast.parse(source)):
+            modules = []
+            if isinstance(statement, ast.ImportFrom) and statement.module:
+                modules = [statement.module]
+            elif isinstance(statement, ast.Import):
+                modules = [alias.name for alias in statement.names]
+            deep += [f"{where}: {m}" for m in modules if m.startswith("flowstore.")]
+    assert deep == []

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from flowstore.definition.spec import Retry
-from flowstore.errors import ExecutionError, NodeTimeout
+from flowstore.errors import ConfigurationError, ExecutionError, InvalidValue, NodeTimeout
 from flowstore.runtime.policies import retry_delay, retryable, with_retry, with_timeout
 
 
@@ -35,6 +35,12 @@ def test_every_exception_is_retryable_unless_retry_on_names_some() -> None:
     assert retryable(named, FlakyError())  # a ConnectionError, named with its module
     assert retryable(Retry(retry_on=(f"{__name__}.FlakyError",)), FlakyError())
     assert not retryable(named, ValueError("x"))
+
+
+def test_mistakes_are_retried_only_when_named() -> None:
+    assert not retryable(Retry(), ConfigurationError("no resource 'http'"))
+    assert not retryable(Retry(), InvalidValue("output: not an int"))
+    assert retryable(Retry(retry_on=["InvalidValue"]), InvalidValue("output: not an int"))
 
 
 def test_delays_grow_exponentially_up_to_the_maximum_and_jitter_stays_below() -> None:

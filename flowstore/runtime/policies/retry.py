@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from flowstore.definition.spec import Retry
+from flowstore.runtime.policies.matching import covers
 
 __all__ = ["Journal", "retry_delay", "retryable", "with_retry"]
 
@@ -27,17 +28,9 @@ class Journal(Protocol):
 
 
 def retryable(policy: Retry, error: BaseException) -> bool:
-    """Whether `policy` retries `error`: any `Exception` when `retry_on` is empty, else one
-    whose class, or a base class, is named there (`TimeoutError`, `httpx.ConnectError`)."""
-    if not isinstance(error, Exception):
-        return False
-    if not policy.retry_on:
-        return True
-    names = set(policy.retry_on)
-    for cls in type(error).__mro__:
-        if cls.__qualname__ in names or f"{cls.__module__}.{cls.__qualname__}" in names:
-            return True
-    return False
+    """Whether `policy` retries `error`: one named in `retry_on`, or any `Exception` but a
+    `ConfigurationError` or an `InvalidValue` when `retry_on` is empty."""
+    return covers(policy.retry_on, error)
 
 
 def retry_delay(policy: Retry, attempt: int, *, rng: random.Random | None = None) -> float:

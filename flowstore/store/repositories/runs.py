@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -20,6 +20,7 @@ from flowstore.store.records import (
     RunQuery,
     RunRecord,
     RunStatus,
+    StoredGraph,
     TransitionKind,
     WorkerId,
     WorkerInfo,
@@ -32,9 +33,13 @@ __all__ = [
     "claim_run",
     "create_run",
     "get_graph_spec",
+    "list_graphs",
+    "register_graphs",
     "get_run",
     "heartbeat",
     "list_runs",
+    "find_run_ids",
+    "ended_runs",
     "list_workers",
     "lease_lost",
     "register_worker",
@@ -127,6 +132,34 @@ def get_graph_spec(conn: Connection, graph_hash: str) -> Any:
     return None if row is None else row.spec
 
 
+def register_graphs(
+    conn: Connection, stored: Sequence[StoredGraph], *, now: datetime, encode: Encoder
+) -> None:
+    """Store definitions, each once per hash (a hash stored already keeps its row)."""
+    rows = [
+        {
+            "hash": graph.hash,
+            "workflow": graph.workflow,
+            "version": graph.version,
+            "spec": encode(graph.spec, what=f"spec of workflow {graph.workflow!r}"),
+            "created_at": now,
+        }
+        for graph in stored
+    ]
+    if rows:
+        prepared.execute_many(conn, _insert_graph(conn.dialect.name), rows)
+
+
+def list_graphs(conn: Connection, workflow: str) -> list[StoredGraph]:
+    """A workflow's stored definitions, newest first."""
+    stmt = (
+        select(graphs)
+        .where(graphs.c.workflow == workflow)
+        .order_by(graphs.c.created_at.desc(), graphs.c.hash)
+    )
+    return [StoredGraph.from_row(row) for row in conn.execute(stmt).mappings()]
+
+
 def get_run(conn: Connection, run_id: RunId) -> RunRecord:
     """Read one run; raise `RunNotFound` when there is none."""
     rows = prepared.select_rows(conn, _GET_RUN, {"run_id": run_id})
@@ -153,6 +186,31 @@ def list_runs(conn: Connection, query: RunQuery) -> list[RunRecord]:
         stmt = stmt.where(runs.c.parent_run_id == query.parent_run_id)
     result = conn.execute(stmt)
     return [RunRecord.from_row(row) for row in result.mappings()]
+
+
+def find_run_ids(conn: Connection, prefix: str, *, limit: int) -> list[RunId]:
+    """The ids of runs that start with `prefix` (as given: `%` and `_` are no wildcards)."""
+    stmt = (
+        select(runs.c.id)
+        .where(runs.c.id.startswith(prefix, autoescape=True))
+        .order_by(runs.c.id)
+        .limit(limit)
+    )
+    return [RunId(row.id) for row in conn.execute(stmt)]
+
+
+def ended_runs(conn: Connection, run_ids: Sequence[RunId]) -> list[RunId]:
+    """Which of `run_ids` have ended (succeeded, failed or cancelled)."""
+    ended = [status.value for status in RunStatus if status.is_terminal]
+    found: list[RunId] = []
+    for start in range(0, len(run_ids), _IDS_PER_QUERY):
+        chunk = run_ids[start : start + _IDS_PER_QUERY]
+        stmt = select(runs.c.id).where(runs.c.id.in_(chunk), runs.c.status.in_(ended))
+        found += [RunId(row.id) for row in conn.execute(stmt)]
+    return found
+
+
+_IDS_PER_QUERY = 500  # well under SQLite's limit of bound parameters per statement
 
 
 def claim_run(

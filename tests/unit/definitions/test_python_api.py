@@ -247,3 +247,49 @@ def test_two_functions_under_one_import_path_are_refused_not_merged() -> None:
     worker(2)
     with pytest.raises(DefinitionError, match=r"nodes 'w1' and 'w2' are different functions"):
         flow.compile()
+
+
+def test_a_parameter_named_almost_like_a_node_is_refused_as_a_typo() -> None:
+    flow = Workflow("triage")
+
+    @flow.node
+    async def classify(ticket: str) -> str:
+        return ticket
+
+    @flow.node
+    async def draft(clasify: str, ticket: str) -> str:
+        return clasify
+
+    with pytest.raises(DefinitionError) as caught:
+        flow.compile()
+    [problem] = caught.value.problems
+    assert (problem.node, problem.field, problem.file) == ("draft", "clasify", __file__)
+    assert problem.line == draft.__code__.co_firstlineno
+    assert "did you mean node 'classify'?" in problem.message
+    assert "Workflow('triage', inputs={'clasify': ...})" in problem.message
+
+
+def test_a_parameter_named_almost_like_a_resource_is_refused_too() -> None:
+    flow = Workflow("search", resources=["http_client"])
+
+    @flow.node
+    async def fetch(query: str, http_clinet: Any) -> str:
+        return query
+
+    with pytest.raises(DefinitionError, match="did you mean resource 'http_client'"):
+        flow.compile()
+
+
+def test_a_declared_input_may_be_named_like_a_node() -> None:
+    flow = Workflow("triage", inputs={"clasify": bool, "limit": "int"})
+
+    @flow.node
+    async def classify(ticket: str) -> str:
+        return ticket
+
+    @flow.node
+    async def draft(clasify: bool, classify: str) -> str:
+        return classify
+
+    graph = flow.compile()
+    assert graph.spec.inputs == {"clasify": "bool", "limit": "int", "ticket": "str"}

@@ -1,0 +1,138 @@
+"""`Client`: submit runs and follow them from a process that does not execute them.
+
+```python
+async with Client("postgresql://app@db/flows") as client:
+    run_id = await client.submit("triage", {"ticket": "disk full"}, run_id="ticket-4711")
+    run = await client.wait(run_id)
+```
+
+A web process or a script that hands work to `flowstore worker` processes uses a `Client`: it
+needs no workflow code (runs are submitted by workflow name, against the definitions the
+workers stored), registers no worker, executes nothing, and holds no lease. An `Engine` is for
+the processes that execute runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any, Self
+
+from flowstore.definition.spec import WorkflowSpec
+from flowstore.definition.validation import validate_inputs_by_spec
+from flowstore.errors import ExecutionError
+from flowstore.runtime.models import Run
+from flowstore.runtime.reading import RunReading
+from flowstore.runtime.streams import LiveRuns
+from flowstore.runtime.submission import choose_graph, submit_run
+from flowstore.runtime.waiting import RunWaiters
+from flowstore.store.records import NewRun, RunId
+
+if TYPE_CHECKING:
+    from flowstore.events import StreamEvent
+    from flowstore.store.engine import StoreSettings
+
+__all__ = ["Client"]
+
+
+class Client(RunReading):
+    """Submits, reads, follows and cancels runs; use it as an async context manager.
+
+    Args:
+        url: The database URL; else `FLOWSTORE_DATABASE_URL`, else
+            `sqlite+aiosqlite:///flowstore.db`.
+        settings: How to open the store (pool size, ...); its URL wins over `url`.
+        poll_seconds: The longest `wait` and `events` sleep between looks at a run.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: StoreSettings | None = None,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        from flowstore.store.engine import DEFAULT_URL
+
+        self.url = (
+            settings.url
+            if settings is not None
+            else url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
+        )
+        self._settings = settings
+        self._poll_seconds = poll_seconds
+        self._live = LiveRuns()
+        self._waiting = RunWaiters(lambda: self.store, poll_seconds)
+        self._store: Any = None
+
+    async def __aenter__(self) -> Self:
+        from flowstore.store.sql import open_store
+
+        self._store = await open_store(self._settings or self.url)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    @property
+    def store(self) -> Any:
+        """The store runs are read from (open inside `async with`)."""
+        if self._store is None:
+            raise ExecutionError("the client is not open: use `async with Client(...) as client`")
+        return self._store
+
+    async def submit(
+        self,
+        workflow: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        run_id: str | None = None,
+        priority: int = 0,
+    ) -> str:
+        """Queue a run of the workflow named `workflow` and return its id; a worker that has
+        its definition executes it.
+
+        The run executes the newest stored definition of the workflow (of `version`, when
+        given) that a live worker has. With `run_id`, submitting again is harmless: the run
+        that has that id is returned (an id of another workflow's run is refused).
+
+        Raises:
+            ExecutionError: No definition of the workflow is stored (no worker has run it).
+            InvalidValue: An input is missing, unknown, or not of its declared JSON type.
+            IntegrityConflict: `run_id` is the id of a run of another workflow.
+        """
+        graph = await choose_graph(self.store, workflow, version)
+        spec = WorkflowSpec.model_validate(graph.spec)
+        checked = validate_inputs_by_spec(spec, inputs or {})
+        new = NewRun(
+            workflow=graph.workflow,
+            version=graph.version,
+            graph_hash=graph.hash,
+            inputs=checked,
+            id=RunId(run_id) if run_id else None,
+            priority=priority,
+        )
+        return str((await submit_run(self.store, new)).id)
+
+    async def cancel(self, run_id: str) -> Run:
+        """Cancel a run: at once when it is queued; when it runs, its owner cancels its
+        running nodes and ends it `cancelled` within a second or so. Returns the run as it
+        is now."""
+        return Run.from_record(await self.store.request_cancel(RunId(run_id)))
+
+    async def stream(
+        self,
+        workflow: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        version: str | None = None,
+        run_id: str | None = None,
+    ) -> AsyncIterator[StreamEvent]:
+        """Submit a run (as `submit`) and yield its events, wherever it executes, until it
+        ends. Leaving the loop early leaves the run going."""
+        submitted = await self.submit(workflow, inputs, version=version, run_id=run_id)
+        async for event in self.events(submitted):
+            yield event
