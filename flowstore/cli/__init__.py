@@ -12,7 +12,17 @@ import os
 import sys
 from collections.abc import Sequence
 
-from flowstore.cli import cache, db, definitions, memory, reports, running, runs, worker
+from flowstore.cli import (
+    cache,
+    db,
+    definitions,
+    memory,
+    reports,
+    running,
+    runs,
+    secrets,
+    worker,
+)
 from flowstore.cli.common import HelpFormatter
 from flowstore.errors import FlowstoreError
 
@@ -43,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     reports.add_commands(commands)
     cache.add_commands(commands)
     memory.add_commands(commands)
+    secrets.add_commands(commands)
     worker.add_commands(commands)
     return parser
 

@@ -31,6 +31,12 @@ def add_commands(commands: Any) -> None:
     add_allow_option(graph)
     graph.set_defaults(handler=_graph)
 
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of YAML/JSON workflows, for editors and CI"
+    )
+    schema.add_argument("--output", metavar="FILE", help="write it to FILE instead")
+    schema.set_defaults(handler=_schema)
+
 
 def add_allow_option(parser: argparse.ArgumentParser) -> None:
     """`--allow MODULE`: the modules a YAML or JSON definition may import (repeatable)."""
@@ -125,4 +131,17 @@ def _graph(args: argparse.Namespace) -> int:
 
     graph = _compiled(args)
     print(to_mermaid(graph) if args.format == "mermaid" else to_dot(graph), end="")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from flowstore.definition.schema import workflow_schema
+
+    text = json.dumps(workflow_schema(), indent=2) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
     return 0

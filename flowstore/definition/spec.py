@@ -294,9 +294,11 @@ class NodeSpec(_Spec):
     type: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.-]*$", max_length=200)] | None = None
     config: Annotated[dict[str, JsonValue], Sorted] = Field(default_factory=dict)
     workflow: Name | None = None
-    inputs: Annotated[dict[Name, Name], BeforeValidator(_inputs_mapping), Sorted] = Field(
-        default_factory=dict
-    )
+    inputs: Annotated[
+        dict[Name, Name],
+        BeforeValidator(_inputs_mapping, json_schema_input_type=dict[Name, Name] | list[Name]),
+        Sorted,
+    ] = Field(default_factory=dict)
     after: tuple[Name, ...] = ()
     when: Condition | None = None
     routes: tuple[Name, ...] | None = None

@@ -188,7 +188,9 @@ async def execute_node(
         lookup = lookup or start_lookup(graph, node, arguments, store)
         key, entry = await lookup
         if entry is not None:
-            output = validate_output(graph, node, entry.value)
+            sealer = context.run.sealer
+            opened = entry.value if sealer is None else sealer.open(serde.plain(entry.value))
+            output = validate_output(graph, node, opened)
             hit = EventChange("cache_hit", {"key": key}, node=node.name, key=context.key)
             # The entry is the output as it was encoded for storage: stored again as it is.
             return NodeOutcome(output, entry.value, (hit,), cache_hit=True)
@@ -243,8 +245,13 @@ async def execute_node(
         # What its dependents get live is what they would get read back after a resume.
         output = serde.plain(encoded)
     if key is not None and spec.cache is not None and not fell_back:  # never a fallback's output
+        sealer = context.run.sealer
         await store.put_cached(
-            key, workflow=graph.name, node=node.name, value=encoded, ttl_seconds=spec.cache.ttl
+            key,
+            workflow=graph.name,
+            node=node.name,
+            value=encoded if sealer is None else sealer.seal(encoded),
+            ttl_seconds=spec.cache.ttl,
         )
     return NodeOutcome(output, encoded, changes, cache_hit=None if key is None else False)
 
@@ -318,6 +325,8 @@ async def _items_done(graph: Graph, node: CompiledNode, context: NodeContext) ->
         return {}
     run_id, typed = context.run.run_id, typed_output(node)
     payloads = await store.read_events(run_id, MAP_ITEM, node=node.name, key=context.key)
+    if context.run.sealer is not None:
+        payloads = [context.run.sealer.open(payload) for payload in payloads]
     return {
         payload["item"]: (
             validate_output(graph, node, payload["output"]) if typed else payload["output"]

@@ -23,6 +23,7 @@ from flowstore.definition.validation import validate_inputs_by_spec
 from flowstore.errors import ExecutionError
 from flowstore.runtime.models import Run
 from flowstore.runtime.reading import RunReading
+from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.submission import choose_graph, submit_run
 from flowstore.runtime.waiting import RunWaiters
@@ -43,6 +44,9 @@ class Client(RunReading):
             `sqlite+aiosqlite:///flowstore.db`.
         settings: How to open the store (pool size, ...); its URL wins over `url`.
         poll_seconds: The longest `wait` and `events` sleep between looks at a run.
+        secrets_key: The key that seals secret fields (`Engine(secrets_key=...)`); else
+            `FLOWSTORE_SECRETS_KEY`. Without one, inputs are stored as given and sealed
+            values read back sealed.
     """
 
     def __init__(
@@ -51,6 +55,7 @@ class Client(RunReading):
         *,
         settings: StoreSettings | None = None,
         poll_seconds: float = 1.0,
+        secrets_key: str | None = None,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -60,6 +65,7 @@ class Client(RunReading):
             else url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
         )
         self._settings = settings
+        self._sealer = Sealer.of(secrets_key)
         self._poll_seconds = poll_seconds
         self._live = LiveRuns()
         self._waiting = RunWaiters(lambda: self.store, poll_seconds)
@@ -107,6 +113,8 @@ class Client(RunReading):
         graph = await choose_graph(self.store, workflow, version)
         spec = WorkflowSpec.model_validate(graph.spec)
         checked = validate_inputs_by_spec(spec, inputs or {})
+        if self._sealer is not None:
+            checked = self._sealer.for_fields(spec.config.secret_fields).seal(checked)
         new = NewRun(
             workflow=graph.workflow,
             version=graph.version,
@@ -121,7 +129,7 @@ class Client(RunReading):
         """Cancel a run: at once when it is queued; when it runs, its owner cancels its
         running nodes and ends it `cancelled` within a second or so. Returns the run as it
         is now."""
-        return Run.from_record(await self.store.request_cancel(RunId(run_id)))
+        return self._run(await self.store.request_cancel(RunId(run_id)))
 
     async def stream(
         self,

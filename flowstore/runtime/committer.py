@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 from flowstore.runtime.redaction import Redactor
+from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRun
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
@@ -38,7 +39,8 @@ class Committer:
     (durability `batched`) queues changes and returns at once. Changes queued during a commit
     are committed together by a flush task once it ends. After a failed commit (a lost lease)
     nothing more is written, and every later call raises that failure. With a `redactor`,
-    the errors among the changes lose their secrets before they are stored or shown.
+    the errors among the changes lose their secrets before they are stored or shown; with a
+    `sealer`, secret fields' values are stored encrypted (readers here see them clear).
 
     The committer numbers the changes itself, in the order they arrive, and the store checks
     that the log agrees. So a `live` run can show each change to its readers, with its final
@@ -56,8 +58,10 @@ class Committer:
         redactor: Redactor | None = None,
         live: LiveRun | None = None,
         create: NewRun | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._store = store
+        self._sealer = sealer
         self._create = create
         self._redactor = redactor
         self._live = live
@@ -210,7 +214,7 @@ class Committer:
             result = await self._store.record_transitions(
                 self._claim.run.id,
                 self._claim.fencing,
-                batch,
+                batch if self._sealer is None else self._sealer.changes(batch),
                 metrics=metrics,
                 spans=spans,
                 cache_keys=keys,

@@ -10,6 +10,7 @@ from typing import Any, Final
 from flowstore.definition.spec import MemoryConfig
 from flowstore.errors import ExecutionError
 from flowstore.runtime.memory import Memory, MemoryStage
+from flowstore.runtime.sealing import Sealer
 from flowstore.store.protocol import Store
 from flowstore.store.records import MEMORY_EVENTS, EventChange, RunId
 
@@ -36,6 +37,7 @@ class RunContext:
         emit: Where the run's events go; None outside an executing run.
         store: The run's store (for memory); None outside an executing run.
         memory_config: The workflow's memory limits.
+        sealer: Encrypts the run's secret fields where they are stored; None without a key.
     """
 
     run_id: RunId
@@ -44,6 +46,7 @@ class RunContext:
     emit: Emit | None = None
     store: Store | None = None
     memory_config: MemoryConfig = _NO_LIMITS
+    sealer: Sealer | None = None
 
 
 @dataclass(frozen=True, slots=True)

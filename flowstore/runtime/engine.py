@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import logging
 import os
 import socket
 import sys
@@ -40,13 +39,16 @@ from flowstore.errors import (
     StoreUnavailable,
 )
 from flowstore.hooks import HookKind, Hooks
+from flowstore.logs import engine_logger, redacting
 from flowstore.runtime.children import run_child
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.memory import Memory
 from flowstore.runtime.models import Run
 from flowstore.runtime.ownership import HeldRun, HeldRuns, heartbeat, hold_run
 from flowstore.runtime.reading import RunReading
+from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.resources import SharedResources
+from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
 from flowstore.runtime.submission import submit_run
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Engine"]
 
-_log = logging.getLogger("flowstore.engine")
+_log = engine_logger("flowstore.engine")
 
 
 class Engine(RunReading):
@@ -106,6 +108,9 @@ class Engine(RunReading):
         store_retry_seconds: How long `run` keeps taking its run up again while the store is
             unavailable under it (a lock held elsewhere, a dropped connection, a restart)
             before it raises `StoreUnavailable`; the run is released for any worker then.
+        secrets_key: A key that encrypts the values of secret fields wherever they are
+            stored (`flowstore.runtime.sealing`); else `FLOWSTORE_SECRETS_KEY`, else they are
+            stored as given.
     """
 
     def __init__(
@@ -125,6 +130,7 @@ class Engine(RunReading):
         memory: MemoryConfig | None = None,
         grace_seconds: float = 0.0,
         store_retry_seconds: float = 60.0,
+        secrets_key: str | None = None,
     ) -> None:
         from flowstore.store.engine import DEFAULT_URL
 
@@ -136,6 +142,7 @@ class Engine(RunReading):
         self._settings = settings
         self._tracer = tracer
         self._secret_fields = tuple(secret_fields)
+        self._sealer = Sealer.of(secrets_key)
         self._memory_config = memory or MemoryConfig()
         self._resources = SharedResources(resources or {})
         self.lease_seconds = lease_seconds
@@ -380,7 +387,11 @@ class Engine(RunReading):
         parent_run_id: RunId | None = None,
         priority: int = 0,
     ) -> NewRun:
-        """A run of `graph`, queued, or owned by this engine from the start."""
+        """A run of `graph`, queued, or owned by this engine from the start; its secret fields
+        sealed when the engine has a secrets key."""
+        if self._sealer is not None:
+            fields = (self._secret_fields, graph.spec.config.secret_fields)
+            inputs = self._sealer.for_fields(*fields).seal(dict(inputs))
         return NewRun(
             workflow=graph.name,
             version=graph.spec.version,
@@ -426,9 +437,12 @@ class Engine(RunReading):
             record = create.record()
             run = Claim(record, self.worker_id, record.fencing, record.lease_expires_at)
         claim = run
+        redactor = Redactor.of(self._secret_fields, graph.spec.config.secret_fields)
 
         async def execute(held: HeldRun) -> RunStatus:
-            checked = validate_inputs(graph, claim.run.inputs) if inputs is None else inputs
+            checked = inputs
+            if checked is None:
+                checked = validate_inputs(graph, self._opened(claim.run.inputs))
             with self._live.executing(claim.run.id) as live:
                 return await execute_run(
                     self.store,
@@ -447,10 +461,16 @@ class Engine(RunReading):
                     secret_fields=self._secret_fields,
                     live=live,
                     create=create,
+                    sealer=self._sealer,
+                    redactor=redactor,
                 )
 
         try:
-            await hold_run(self.store, claim, self._held, execute, closing=lambda: self._closing)
+            # Its secrets out of every line logged about it, to the end of its scope.
+            with redacting(redactor):
+                await hold_run(
+                    self.store, claim, self._held, execute, closing=lambda: self._closing
+                )
         finally:
             self._run_ended(claim.run.id)
         return claim.run.id
@@ -473,7 +493,7 @@ class Engine(RunReading):
             held.cancelled.set()
         if record.status.is_terminal:
             self._run_ended(record.id)
-        return Run.from_record(record)
+        return self._run(record)
 
     async def resume(
         self,
@@ -517,7 +537,7 @@ class Engine(RunReading):
         if claim is None:
             record = await self.store.get_run(RunId(run_id))
             if record.status.is_terminal:
-                return Run.from_record(record)
+                return self._run(record)
             raise ExecutionError(
                 f"run {run_id} is owned by live worker {record.lease_owner} until "
                 f"{record.lease_expires_at}: it is running there"

@@ -23,6 +23,7 @@ from typing import Any
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.errors import ExecutionError, LeaseLost, RunTimeout
 from flowstore.hooks import Hooks
+from flowstore.logs import engine_logger, redacting
 from flowstore.runtime.calls import (
     ChildRunner,
     NodeJournal,
@@ -39,6 +40,7 @@ from flowstore.runtime.loops import Loops
 from flowstore.runtime.memory import MemoryStage
 from flowstore.runtime.policies.cache import cache_key
 from flowstore.runtime.redaction import Redactor
+from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.state import RunState, ready, restore
 from flowstore.runtime.streams import LiveRun
 from flowstore.runtime.telemetry import RunTelemetry
@@ -80,6 +82,8 @@ async def execute_run(
     secret_fields: Sequence[str] = (),
     live: LiveRun | None = None,
     create: NewRun | None = None,
+    sealer: Sealer | None = None,
+    redactor: Redactor | None = None,
 ) -> RunStatus:
     """Run a claimed run to its end (or until its lease is lost); return how it ended.
 
@@ -93,7 +97,9 @@ async def execute_run(
     timings are logged at DEBUG level and every attempt gets a span. `resources` are the
     shared objects nodes receive by name (the engine's). With an OpenTelemetry `tracer`, the
     run's spans are exported when it ends (see `otel.py`). The values of `secret_fields` (with
-    the workflow's `config.secret_fields`) are kept out of the errors it stores (`redaction.py`).
+    the workflow's `config.secret_fields`) are kept out of the errors it stores (`redaction.py`)
+    and, with a `sealer`, stored encrypted everywhere else (`sealing.py`).
+    A `redactor` made by the caller (for the same fields) is used instead of a new one.
     A `live` run shows its changes to readers in this process as they are made (`streams.py`).
     With `create`, the run is not stored yet: `claim` is of that planned run (`Store.plan_run`),
     and the run's first commit creates it.
@@ -105,31 +111,36 @@ async def execute_run(
         raise ExecutionError(
             f"workflow {graph.name!r} has subworkflow nodes: run it with an Engine"
         )
-    redactor = Redactor.of(secret_fields, graph.spec.config.secret_fields)
+    if redactor is None:
+        redactor = Redactor.of(secret_fields, graph.spec.config.secret_fields)
+    if sealer is not None:
+        sealer = sealer.for_fields(secret_fields, graph.spec.config.secret_fields)
     if redactor is not None:
         redactor.learn(dict(inputs))
     run_hooks = RunHooks(hooks, store, claim.run.id, graph.name, redactor) if hooks else None
     if run_hooks is not None:
         observe = _both(observe, run_hooks.observe)
     try:
-        return await _execute(
-            store,
-            claim,
-            graph,
-            inputs,
-            logger,
-            observe,
-            cancelled,
-            lost or asyncio.Event(),
-            run_child,
-            telemetry,
-            debug or graph.spec.config.debug,
-            resources or {},
-            tracer,
-            redactor,
-            live,
-            create,
-        )
+        with redacting(redactor):  # the engine's log lines too, while the run executes
+            return await _execute(
+                store,
+                claim,
+                graph,
+                inputs,
+                logger,
+                observe,
+                cancelled,
+                lost or asyncio.Event(),
+                run_child,
+                telemetry,
+                debug or graph.spec.config.debug,
+                resources or {},
+                tracer,
+                redactor,
+                live,
+                create,
+                sealer,
+            )
     finally:
         if run_hooks is not None:
             await run_hooks.drain()
@@ -194,10 +205,11 @@ async def _execute(
     redactor: Redactor | None,
     live: LiveRun | None,
     create: NewRun | None,
+    sealer: Sealer | None,
 ) -> RunStatus:
     state = RunState(graph, inputs)
     loops = Loops(graph)
-    committer = Committer(store, claim, observe, redactor, live, create)
+    committer = Committer(store, claim, observe, redactor, live, create, sealer)
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
@@ -208,11 +220,12 @@ async def _execute(
         committer.emit,
         store,
         graph.spec.config.memory,
+        sealer,
     )
-    log = logger or logging.getLogger(f"flowstore.run.{graph.name}")
+    log = logger or engine_logger(f"flowstore.run.{graph.name}")
     debug_log = DebugLog(log, redactor) if debug else None
     attempts: dict[tuple[str, str], int] = {}
-    recovered = await restore(store, claim, state, loops, attempts)
+    recovered = await restore(store, claim, state, loops, attempts, sealer)
     if redactor is not None:
         redactor.learn(state.outputs)
     limit = graph.spec.config.max_concurrency

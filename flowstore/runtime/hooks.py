@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import traceback
 from collections.abc import Sequence
 from typing import Any
 
 from flowstore.hooks import Hook, HookEvent, HookKind, Hooks
+from flowstore.logs import engine_logger
 from flowstore.runtime.redaction import Redactor
 from flowstore.store import serde
 from flowstore.store.protocol import Store
@@ -29,7 +29,7 @@ __all__ = ["RunHooks"]
 
 _NODE_ENDS = frozenset({NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.CANCELLED})
 
-log = logging.getLogger("flowstore.hooks")
+log = engine_logger("flowstore.hooks")
 
 
 class RunHooks:

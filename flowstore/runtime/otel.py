@@ -10,17 +10,17 @@ before). The spans of a run whose process dies before it ends are in SQL only.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from flowstore.logs import engine_logger
 from flowstore.store.records import Span
 
 __all__ = ["available", "default_tracer", "export"]
 
-log = logging.getLogger("flowstore.otel")
+log = engine_logger("flowstore.otel")
 
 
 def available() -> bool:

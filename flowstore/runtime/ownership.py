@@ -23,19 +23,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from flowstore.errors import DatabaseGone, LeaseLost, StoreError, StoreUnavailable
+from flowstore.logs import engine_logger
 from flowstore.runtime.calls import error_value
 from flowstore.store.protocol import Store
 from flowstore.store.records import Claim, RunChange, RunId, RunStatus, WorkerInfo
 
 __all__ = ["HeldRun", "HeldRuns", "heartbeat", "hold_run"]
 
-log = logging.getLogger("flowstore.worker")
+log = engine_logger("flowstore.worker")
 
 T = TypeVar("T")
 

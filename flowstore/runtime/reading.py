@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 from flowstore.errors import RunNotFound
 from flowstore.runtime.models import Run
+from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
 from flowstore.runtime.waiting import RunWaiters
-from flowstore.store.records import RunId, RunQuery, RunStatus
+from flowstore.store.records import RunId, RunQuery, RunRecord, RunStatus
 
 if TYPE_CHECKING:
     from flowstore.events import StreamEvent
@@ -30,6 +31,8 @@ class RunReading:
     _poll_seconds: float
     # Callers of `wait`: woken at once when a run ends here (`_run_ended`), else by one poll.
     _waiting: RunWaiters
+    # Opens the secret fields sealed in what is read; None without a secrets key.
+    _sealer: Sealer | None
 
     @property
     def store(self) -> Any:
@@ -84,7 +87,20 @@ class RunReading:
 
     async def get_run(self, run_id: str) -> Run:
         """One run. Raises `RunNotFound`."""
-        return Run.from_record(await self.store.get_run(RunId(run_id)))
+        return self._run(await self.store.get_run(RunId(run_id)))
+
+    def _run(self, record: RunRecord) -> Run:
+        """The public view of a stored run, its sealed secret fields opened with the key."""
+        run = Run.from_record(record)
+        if self._sealer is None:
+            return run
+        return run.model_copy(
+            update={"inputs": self._opened(run.inputs), "output": self._opened(run.output)}
+        )
+
+    def _opened(self, value: Any) -> Any:
+        """`value` with its sealed secret fields opened, when there is a key."""
+        return value if self._sealer is None else self._sealer.open(value)
 
     async def list_runs(
         self,
@@ -106,4 +122,4 @@ class RunReading:
             created_before=created_before,
             limit=limit,
         )
-        return [Run.from_record(record) for record in await self.store.list_runs(query)]
+        return [self._run(record) for record in await self.store.list_runs(query)]

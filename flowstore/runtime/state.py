@@ -14,6 +14,7 @@ from typing import Any
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.definition.validation import restored_output
 from flowstore.runtime.loops import Loops
+from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.telemetry import new_span_id
 from flowstore.store.protocol import Store
 from flowstore.store.records import Change, Claim, NodeChange, NodeStatus
@@ -99,8 +100,10 @@ async def restore(
     state: RunState,
     loops: Loops,
     attempts: dict[tuple[str, str], int],
+    sealer: Sealer | None = None,
 ) -> list[str]:
     """Load what the run committed before; return the nodes that were running (recovered).
+    Sealed secret fields are opened with `sealer`.
 
     `attempts` gets each execution's attempt count, so a recovered node's attempts (and its
     retry policy's budget) carry on from where the crash left them.
@@ -118,7 +121,8 @@ async def restore(
             state.status[execution.node] = NodeStatus.SUCCEEDED
             node = state.graph.nodes[execution.node]
             # As it was live: rebuilt by its annotation (a datetime, a set, a model, NaN).
-            state.outputs[execution.node] = restored_output(state.graph, node, execution.output)
+            output = execution.output if sealer is None else sealer.open(execution.output)
+            state.outputs[execution.node] = restored_output(state.graph, node, output)
         elif execution.status is NodeStatus.SKIPPED:
             state.status[execution.node] = NodeStatus.SKIPPED
         elif execution.status in (NodeStatus.RUNNING, NodeStatus.RECOVERED):

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from flowstore.errors import StoreUnavailable
+from flowstore.logs import engine_logger
 from flowstore.store.records import RunId
 
 __all__ = ["RunWaiters"]
 
-_log = logging.getLogger("flowstore.engine")
+_log = engine_logger("flowstore.engine")
 
 _FIRST_LOOK = 0.01
 """Seconds before the first look at a newly awaited run; each look after waits twice as long,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Collection
@@ -21,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from flowstore.errors import DatabaseGone, StoreError, StoreUnavailable
+from flowstore.logs import engine_logger
 from flowstore.store.protocol import Store
 from flowstore.store.records import Claim, WorkerId
 
 __all__ = ["ClaimLoop", "Trouble", "dead_local_workers", "process_identity"]
 
-log = logging.getLogger("flowstore.worker")
+log = engine_logger("flowstore.worker")
 
 
 class Trouble:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,13 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from flowstore.logs import engine_logger
 from flowstore.store.records import RunId
 
 __all__ = ["CHANNEL", "RunNotices", "notify_run"]
 
 CHANNEL = "flowstore_runs"
 
-log = logging.getLogger("flowstore.store")
+log = engine_logger("flowstore.store")
 
 
 def notify_run(conn: Connection, run_id: RunId) -> None:

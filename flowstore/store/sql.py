@@ -16,12 +16,12 @@ functions of a `Connection`. How a transaction runs on each backend is `transact
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any
 
+from flowstore.logs import engine_logger
 from flowstore.store import migrate
 from flowstore.store.engine import (
     StoreSettings,
@@ -70,7 +70,7 @@ from flowstore.store.transactions import SQLTransactions, fits_the_loop
 
 __all__ = ["SQLStore", "open_store"]
 
-log = logging.getLogger("flowstore.store")
+log = engine_logger("flowstore.store")
 
 
 async def open_store(

@@ -31,7 +31,6 @@ import asyncio
 import collections
 import contextlib
 import enum
-import logging
 import queue
 import sqlite3
 import threading
@@ -46,6 +45,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from flowstore.logs import engine_logger
 from flowstore.store import serde
 from flowstore.store.engine import (
     StoreSettings,
@@ -61,7 +61,7 @@ __all__ = ["BUSY", "LoopConnection", "SQLiteThreads", "sqlite_sync_engine"]
 
 T = TypeVar("T")
 
-log = logging.getLogger("flowstore.store")
+log = engine_logger("flowstore.store")
 
 # Preparing a statement that names a table makes SQLite read and parse the whole schema.
 _WARM_UP = select(runs.c.id).limit(0)

@@ -110,3 +110,30 @@ async def test_without_secret_fields_errors_are_stored_whole(migrated_url: str) 
         run = await engine.run(flow, {"api_key": API_KEY, "user": "ana", "amount": 12})
         reports = await engine.store.list_errors(run_id=run.id)
     assert all(API_KEY in r.message and SESSION in r.message for r in reports)
+
+
+async def test_every_line_on_a_flowstore_logger_loses_the_secrets_of_runs_executing(
+    migrated_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    flow = Workflow("logged", config=ExecutionConfig(secret_fields=["api_key"]))
+
+    @flow.node
+    async def call(api_key: str) -> int:
+        # Stands for any line the engine writes while the run executes (a store error that
+        # quotes a value, a failure of the run's own).
+        logging.getLogger("flowstore.engine").warning("calling with %s", api_key)
+        try:
+            raise ValueError(f"refused key {api_key}")
+        except ValueError:
+            logging.getLogger("flowstore.worker").exception("node failed")
+        return 1
+
+    async with Engine(migrated_url, workers=0) as engine:
+        with caplog.at_level(logging.DEBUG, logger="flowstore"):
+            run = await engine.run(flow, {"api_key": API_KEY})
+    assert run.status is RunStatus.SUCCEEDED
+    assert f"calling with {REDACTED}" in caplog.text
+    assert f"ValueError: refused key {REDACTED}" in caplog.text
+    assert API_KEY not in caplog.text
+    logging.getLogger("flowstore.engine").warning("after the run: %s", API_KEY)
+    assert API_KEY in caplog.text  # nothing is redacted once no run has the secret

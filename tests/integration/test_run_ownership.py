@@ -259,12 +259,12 @@ async def test_a_waiter_keeps_no_future_per_poll(migrated_url: str) -> None:
         run_id = await client.submit(flow, {"n": 1})
         waiting = asyncio.create_task(client.wait(run_id))
         await asyncio.sleep(0.3)
-        assert sum(len(futures) for futures in client._waiters.values()) <= 1
+        assert sum(len(futures) for futures in client._waiting._futures.values()) <= 1
         async with Engine(migrated_url, workflows=[flow]) as worker:
             async with asyncio.timeout(10):
                 run = await waiting
             assert run.status is RunStatus.SUCCEEDED
-        assert client._waiters == {}
+        assert client._waiting._futures == {}
         with contextlib.suppress(Exception):
             await worker.wait(run_id)
 
