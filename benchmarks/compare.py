@@ -457,6 +457,9 @@ def main() -> None:
     )
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "WORKLOAD", "N", "DB"))
     args = parser.parse_args()
+    # FLOWSTORE_BENCH_SMOKE=1 (the docs tests): the same code at small sizes, once.
+    if os.environ.get("FLOWSTORE_BENCH_SMOKE") == "1":
+        args.quick, args.repeat = True, 1
     if args.child:
         engine, workload, size, db = args.child
         child(engine, workload, int(size), Path(db))

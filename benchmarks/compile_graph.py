@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import sys
 import time
@@ -61,6 +62,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    # FLOWSTORE_BENCH_SMOKE=1 (the docs tests): the same code at small sizes, once.
+    if os.environ.get("FLOWSTORE_BENCH_SMOKE") == "1":
+        args.sizes, args.repeat = [1000], 1
 
     print(f"{'nodes':>8}{'compile':>12}{'per node':>12}{'peak/node':>12}{'kept/node':>12}")
     for size in args.sizes:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import statistics
 import sys
@@ -154,6 +155,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="fresh databases per figure")
     parser.add_argument("--dir", type=Path, default=None, help="where to put the database files")
     args = parser.parse_args()
+    # FLOWSTORE_BENCH_SMOKE=1 (the docs tests): the same code at small sizes, once.
+    if os.environ.get("FLOWSTORE_BENCH_SMOKE") == "1":
+        args.transactions, args.batched, args.repeat = 100, 1000, 1
 
     print(f"flowstore store write path, SQLite {sqlite3.sqlite_version}, WAL, median per commit")
     print(f"{'synchronous':<12}{'shape':<24}{'flowstore':>14}{'raw sqlite3':>14}{'ratio':>8}  goal")

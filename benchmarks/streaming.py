@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -116,6 +117,9 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    # FLOWSTORE_BENCH_SMOKE=1 (the docs tests): the same code at small sizes, once.
+    if os.environ.get("FLOWSTORE_BENCH_SMOKE") == "1":
+        args.tokens, args.repeat = 5000, 1
     with tempfile.TemporaryDirectory() as scratch:
         paths = (Path(scratch) / f"run-{n}.db" for n in range(1_000_000))
         rates = [

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from flowstore.runtime.context import NodeContext
     from flowstore.runtime.engine import Engine
     from flowstore.runtime.models import Run, RunStatus
+    from flowstore.runtime.sealing import new_secrets_key
     from flowstore.store.engine import StoreSettings
 
 __all__ = [
@@ -109,6 +110,7 @@ __all__ = [
     "ValueTooLarge",
     "Workflow",
     "__version__",
+    "new_secrets_key",
     "node_type",
 ]
 
@@ -125,6 +127,7 @@ _LAZY = {
     "Run": "flowstore.runtime.models",
     "RunStatus": "flowstore.runtime.models",
     "StoreSettings": "flowstore.store.engine",
+    "new_secrets_key": "flowstore.runtime.sealing",
     **dict.fromkeys(
         [
             "Breaker",

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar, get_args
+from typing import Any, Literal, TypeVar, get_args, overload
 
 from flowstore.store.records import RunId
 
@@ -74,6 +74,12 @@ class Hooks:
 
     def __init__(self) -> None:
         self._hooks: dict[str, list[Hook]] = {}
+
+    @overload
+    def on(self, kind: HookKind, hook: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, kind: HookKind, hook: H) -> H: ...
 
     def on(self, kind: HookKind, hook: H | None = None) -> Any:
         """Register `hook` for `kind` (returns it, so it works as a decorator too).

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from flowstore.cli.db import existing_store
+from flowstore.cli.db import existing_store, reading_store
 
 __all__ = [
     "HelpFormatter",
@@ -55,12 +55,13 @@ def run_id_argument(parser: argparse.ArgumentParser, help_text: str = "the run")
     )
 
 
-def open_client(url: str | None) -> Any:
-    """A `Client` on the database of `--url`, which must exist: reading commands register no
-    worker and never create a database."""
+def open_client(url: str | None, *, writes: bool = False) -> Any:
+    """A `Client` on the database of `--url`, which must exist: commands register no worker
+    and never create a database; unless the command `writes` (cancel), it only reads, so a
+    database this user may not write is read all the same."""
     from flowstore.runtime.client import Client
 
-    return Client(settings=existing_store(url))
+    return Client(settings=existing_store(url) if writes else reading_store(url))
 
 
 def print_json(value: Any) -> None:

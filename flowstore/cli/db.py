@@ -9,7 +9,7 @@ from typing import Any
 
 from flowstore.store.engine import DEFAULT_URL, StoreSettings, sqlite_path
 
-__all__ = ["add_commands", "database_url", "existing_store"]
+__all__ = ["add_commands", "database_url", "existing_store", "reading_store"]
 
 
 def database_url(given: str | None) -> str:
@@ -21,6 +21,12 @@ def existing_store(given: str | None) -> StoreSettings:
     """Settings that open the database of `--url` (see `database_url`) only if it exists: a
     command that reads never creates a database on a mistyped path."""
     return StoreSettings(url=database_url(given), create=False)
+
+
+def reading_store(given: str | None) -> StoreSettings:
+    """Settings for a command that only reads: the database must exist, nothing is migrated
+    or written, and a file this user may not write is opened read-only."""
+    return StoreSettings(url=database_url(given), create=False, read_only=True)
 
 
 def add_commands(commands: Any) -> None:

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from flowstore.cli.common import URL_HELP, add_json_option, print_json
-from flowstore.cli.db import existing_store
+from flowstore.cli.db import reading_store
 
 __all__ = ["add_commands"]
 
@@ -51,7 +51,7 @@ def _show(args: argparse.Namespace) -> int:
     from flowstore.store import open_store
 
     async def read() -> Any:
-        async with await open_store(existing_store(args.url)) as store:
+        async with await open_store(reading_store(args.url)) as store:
             return await store.read_messages(args.thread, limit=args.limit)
 
     messages = asyncio.run(read())
@@ -87,7 +87,7 @@ def _threads(args: argparse.Namespace) -> int:
     from flowstore.store import open_store
 
     async def read() -> Any:
-        async with await open_store(existing_store(args.url)) as store:
+        async with await open_store(reading_store(args.url)) as store:
             return await store.list_threads(limit=args.limit)
 
     found = asyncio.run(read())
@@ -122,7 +122,7 @@ def _entities(args: argparse.Namespace) -> int:
             raise InvalidValue(f"--where {key}: compare with a string, number or boolean")
 
     async def read() -> Any:
-        async with await open_store(existing_store(args.url)) as store:
+        async with await open_store(reading_store(args.url)) as store:
             return await store.find_entities(
                 args.namespace, where=where or None, name_prefix=args.name, limit=args.limit
             )

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowstore.cli.common import add_json_option, add_url_option, open_client, print_json
-from flowstore.cli.db import existing_store
+from flowstore.cli.db import reading_store
 from flowstore.errors import FlowstoreError
 
 __all__ = ["add_commands", "parse_since"]
@@ -66,7 +66,7 @@ def _stats(args: argparse.Namespace) -> int:
     from flowstore.store import open_store
 
     async def read() -> Any:
-        async with await open_store(existing_store(args.url)) as store:
+        async with await open_store(reading_store(args.url)) as store:
             return (
                 await store.run_stats(workflow=args.workflow),
                 await store.node_stats(workflow=args.workflow),

@@ -191,7 +191,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     async def cancel() -> Any:
-        async with open_client(args.url) as client:
+        async with open_client(args.url, writes=True) as client:
             return await client.cancel(await client.expand_run_id(args.run_id))
 
     run = asyncio.run(cancel())

@@ -23,7 +23,7 @@ def add_commands(commands: Any) -> None:
 
 
 def _key(_: argparse.Namespace) -> int:
-    from flowstore.runtime.sealing import new_key
+    from flowstore.runtime.sealing import new_secrets_key
 
-    print(new_key())
+    print(new_secrets_key())
     return 0

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flowstore.cli.common import add_json_option, print_json
-from flowstore.cli.db import database_url, existing_store
+from flowstore.cli.db import database_url, reading_store
 from flowstore.cli.definitions import (
     add_allow_option,
     add_resources_option,
@@ -118,7 +118,7 @@ def _workers(args: argparse.Namespace) -> int:
     from flowstore.store import RunQuery, RunStatus, open_store
 
     async def read() -> tuple[list[Any], list[Any]]:
-        async with await open_store(existing_store(args.url)) as store:
+        async with await open_store(reading_store(args.url)) as store:
             workers = await store.list_workers()
             running = await store.list_runs(
                 RunQuery(statuses=frozenset({RunStatus.RUNNING}), limit=100_000)

@@ -34,7 +34,7 @@ from flowstore.definition.spec import (
     validate_spec,
 )
 from flowstore.errors import DefinitionError, Problem
-from flowstore.hooks import HookKind, Hooks
+from flowstore.hooks import H, HookKind, Hooks
 
 __all__ = ["Workflow"]
 
@@ -106,6 +106,12 @@ class Workflow:
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, version={self.version!r})"
+
+    @overload
+    def on(self, kind: HookKind, hook: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, kind: HookKind, hook: H) -> H: ...
 
     def on(self, kind: HookKind, hook: Any = None) -> Any:
         """Register a hook told of `kind` events of this workflow's runs (a decorator too);

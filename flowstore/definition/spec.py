@@ -250,7 +250,7 @@ class ExecutionConfig(_Spec):
     node_timeout: Seconds | None = None
     run_timeout: Seconds | None = None
     debug: bool = False
-    secret_fields: tuple[Annotated[str, Field(min_length=1, max_length=200)], ...] = ()
+    secret_fields: Names = ()
     memory: MemoryConfig = MemoryConfig()
 
 

@@ -40,7 +40,7 @@ async def run_child(
     starting a second one.
     """
     assert node.spec.workflow is not None
-    graph = engine._graph_for(node.spec.workflow)
+    graph = engine._definitions.named(node.spec.workflow)
     child_id = child_run_id(ctx.run_id, ctx.idempotency_key)
     try:
         record = await engine.store.get_run(child_id)
@@ -53,7 +53,7 @@ async def run_child(
             claim = await engine._take(child_id)
             if claim is not None:
                 await engine._execute(
-                    claim, engine._graphs.get(record.graph_hash, graph), None, None
+                    claim, engine._definitions.by_hash.get(record.graph_hash, graph), None, None
                 )
     child = await engine.wait(child_id)
     if child.status is not RunStatus.SUCCEEDED:

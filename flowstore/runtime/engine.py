@@ -16,31 +16,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import os
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from flowstore.definition.builder import Workflow
-from flowstore.definition.changes import spec_changes
 from flowstore.definition.graph import Graph
 from flowstore.definition.spec import MemoryConfig
-from flowstore.definition.validation import prepare_validators, validate_inputs
+from flowstore.definition.validation import validate_inputs
 from flowstore.errors import (
     ConfigurationError,
     ExecutionError,
-    RunNotFound,
     StoreError,
     StoreUnavailable,
 )
-from flowstore.hooks import HookKind, Hooks
+from flowstore.hooks import H, HookKind, Hooks
 from flowstore.logs import engine_logger, redacting
 from flowstore.runtime.children import run_child
+from flowstore.runtime.definitions import Definitions
 from flowstore.runtime.executor import Observer, execute_run
 from flowstore.runtime.memory import Memory
 from flowstore.runtime.models import Run
@@ -48,6 +46,7 @@ from flowstore.runtime.ownership import HeldRun, HeldRuns, heartbeat, hold_run
 from flowstore.runtime.reading import RunReading
 from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.resources import SharedResources
+from flowstore.runtime.resumption import RunTakeover
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
@@ -59,7 +58,6 @@ from flowstore.store.records import (
     NewRun,
     RunId,
     RunStatus,
-    StoredGraph,
     WorkerId,
     WorkerInfo,
 )
@@ -73,7 +71,7 @@ __all__ = ["Engine"]
 _log = engine_logger("flowstore.engine")
 
 
-class Engine(RunReading):
+class Engine(RunTakeover, RunReading):
     """Runs workflows durably; use it as an async context manager.
 
     Args:
@@ -147,9 +145,7 @@ class Engine(RunReading):
         self._resources = SharedResources(resources or {})
         self.lease_seconds = lease_seconds
         self.worker_id = WorkerId(f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
-        # By name (the version registered last) and by graph hash (every version registered).
-        self._workflows: dict[str, Workflow] = {}
-        self._graphs: dict[str, Graph] = {}
+        self._definitions = Definitions()
         for workflow in workflows:
             self.register(workflow)
         self._store: Any = None
@@ -176,6 +172,12 @@ class Engine(RunReading):
         """The shared resources by name, while the engine is open."""
         return self._resources.opened
 
+    @overload
+    def on(self, kind: HookKind, hook: None = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, kind: HookKind, hook: H) -> H: ...
+
     def on(self, kind: HookKind, hook: Any = None) -> Any:
         """Register a hook told of `kind` events of every run this engine executes (a
         decorator too); see `flowstore.hooks`."""
@@ -189,16 +191,7 @@ class Engine(RunReading):
         side by side: each run executes under the definition it started with, and this
         engine's workers claim only runs of a definition registered here. New runs by name
         (subworkflows, the CLI) use the version registered last."""
-        for child in workflow.subworkflows:
-            self.register(child)
-        graph = workflow.compile(
-            workflows={name: known.spec for name, known in self._workflows.items()}
-        )
-        self._workflows[workflow.name] = workflow
-        self._graphs[graph.hash] = graph
-        # What every run of it needs, made once here rather than on its first run.
-        prepare_validators(graph)
-        graph.stored_spec()
+        self._definitions.register(workflow)
 
     async def __aenter__(self) -> Self:
         from flowstore.store.sql import open_store
@@ -212,17 +205,12 @@ class Engine(RunReading):
         now = datetime.now(UTC)
         # The definitions its workers claim runs of (none without workers), for `flowstore
         # runs list` to tell which runs no live worker can take.
-        claims = sorted(self._graphs) if self._worker_count else []
+        claims = sorted(self._definitions.by_hash) if self._worker_count else []
         metadata = {**process_identity(), "graphs": claims}
         me = WorkerInfo(self.worker_id, socket.gethostname(), os.getpid(), now, now, metadata)
         await self._store.register_worker(me)
         # What a `Client` submits runs of by name, without the code.
-        await self._store.register_graphs(
-            [
-                StoredGraph(graph.hash, graph.name, graph.spec.version, graph.stored_spec())
-                for graph in self._graphs.values()
-            ]
-        )
+        await self._store.register_graphs(self._definitions.stored())
         self._closing = False
         self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
         trouble = Trouble(self.worker_id)
@@ -347,26 +335,11 @@ class Engine(RunReading):
                 await asyncio.sleep(delay)
                 attempt, delay = None, min(delay * 2, 2.0)
 
-    async def _again(self, new: NewRun) -> Claim | NewRun | None:
-        """Take up a run of `run` after the store failed under it: create it if its first
-        commit never landed, claim it if it waits for an owner; None if it has ended or
-        executes elsewhere."""
-        assert new.id is not None
-        try:
-            record = await self.store.get_run(new.id)
-        except RunNotFound:  # planned anew: its lease counts from now
-            return self.store.plan_run(dataclasses.replace(new, created_at=None))  # type: ignore[no-any-return]
-        if record.status.is_terminal:
-            return None
-        return await self._take(new.id)
-
     def _checked(
         self, workflow: Workflow, inputs: Mapping[str, Any] | None
     ) -> tuple[Graph, dict[str, Any]]:
         """`workflow` compiled (and registered here if it was not) and `inputs` validated."""
-        graph = workflow.compile()
-        if graph.hash not in self._graphs:
-            self.register(workflow)
+        graph = self._definitions.graph_of(workflow)
         given = inputs or {}
         undeclared = sorted(set(graph.inputs) & self._resources.names - set(given))
         if undeclared:
@@ -415,7 +388,7 @@ class Engine(RunReading):
         return self._tracer
 
     def _hooks_for(self, workflow: str) -> Hooks | None:
-        known = self._workflows.get(workflow)
+        known = self._definitions.by_name.get(workflow)
         hooks = Hooks.merged([self.hooks] + ([known.hooks] if known is not None else []))
         return hooks or None
 
@@ -477,11 +450,11 @@ class Engine(RunReading):
 
     async def _execute_claim(self, claim: Claim) -> None:
         """Execute a run a worker loop claimed (one of a definition registered here)."""
-        await self._execute(claim, self._graphs[claim.run.graph_hash], None, None)
+        await self._execute(claim, self._definitions.by_hash[claim.run.graph_hash], None, None)
 
     def _claimable(self) -> list[str]:
         """The graph hashes of the definitions registered here."""
-        return list(self._graphs)
+        return list(self._definitions.by_hash)
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run: at once when it is queued; when it runs, its owner (this engine or
@@ -494,67 +467,6 @@ class Engine(RunReading):
         if record.status.is_terminal:
             self._run_ended(record.id)
         return self._run(record)
-
-    async def resume(
-        self,
-        run_id: str,
-        *,
-        allow_changed_definition: bool = False,
-        observe: Observer | None = None,
-    ) -> Run:
-        """Continue an interrupted or failed run from its last committed state, here.
-
-        Nodes that succeeded are not run again; the node that failed runs again. A run whose
-        owner is alive and holds its lease is refused; so is a run whose workflow changed
-        since it started, unless `allow_changed_definition` says to run the new definition
-        over the committed results.
-        """
-        record = await self.store.get_run(RunId(run_id))
-        if record.status.is_terminal and record.status is not RunStatus.FAILED:
-            raise ExecutionError(f"run {run_id} has already ended ({record.status.value})")
-        graph = self._graphs.get(record.graph_hash)
-        if graph is None:
-            graph = self._graph_for(record.workflow)
-            if not allow_changed_definition:
-                started = await self.store.get_graph_spec(record.graph_hash) or {}
-                changes = "; ".join(spec_changes(started, graph.stored_spec()))
-                raise ExecutionError(
-                    f"run {run_id} started under another definition of workflow "
-                    f"{record.workflow!r} (graph {record.graph_hash[:12]}, now "
-                    f"{graph.hash[:12]}: {changes or 'see the stored specs'}): resume it with "
-                    "allow_changed_definition=True (flowstore resume "
-                    "--allow-changed-definition) to run the new definition over its "
-                    "committed results, or register the definition it started with"
-                )
-        if record.id in self._held:
-            return await self.wait(run_id)  # executing here already
-        if record.status is RunStatus.FAILED:  # its failed nodes run again, the rest stays
-            claim = await self.store.reopen_run(
-                RunId(run_id), self.worker_id, lease_seconds=self.lease_seconds
-            )
-        else:
-            claim = await self._take(RunId(run_id))
-        if claim is None:
-            record = await self.store.get_run(RunId(run_id))
-            if record.status.is_terminal:
-                return self._run(record)
-            raise ExecutionError(
-                f"run {run_id} is owned by live worker {record.lease_owner} until "
-                f"{record.lease_expires_at}: it is running there"
-            )
-        await self._execute(claim, graph, None, observe)
-        return await self.get_run(run_id)
-
-    async def _take(self, run_id: RunId) -> Claim | None:
-        """Claim a run that is not executing anywhere: queued, its lease expired or released,
-        its owner dead, or its lease still held by this engine although it executes here no
-        more (its release failed)."""
-        steal_from = await self._dead_local_workers()
-        if run_id not in self._held:
-            steal_from.append(self.worker_id)
-        return await self.store.claim_run(  # type: ignore[no-any-return]
-            self.worker_id, lease_seconds=self.lease_seconds, run_id=run_id, steal_from=steal_from
-        )
 
     async def submit(
         self,
@@ -578,14 +490,6 @@ class Engine(RunReading):
         for loop in self._loops:
             loop.wake()
         return str(record.id)
-
-    def _graph_for(self, workflow: str) -> Graph:
-        if workflow not in self._workflows:
-            known = ", ".join(sorted(self._workflows)) or "none"
-            raise ExecutionError(
-                f"workflow {workflow!r} is not registered with this engine (registered: {known})"
-            )
-        return self._workflows[workflow].compile()
 
     async def _dead_local_workers(self) -> list[WorkerId]:
         return await dead_local_workers(self.store, self.worker_id)

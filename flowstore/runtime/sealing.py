@@ -21,14 +21,14 @@ from flowstore.errors import ConfigurationError
 from flowstore.store import serde
 from flowstore.store.records import UNSET, Change, EventChange, NodeChange, RunChange
 
-__all__ = ["KEY_VARIABLE", "SEALED", "Sealer", "new_key"]
+__all__ = ["KEY_VARIABLE", "SEALED", "Sealer", "new_secrets_key"]
 
 KEY_VARIABLE: Final = "FLOWSTORE_SECRETS_KEY"
 SEALED: Final = "$sealed"
 _SEALED_EVENTS = frozenset({"map_item"})
 
 
-def new_key() -> str:
+def new_secrets_key() -> str:
     """A new random key, as `FLOWSTORE_SECRETS_KEY` takes it."""
     key: bytes = _fernet_module().Fernet.generate_key()
     return key.decode()
@@ -49,7 +49,7 @@ class Sealer:
     """Encrypts the values of secret fields before they are stored; decrypts sealed values.
 
     Args:
-        key: A Fernet key (`new_key`).
+        key: A Fernet key (`new_secrets_key`).
         fields: The secret field names (matched whole, without regard to case); a sealer
             without fields only opens what others sealed.
     """

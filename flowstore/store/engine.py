@@ -67,6 +67,8 @@ class StoreSettings:
         echo: Log every SQL statement.
         create: Create a SQLite database file that does not exist yet; with False (commands
             that only read), a missing file is an error instead.
+        read_only: Only read (the commands that inspect runs): no migration, no warm-up, and a
+            SQLite file this process may not write is opened read-only.
     """
 
     url: str = DEFAULT_URL
@@ -78,6 +80,7 @@ class StoreSettings:
     max_overflow: int = 10
     echo: bool = False
     create: bool = True
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         # SQLite takes an unknown level as NORMAL without a word: a typo would weaken
@@ -151,10 +154,23 @@ def create_engine(settings: StoreSettings) -> AsyncEngine:
             max_overflow=settings.max_overflow,
             pool_pre_ping=True,
         )
+    if sqlite_file is not None and settings.read_only:
+        url = _read_only_url(url, sqlite_file)
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         install_sqlite_hooks(engine.sync_engine, settings)
     return engine
+
+
+def _read_only_url(url: URL, file: Path) -> URL:
+    """The URL that reads `file` when this process may not write it (or its folder, where
+    SQLite keeps the WAL's shared-memory file): read-only while another process has the
+    database open (its `-shm` file exists, so WAL reads work), else as an immutable file
+    (nobody has it open, so nobody is changing it)."""
+    if os.access(file, os.W_OK) and os.access(file.parent, os.W_OK):
+        return url
+    mode = {"mode": "ro"} if Path(f"{file}-shm").exists() else {"immutable": "1"}
+    return url.set(database=f"file:{file}", query={**mode, "uri": "true"})
 
 
 def install_sqlite_hooks(engine: Engine, settings: StoreSettings, *, begin: bool = True) -> None:
@@ -164,7 +180,8 @@ def install_sqlite_hooks(engine: Engine, settings: StoreSettings, *, begin: bool
     connection events skips SQLAlchemy's event dispatch on every statement.
     """
     pragmas = (
-        "PRAGMA journal_mode=WAL",
+        # Setting the journal mode writes the file: a reader leaves it as the writers set it.
+        *(() if settings.read_only else ("PRAGMA journal_mode=WAL",)),
         f"PRAGMA busy_timeout={int(settings.busy_timeout_ms)}",
         "PRAGMA foreign_keys=ON",
         f"PRAGMA synchronous={settings.sqlite_synchronous}",

@@ -90,6 +90,7 @@ async def open_store(
     engine = create_engine(settings)
     is_sqlite = engine.dialect.name == "sqlite"
     auto_upgrade = is_sqlite if settings.auto_upgrade is None else settings.auto_upgrade
+    auto_upgrade = auto_upgrade and not settings.read_only
     url = normalize_url(settings.url).render_as_string(hide_password=True)
     try:
         await migrate.check_schema(engine, auto_upgrade=auto_upgrade, url=url)
@@ -99,7 +100,8 @@ async def open_store(
     store = SQLStore(engine, settings, clock=clock)
     if is_sqlite:
         store.watch_file()
-        await store.warm_up()
+        if not settings.read_only:
+            await store.warm_up()
     return store
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -206,3 +207,78 @@ def test_debug_mode_prints_without_logging_configured(env: dict[str, str]) -> No
     )
     assert done.returncode == 0, done.stderr
     assert "flowstore.run.chat: node reply starts, attempt 1, inputs" in done.stderr
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A folder (`source`) and the same folder where nothing may be written, even by root:
+    a read-only bind mount for root, permissions for anyone else."""
+    source, seen = tmp_path / "source", tmp_path / "read-only"
+    source.mkdir()
+    seen.mkdir()
+    if os.geteuid() != 0:
+        yield source, source
+        return
+    subprocess.run(["mount", "--bind", str(source), str(seen)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(seen)], check=True)
+        yield source, seen
+    finally:
+        subprocess.run(["umount", str(seen)], check=True)
+
+
+def test_reading_commands_read_a_database_they_may_not_write(
+    read_only_folder: tuple[Path, Path],
+) -> None:
+    source, seen = read_only_folder
+    env = {"FLOWSTORE_DATABASE_URL": f"sqlite:///{source / 'cli.db'}"}
+    flowstore("run", "tests.support.surface_flow:chat", "--input", '{"text": "a"}', env=env)
+    if seen == source:  # not root: the permissions say it
+        (source / "cli.db").chmod(0o444)
+        source.chmod(0o555)
+    read_only = {"FLOWSTORE_DATABASE_URL": f"sqlite:///{seen / 'cli.db'}"}
+    for args in (["runs", "list"], ["stats"], ["errors"], ["workers"], ["memory", "threads"]):
+        done = flowstore(*args, env=read_only)
+        assert done.returncode == 0, (args, done.stderr)
+    listed = json.loads(flowstore("runs", "list", "--json", env=read_only).stdout)
+    assert [(run["workflow"], run["status"]) for run in listed] == [("chat", "succeeded")]
+    shown = flowstore("runs", "show", listed[0]["id"][:8], env=read_only)
+    assert shown.returncode == 0 and "reply" in shown.stdout
+
+
+def test_a_yaml_definition_imports_modules_from_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "myapp_nodes.py").write_text(
+        "async def shout(text: str) -> str:\n    return text.upper()\n"
+    )
+    (tmp_path / "shout.yaml").write_text(
+        "name: shout\ninputs: {text: str}\nnodes:\n  - name: shout\n    call: myapp_nodes:shout\n"
+        "    inputs: [text]\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["FLOWSTORE_DATABASE_URL"] = f"sqlite:///{tmp_path / 'shout.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "flowstore", "run", "shout.yaml", "--input", '{"text": "hi"}'],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == "HI"
+
+
+def test_allow_refuses_imports_outside_the_given_modules(tmp_path: Path) -> None:
+    (tmp_path / "hostile.yaml").write_text(
+        "name: hostile\ninputs: {command: str}\nnodes:\n  - name: shell\n    call: os:system\n"
+        "    inputs: [command]\n"
+    )
+    done = flowstore("validate", str(tmp_path / "hostile.yaml"), "--allow", "myapp")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        f"flowstore: error: {tmp_path / 'hostile.yaml'}:5:5, workflow 'hostile', node 'shell', "
+        "field 'call': os:system is outside the modules this definition may import "
+        "(allowed: myapp)"
+    )
+    allowed = flowstore("validate", str(tmp_path / "hostile.yaml"), "--allow", "os")
+    assert allowed.returncode == 0, allowed.stderr

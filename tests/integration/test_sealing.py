@@ -18,8 +18,8 @@ from flowstore import (
     NodeContext,
     RunStatus,
     Workflow,
+    new_secrets_key,
 )
-from flowstore.runtime.sealing import new_key
 from flowstore.store.engine import normalize_url
 from flowstore.store.schema import metadata
 
@@ -77,7 +77,7 @@ INPUTS = {"api_key": API_KEY, "user": "ana", "amounts": [5, 7]}
 async def test_secret_fields_never_reach_the_database_in_clear(
     migrated_url: str, tmp_path: Path
 ) -> None:
-    key = new_key()
+    key = new_secrets_key()
     flow = charging(fail_once=[True])
     async with Engine(migrated_url, workers=0, secrets_key=key) as engine:
         failed = await engine.run(flow, INPUTS)
@@ -108,7 +108,7 @@ async def test_without_a_key_the_same_run_stores_the_secrets(
 async def test_a_client_with_the_key_seals_what_it_submits_and_reads_it_back(
     migrated_url: str, tmp_path: Path
 ) -> None:
-    key = new_key()
+    key = new_secrets_key()
     flow = charging(fail_once=[])
     async with Engine(migrated_url, workflows=[flow], secrets_key=key, poll_seconds=0.05):
         async with Client(migrated_url, secrets_key=key, poll_seconds=0.05) as client:
@@ -127,9 +127,9 @@ async def test_a_client_with_the_key_seals_what_it_submits_and_reads_it_back(
 
 async def test_another_key_is_refused_clearly(migrated_url: str) -> None:
     flow = charging(fail_once=[True])
-    async with Engine(migrated_url, workers=0, secrets_key=new_key()) as engine:
+    async with Engine(migrated_url, workers=0, secrets_key=new_secrets_key()) as engine:
         failed = await engine.run(flow, INPUTS)
-    async with Engine(migrated_url, workers=0, secrets_key=new_key()) as engine:
+    async with Engine(migrated_url, workers=0, secrets_key=new_secrets_key()) as engine:
         with pytest.raises(ConfigurationError, match="does not open with this secrets key"):
             await engine.get_run(failed.id)
 

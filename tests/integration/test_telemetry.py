@@ -1,4 +1,4 @@
-"""Metrics, spans and the SQL views over them; the README's SQL analytics, on both backends."""
+"""Metrics, spans and the SQL views over them; the documented SQL queries, on both backends."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
 from flowstore.store import NewRun, RunStatus, WorkerId
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTED = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def analytics_flow() -> Workflow:
@@ -125,17 +126,21 @@ async def test_without_telemetry_nothing_is_measured(migrated_url: str) -> None:
         assert await engine.store.list_spans() == []
 
 
-def readme_queries() -> list[str]:
-    section = README.read_text().split("## SQL analytics", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sql\n(.*?)```", section, re.DOTALL)
+def documented_queries() -> list[str]:
+    """Every SQL block of the README and the docs."""
+    return [
+        query
+        for page in DOCUMENTED
+        for query in re.findall(r"```sql\n(.*?)```", page.read_text(), re.DOTALL)
+    ]
 
 
-def test_the_readme_shows_at_least_five_queries() -> None:
-    assert len(readme_queries()) >= 5
+def test_the_docs_show_at_least_five_queries() -> None:
+    assert len(documented_queries()) >= 5
 
 
-@pytest.mark.parametrize("query", readme_queries(), ids=lambda q: q.split("\n")[0][:40])
-async def test_each_readme_query_runs_and_finds_rows(migrated_url: str, query: str) -> None:
+@pytest.mark.parametrize("query", documented_queries(), ids=lambda q: q.split("\n")[0][:40])
+async def test_each_documented_query_runs_and_finds_rows(migrated_url: str, query: str) -> None:
     async with Engine(migrated_url, workers=0) as engine:
         runs = await _populate(engine)
         # A run in flight, owned by a worker.

@@ -84,12 +84,16 @@ def _python_sources() -> dict[str, str]:
     readme = (root / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     sources = {f"README.md python block {n}": block for n, block in enumerate(blocks, 1)}
+    for page in sorted((root / "docs").rglob("*.md")):
+        blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+        for n, block in enumerate(blocks, 1):
+            sources[f"{page.relative_to(root)} python block {n}"] = block
     for path in sorted((root / "examples").glob("*.py")):
         sources[str(path.relative_to(root))] = path.read_text()
     return sources
 
 
-def test_the_readme_and_the_examples_import_from_flowstore_only() -> None:
+def test_the_readme_the_docs_and_the_examples_import_from_flowstore_only() -> None:
     deep = []
     for where, source in _python_sources().items():
         for statement in ast.walk(ast.parse(source)):

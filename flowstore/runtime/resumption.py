@@ -1,0 +1,124 @@
+"""Taking runs up again: `resume` after a failure or a crash, and a run `Engine.run` lost to
+the store, claimed or recreated (the part of `Engine` that takes over runs)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from flowstore.definition.changes import spec_changes
+from flowstore.errors import ExecutionError, RunNotFound
+from flowstore.runtime.definitions import Definitions
+from flowstore.runtime.models import Run
+from flowstore.runtime.ownership import HeldRuns
+from flowstore.store.records import Claim, NewRun, RunId, RunRecord, RunStatus, WorkerId
+
+if TYPE_CHECKING:
+    from flowstore.definition.graph import Graph
+    from flowstore.runtime.executor import Observer
+
+__all__ = ["RunTakeover"]
+
+
+class RunTakeover:
+    """`Engine.resume`, and the claims that take a run over (mixed into `Engine`)."""
+
+    worker_id: WorkerId
+    lease_seconds: float
+    _held: HeldRuns
+    _definitions: Definitions
+
+    if TYPE_CHECKING:  # provided by `Engine` and `RunReading`
+
+        @property
+        def store(self) -> Any: ...
+
+        async def _execute(
+            self,
+            run: Claim | NewRun,
+            graph: Graph,
+            inputs: Any,
+            observe: Observer | None,
+        ) -> RunId: ...
+
+        async def wait(self, run_id: str) -> Run: ...
+
+        async def get_run(self, run_id: str) -> Run: ...
+
+        def _run(self, record: RunRecord) -> Run: ...
+
+        async def _dead_local_workers(self) -> list[WorkerId]: ...
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        allow_changed_definition: bool = False,
+        observe: Observer | None = None,
+    ) -> Run:
+        """Continue an interrupted or failed run from its last committed state, here.
+
+        Nodes that succeeded are not run again; the node that failed runs again. A run whose
+        owner is alive and holds its lease is refused; so is a run whose workflow changed
+        since it started, unless `allow_changed_definition` says to run the new definition
+        over the committed results.
+        """
+        record = await self.store.get_run(RunId(run_id))
+        if record.status.is_terminal and record.status is not RunStatus.FAILED:
+            raise ExecutionError(f"run {run_id} has already ended ({record.status.value})")
+        graph = self._definitions.by_hash.get(record.graph_hash)
+        if graph is None:
+            graph = self._definitions.named(record.workflow)
+            if not allow_changed_definition:
+                started = await self.store.get_graph_spec(record.graph_hash) or {}
+                changes = "; ".join(spec_changes(started, graph.stored_spec()))
+                raise ExecutionError(
+                    f"run {run_id} started under another definition of workflow "
+                    f"{record.workflow!r} (graph {record.graph_hash[:12]}, now "
+                    f"{graph.hash[:12]}: {changes or 'see the stored specs'}): resume it with "
+                    "allow_changed_definition=True (flowstore resume "
+                    "--allow-changed-definition) to run the new definition over its "
+                    "committed results, or register the definition it started with"
+                )
+        if record.id in self._held:
+            return await self.wait(run_id)  # executing here already
+        if record.status is RunStatus.FAILED:  # its failed nodes run again, the rest stays
+            claim = await self.store.reopen_run(
+                RunId(run_id), self.worker_id, lease_seconds=self.lease_seconds
+            )
+        else:
+            claim = await self._take(RunId(run_id))
+        if claim is None:
+            record = await self.store.get_run(RunId(run_id))
+            if record.status.is_terminal:
+                return self._run(record)
+            raise ExecutionError(
+                f"run {run_id} is owned by live worker {record.lease_owner} until "
+                f"{record.lease_expires_at}: it is running there"
+            )
+        await self._execute(claim, graph, None, observe)
+        return await self.get_run(run_id)
+
+    async def _take(self, run_id: RunId) -> Claim | None:
+        """Claim a run that is not executing anywhere: queued, its lease expired or released,
+        its owner dead, or its lease still held by this engine although it executes here no
+        more (its release failed)."""
+        steal_from = await self._dead_local_workers()
+        if run_id not in self._held:
+            steal_from.append(self.worker_id)
+        return await self.store.claim_run(  # type: ignore[no-any-return]
+            self.worker_id, lease_seconds=self.lease_seconds, run_id=run_id, steal_from=steal_from
+        )
+
+    async def _again(self, new: NewRun) -> Claim | NewRun | None:
+        """Take up a run of `run` after the store failed under it: create it if its first
+        commit never landed, claim it if it waits for an owner; None if it has ended or
+        executes elsewhere."""
+        assert new.id is not None
+        try:
+            record = await self.store.get_run(new.id)
+        except RunNotFound:  # planned anew: its lease counts from now
+            return self.store.plan_run(dataclasses.replace(new, created_at=None))  # type: ignore[no-any-return]
+        if record.status.is_terminal:
+            return None
+        return await self._take(new.id)
