@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 from typing import Any
 
-from flowstore.store.engine import DEFAULT_URL, StoreSettings, sqlite_path
+from flowstore.store.engine import DEFAULT_URL, StoreSettings, database_url, sqlite_path
 
 __all__ = ["add_commands", "database_url", "existing_store", "reading_store"]
-
-
-def database_url(given: str | None) -> str:
-    """The URL from `--url`, else FLOWSTORE_DATABASE_URL, else the embedded SQLite default."""
-    return given or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
 
 
 def existing_store(given: str | None) -> StoreSettings:

@@ -14,13 +14,11 @@ the processes that execute runs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from flowstore.definition.spec import WorkflowSpec
 from flowstore.definition.validation import validate_inputs_by_spec
-from flowstore.errors import ExecutionError
 from flowstore.runtime.models import Run
 from flowstore.runtime.reading import RunReading
 from flowstore.runtime.sealing import Sealer
@@ -57,13 +55,9 @@ class Client(RunReading):
         poll_seconds: float = 1.0,
         secrets_key: str | None = None,
     ) -> None:
-        from flowstore.store.engine import DEFAULT_URL
+        from flowstore.store.engine import database_url
 
-        self.url = (
-            settings.url
-            if settings is not None
-            else url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
-        )
+        self.url = settings.url if settings is not None else database_url(url)
         self._settings = settings
         self._sealer = Sealer.of(secrets_key)
         self._poll_seconds = poll_seconds
@@ -81,13 +75,6 @@ class Client(RunReading):
         if self._store is not None:
             await self._store.close()
             self._store = None
-
-    @property
-    def store(self) -> Any:
-        """The store runs are read from (open inside `async with`)."""
-        if self._store is None:
-            raise ExecutionError("the client is not open: use `async with Client(...) as client`")
-        return self._store
 
     async def submit(
         self,

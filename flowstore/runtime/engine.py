@@ -31,7 +31,6 @@ from flowstore.definition.spec import MemoryConfig
 from flowstore.definition.validation import validate_inputs
 from flowstore.errors import (
     ConfigurationError,
-    ExecutionError,
     StoreError,
     StoreUnavailable,
 )
@@ -130,13 +129,9 @@ class Engine(RunTakeover, RunReading):
         store_retry_seconds: float = 60.0,
         secrets_key: str | None = None,
     ) -> None:
-        from flowstore.store.engine import DEFAULT_URL
+        from flowstore.store.engine import database_url
 
-        self.url = (
-            settings.url
-            if settings is not None
-            else url or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
-        )
+        self.url = settings.url if settings is not None else database_url(url)
         self._settings = settings
         self._tracer = tracer
         self._secret_fields = tuple(secret_fields)
@@ -281,13 +276,6 @@ class Engine(RunTakeover, RunReading):
     def memory(self) -> Memory:
         """Conversation threads and entities, written at once (`flowstore.runtime.memory`)."""
         return Memory(self.store, self._memory_config)
-
-    @property
-    def store(self) -> Any:
-        """The engine's store (open inside `async with`)."""
-        if self._store is None:
-            raise ExecutionError("the engine is not open: use `async with Engine(...) as engine`")
-        return self._store
 
     # ------------------------------------------------------------------ running
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowstore.errors import RunNotFound
+from flowstore.errors import ExecutionError, RunNotFound
 from flowstore.runtime.models import Run
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
@@ -34,10 +34,17 @@ class RunReading:
     # Opens the secret fields sealed in what is read; None without a secrets key.
     _sealer: Sealer | None
 
+    _store: Any
+
     @property
     def store(self) -> Any:
-        """The store runs are read from."""
-        raise NotImplementedError
+        """The store runs are read from (open inside `async with`)."""
+        if self._store is None:
+            kind = type(self).__name__
+            raise ExecutionError(
+                f"the {kind.lower()} is not open: use `async with {kind}(...) as {kind.lower()}`"
+            )
+        return self._store
 
     async def wait(self, run_id: str) -> Run:
         """Wait until a run has ended, wherever it runs, and return it. The waiters of one

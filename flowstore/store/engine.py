@@ -41,6 +41,12 @@ __all__ = [
 
 DEFAULT_URL: Final = "sqlite+aiosqlite:///flowstore.db"
 
+
+def database_url(given: str | None = None) -> str:
+    """The URL given, else `FLOWSTORE_DATABASE_URL`, else the embedded SQLite default."""
+    return given or os.environ.get("FLOWSTORE_DATABASE_URL") or DEFAULT_URL
+
+
 WRITE_OPTION: Final = "flowstore_write"
 """Execution option that marks a connection's transactions as writes (`BEGIN IMMEDIATE`)."""
 
