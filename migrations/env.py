@@ -15,7 +15,7 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from flowstore.store.engine import WRITE_OPTION, StoreSettings, create_engine
+from flowstore.store.engine import WRITE_OPTION, StoreSettings, create_engine, set_foreign_keys
 from flowstore.store.schema import PREFIX, VERSION_TABLE, metadata
 
 config = context.config
@@ -61,9 +61,17 @@ async def _run_with_own_engine() -> None:
     engine = create_engine(StoreSettings(url=_database_url()))
     try:
         async with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:  # see flowstore.store.migrate._migrate: rebuilt tables must not cascade
+                await conn.run_sync(set_foreign_keys, False)
             conn = await conn.execution_options(**{WRITE_OPTION: True})
             await conn.run_sync(_run)
+            if sqlite and (await conn.exec_driver_sql("PRAGMA foreign_key_check")).first():
+                await conn.rollback()
+                raise SystemExit("the migration would leave foreign keys that point nowhere")
             await conn.commit()
+            if sqlite:
+                await conn.run_sync(set_foreign_keys, True)
     finally:
         await engine.dispose()
 

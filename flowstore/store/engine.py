@@ -223,6 +223,16 @@ def begin_transaction(connection: Connection, statement: str) -> None:
         cursor.close()
 
 
+def set_foreign_keys(connection: Connection, enforced: bool) -> None:
+    """Turn SQLite's foreign-key enforcement on or off for this connection (outside any
+    transaction: inside one, SQLite ignores the change)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if enforced else 'OFF'}")
+    finally:
+        cursor.close()
+
+
 def set_busy_timeout(connection: Connection, milliseconds: int) -> None:
     """Set how long this SQLite connection waits for a lock before failing with SQLITE_BUSY."""
     cursor = connection.connection.cursor()

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import Column, MetaData, PrimaryKeyConstraint, String, Table, inspect, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from flowstore.errors import SchemaError
-from flowstore.store.engine import WRITE_OPTION, translate_errors
+from flowstore.store.engine import WRITE_OPTION, set_foreign_keys, translate_errors
 from flowstore.store.schema import PREFIX, VERSION_TABLE, metadata
 from flowstore.store.views import VIEWS
 
@@ -42,7 +42,7 @@ __all__ = [
     "upgrade",
 ]
 
-HEAD_REVISION: Final = "0004"
+HEAD_REVISION: Final = "0005"
 """The newest revision, as `head_revision()` reads it from the revisions (a test checks)."""
 
 # Alembic's version table, as Alembic creates it.
@@ -144,17 +144,38 @@ def _run_command(connection: Connection, name: str, revision: str) -> None:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """Apply the migrations up to `revision`, in one transaction."""
     async with translate_errors("upgrading the schema"), engine.connect() as conn:
-        conn = await conn.execution_options(**{WRITE_OPTION: True})
-        async with conn.begin():
-            await conn.run_sync(_run_command, "upgrade", revision)
+        await _migrate(conn, "upgrade", revision)
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
     """Revert the migrations down to `revision` (`base` removes every flowstore table)."""
     async with translate_errors("downgrading the schema"), engine.connect() as conn:
+        await _migrate(conn, "downgrade", revision)
+
+
+async def _migrate(conn: AsyncConnection, command: str, revision: str) -> None:
+    """Run an Alembic command in one transaction. On SQLite, foreign keys are not enforced
+    meanwhile: a migration that rebuilds a table (to change a CHECK constraint) drops the old
+    one, and with enforcement on that would delete the rows that refer to it. Every foreign
+    key is checked before the transaction commits instead."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        await conn.run_sync(set_foreign_keys, False)
+    try:
         conn = await conn.execution_options(**{WRITE_OPTION: True})
         async with conn.begin():
-            await conn.run_sync(_run_command, "downgrade", revision)
+            await conn.run_sync(_run_command, command, revision)
+            if sqlite:
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
+                if broken:
+                    raise SchemaError(
+                        f"{command} to {revision!r} would leave {len(broken)} rows whose "
+                        f"foreign keys point nowhere (first: {tuple(broken[0])}); nothing was "
+                        "changed"
+                    )
+    finally:
+        if sqlite:
+            await conn.run_sync(set_foreign_keys, True)
 
 
 async def check_schema(engine: AsyncEngine, *, auto_upgrade: bool, url: str) -> SchemaStatus:

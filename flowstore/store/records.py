@@ -75,10 +75,12 @@ UNSET: Final = _Unset.UNSET
 
 
 class RunStatus(enum.StrEnum):
-    """Where a run is in its life. A run ends `succeeded`, `failed` or `cancelled`."""
+    """Where a run is in its life. A run ends `succeeded`, `failed` or `cancelled`; a run
+    that is `waiting` (for a time or a signal) holds no lease and no worker until it is due."""
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -97,6 +99,7 @@ class NodeStatus(enum.StrEnum):
 
     SCHEDULED = "scheduled"
     RUNNING = "running"
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -228,6 +231,8 @@ class RunRecord:
         lease_expires_at: When that lease expires.
         fencing: Grows on every claim; writes carry it and are refused when it is stale.
         cancel_requested_at: When cancellation was asked for, while the run was running.
+        wake_at: A waiting run's earliest deadline: when its sleep ends or its wait for a
+            signal times out, it can be claimed again.
     """
 
     id: RunId
@@ -249,6 +254,7 @@ class RunRecord:
     lease_expires_at: datetime | None
     fencing: int
     cancel_requested_at: datetime | None = None
+    wake_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:

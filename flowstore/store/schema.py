@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from flowstore.store.records import NodeStatus, RunStatus, TransitionKind
@@ -42,7 +43,9 @@ __all__ = [
     "node_executions",
     "runs",
     "spans",
+    "signals",
     "transitions",
+    "waits",
     "workers",
 ]
 
@@ -113,12 +116,15 @@ runs = Table(
     Column("fencing", Integer, nullable=False),
     # Set by `request_cancel` from any process; the owner sees it and cancels cooperatively.
     Column("cancel_requested_at", UTCDateTime),
+    # A waiting run's earliest deadline (a sleep's end, a signal wait's timeout): claimable then.
+    Column("wake_at", UTCDateTime),
     CheckConstraint(_one_of("status", [s.value for s in RunStatus]), name="status"),
     Index(None, "status", "priority", "created_at"),
     Index(None, "workflow", "created_at"),
     Index(None, "created_at"),
     Index(None, "parent_run_id"),
     Index(None, "lease_owner"),
+    Index(None, "status", "wake_at"),
 )
 
 node_executions = Table(
@@ -169,6 +175,47 @@ checkpoints = Table(
     Column("state", JSONValue, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("run_id", "seq"),
+)
+
+waits = Table(
+    f"{PREFIX}waits",
+    metadata,
+    Column("run_id", RUN_ID, _run_fk("CASCADE"), nullable=False),
+    Column("node", NAME, nullable=False),
+    Column("exec_key", NAME, nullable=False),
+    # The wait's number within its node execution: the node's second wait is 2.
+    Column("seq", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    # The signal waited for.
+    Column("name", NAME),
+    Column("started_at", UTCDateTime, nullable=False),
+    # When a sleep ends, or a signal wait times out.
+    Column("wake_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("outcome", String(16)),
+    # The signal that ended it.
+    Column("signal_id", SERIAL),
+    PrimaryKeyConstraint("run_id", "node", "exec_key", "seq"),
+    CheckConstraint(_one_of("kind", ["sleep", "signal"]), name="kind"),
+    CheckConstraint(
+        f"outcome IS NULL OR {_one_of('outcome', ['woke', 'signalled', 'timed_out'])}",
+        name="outcome",
+    ),
+)
+
+signals = Table(
+    f"{PREFIX}signals",
+    metadata,
+    Column("id", SERIAL, primary_key=True, autoincrement=True),
+    Column("run_id", RUN_ID, _run_fk("CASCADE"), nullable=False),
+    Column("name", NAME, nullable=False),
+    Column("payload", JSONValue),
+    # Sending twice with one key stores one signal.
+    Column("idempotency_key", NAME),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("consumed_at", UTCDateTime),
+    UniqueConstraint("run_id", "idempotency_key"),
+    Index(None, "run_id", "name", "consumed_at"),
 )
 
 workers = Table(

@@ -155,3 +155,98 @@ def test_opening_a_store_needs_no_alembic_unless_it_upgrades(tmp_path: Path) -> 
         [sys.executable, "-c", script], check=True, cwd=ROOT, capture_output=True, text=True
     )
     assert done.stdout.strip() == "False"
+
+
+async def _row_counts(engine: Any, tables: list[str]) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    async with engine.connect() as conn:
+        return {
+            name: (
+                await conn.execute(select(func.count()).select_from(metadata.tables[name]))
+            ).scalar_one()
+            for name in tables
+        }
+
+
+async def test_the_waiting_revision_keeps_every_row_both_ways(migrated_url: str) -> None:
+    """0005 rebuilds flowstore_runs and flowstore_node_executions on SQLite (to change their
+    CHECK constraints): every row of every table survives it, up and down, and foreign keys
+    are enforced again afterwards."""
+    from sqlalchemy import delete, insert, select
+
+    from flowstore import Engine, Retry, Workflow
+
+    child = Workflow("child")
+
+    @child.node
+    async def double(n: int) -> int:
+        return n * 2
+
+    parent = Workflow("parent")
+    failures: list[int] = []
+
+    @parent.node(retry=Retry(attempts=2, backoff=0, jitter=False))
+    async def first(n: int) -> int:
+        if not failures:
+            failures.append(n)
+            raise ConnectionError("once")
+        return n
+
+    parent.subworkflow("twice", child, inputs={"n": "first"})
+
+    async with Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(parent, {"n": 4})
+        assert run.output == 8
+    before_tables = [
+        t.name
+        for t in metadata.sorted_tables
+        if t.name not in (f"{PREFIX}waits", f"{PREFIX}signals")
+    ]
+    sql_engine = create_engine(StoreSettings(url=migrated_url))
+    try:
+        before = await _row_counts(sql_engine, before_tables)
+        assert before[f"{PREFIX}runs"] == 2 and before[f"{PREFIX}node_executions"] == 3
+        assert before[f"{PREFIX}transitions"] > 4 and before[f"{PREFIX}error_reports"] == 1
+        await migrate.downgrade(sql_engine, "0004")
+        assert await _row_counts(sql_engine, before_tables) == before
+        await migrate.upgrade(sql_engine)
+        assert await _row_counts(sql_engine, before_tables) == before
+        runs = metadata.tables[f"{PREFIX}runs"]
+        executions = metadata.tables[f"{PREFIX}node_executions"]
+        async with sql_engine.connect() as conn:
+            child_run = (
+                await conn.execute(
+                    select(runs.c.id, runs.c.parent_run_id).where(runs.c.workflow == "child")
+                )
+            ).one()
+            assert child_run.parent_run_id == run.id
+    finally:
+        await sql_engine.dispose()
+    # Enforced again, in a new connection as in the old: a row pointing nowhere is refused,
+    # and deleting a run deletes what belongs to it.
+    sql_engine = create_engine(StoreSettings(url=migrated_url))
+    try:
+        async with sql_engine.begin() as conn:
+            with pytest.raises(Exception, match=r"(?i)foreign key"):
+                async with conn.begin_nested():
+                    await conn.execute(
+                        insert(executions).values(
+                            run_id="no-such-run",
+                            node="x",
+                            exec_key="",
+                            status="running",
+                            attempt=1,
+                            created_at=run.created_at,
+                            updated_seq=1,
+                        )
+                    )
+            await conn.execute(delete(runs).where(runs.c.id == child_run.id))
+            left = (
+                await conn.execute(
+                    select(executions.c.node).where(executions.c.run_id == child_run.id)
+                )
+            ).all()
+            assert left == []
+    finally:
+        await sql_engine.dispose()
