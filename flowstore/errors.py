@@ -17,6 +17,7 @@ FlowstoreError
     ├── SchemaError               the database schema is missing or not at the expected revision
     ├── IntegrityConflict         a write broke a uniqueness or foreign-key rule
     ├── RunNotFound               no run has the given id
+    ├── RunEnded                  the run has ended: it takes no more signals
     ├── LeaseLost                 the caller's fencing number is stale: another worker owns the run
     └── StoredValueError          a value could not be stored
         ├── UnserializableValue   a value has a type that has no JSON form
@@ -46,6 +47,7 @@ __all__ = [
     "LeaseLost",
     "NodeTimeout",
     "Problem",
+    "RunEnded",
     "RunNotFound",
     "RunTimeout",
     "SchemaError",
@@ -188,6 +190,10 @@ class IntegrityConflict(StoreError):
 
 class RunNotFound(StoreError):
     """No run has this id."""
+
+
+class RunEnded(StoreError):
+    """The run has ended: it takes no more signals."""
 
 
 class LeaseLost(StoreError):

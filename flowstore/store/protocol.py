@@ -29,6 +29,7 @@ from flowstore.store.records import (
     RunQuery,
     RunRecord,
     RunStats,
+    Signal,
     Span,
     StoredGraph,
     Transition,
@@ -94,6 +95,22 @@ class Store(Protocol):
 
     async def ended_runs(self, run_ids: Sequence[RunId]) -> list[RunId]:
         """Which of `run_ids` have ended (in one query per few hundred ids)."""
+        ...
+
+    async def send_signal(
+        self, run_id: RunId, name: str, payload: Any, *, idempotency_key: str | None = None
+    ) -> Signal:
+        """Store a signal for a run until a wait consumes it (once per idempotency key: the
+        signal stored first is returned); a waiting run becomes due at once.
+
+        Raises:
+            RunNotFound: No run has this id.
+            RunEnded: The run has ended.
+        """
+        ...
+
+    async def list_signals(self, run_id: RunId) -> list[Signal]:
+        """A run's signals, in the order they were sent, consumed or not."""
         ...
 
     async def find_run_ids(self, prefix: str, *, limit: int = 10) -> list[RunId]:

@@ -49,6 +49,7 @@ __all__ = [
     "RunStatus",
     "RunStats",
     "Span",
+    "Signal",
     "StoredGraph",
     "Transition",
     "TransitionKind",
@@ -305,11 +306,13 @@ class RunQuery:
 
 @dataclass(frozen=True, slots=True)
 class RunChange:
-    """A change of the run's status, with its output or error when it ends."""
+    """A change of the run's status, with its output or error when it ends, and its
+    earliest deadline when it goes `waiting` (`wake_at`: None waits for signals only)."""
 
     status: RunStatus
     output: Any = UNSET
     error: Any = UNSET
+    wake_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,4 +537,32 @@ class StoredGraph:
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> StoredGraph:
         """Build a record from a row of the graphs table."""
+        return from_columns(cls, row)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A named payload sent to a run, kept until a wait of the run consumes it.
+
+    Attributes:
+        id: Its number, in the order signals were sent.
+        run_id: The run it was sent to.
+        name: What it is (`approval`, `payment_received`).
+        payload: Its value (JSON).
+        idempotency_key: Sending twice with one key stores it once.
+        created_at: When it was sent.
+        consumed_at: When a wait took it; None while it waits for one.
+    """
+
+    id: int
+    run_id: RunId
+    name: str
+    payload: Any
+    idempotency_key: str | None
+    created_at: datetime
+    consumed_at: datetime | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Signal:
+        """Build a record from a row of the signals table."""
         return from_columns(cls, row)

@@ -51,6 +51,7 @@ from flowstore.store.records import (
     RunQuery,
     RunRecord,
     RunStats,
+    Signal,
     Span,
     StoredGraph,
     Transition,
@@ -63,6 +64,7 @@ from flowstore.store.repositories import (
     commits,
     memory,
     runs,
+    signals,
     telemetry,
     transitions,
 )
@@ -165,6 +167,25 @@ class SQLStore(SQLTransactions, Store):
 
     async def ended_runs(self, run_ids: Sequence[RunId]) -> list[RunId]:
         return await self._read("reading which runs ended", runs.ended_runs, run_ids)
+
+    async def send_signal(
+        self, run_id: RunId, name: str, payload: Any, *, idempotency_key: str | None = None
+    ) -> Signal:
+        return await self._write(
+            f"sending signal {name!r} to run {run_id}",
+            signals.send_signal,
+            run_id,
+            name,
+            payload,
+            idempotency_key=idempotency_key,
+            now=self._now(),
+            encode=self._encode,
+        )
+
+    async def list_signals(self, run_id: RunId) -> list[Signal]:
+        return await self._read(
+            f"reading the signals of run {run_id}", signals.list_signals, run_id
+        )
 
     async def find_run_ids(self, prefix: str, *, limit: int = 10) -> list[RunId]:
         return await self._read(

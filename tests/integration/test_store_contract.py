@@ -12,6 +12,7 @@ import pytest
 from flowstore.errors import (
     LargeValueWarning,
     LeaseLost,
+    RunEnded,
     RunNotFound,
     UnserializableValue,
     ValueTooLarge,
@@ -886,3 +887,74 @@ async def test_a_failed_run_is_reopened_with_a_new_fencing_number(store: SQLStor
     }
     assert await store.read_outputs(run.id) == {("a", ""): 1}
     assert await store.reopen_run(run.id, B, lease_seconds=10) is None  # running, not failed
+
+
+async def test_a_waiting_run_has_no_owner_takes_no_writes_and_is_claimed_when_due(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A))
+    wake_at = clock() + timedelta(seconds=60)
+    await store.record_transitions(run.id, 1, [RunChange(RunStatus.WAITING, wake_at=wake_at)])
+    waiting = await store.get_run(run.id)
+    assert (waiting.status, waiting.lease_owner, waiting.wake_at) == (
+        RunStatus.WAITING,
+        None,
+        wake_at,
+    )
+    with pytest.raises(LeaseLost):  # the worker that had it writes nothing more
+        await store.record_transitions(run.id, 1, [NodeChange("a", NodeStatus.RUNNING)])
+    assert await store.claim_run(B, lease_seconds=10) is None  # not due yet
+    clock.advance(61)
+    claim = await store.claim_run(B, lease_seconds=10)
+    assert claim is not None and claim.run.id == run.id
+    assert (claim.run.status, claim.fencing, claim.run.wake_at) == (RunStatus.RUNNING, 2, None)
+
+
+async def test_a_signal_is_kept_until_the_run_waits_and_wakes_a_waiting_run(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A))
+    early = await store.send_signal(run.id, "approval", {"approved": True})  # before any wait
+    assert (early.name, early.payload, early.consumed_at) == ("approval", {"approved": True}, None)
+    await store.record_transitions(run.id, 1, [RunChange(RunStatus.WAITING, wake_at=None)])
+    assert await store.claim_run(B, lease_seconds=10) is None  # waits for a signal only
+    await store.send_signal(run.id, "approval", {"approved": False}, idempotency_key="k1")
+    again = await store.send_signal(run.id, "approval", {"approved": "twice"}, idempotency_key="k1")
+    assert again.payload == {"approved": False}  # the first one sent with that key
+    assert [s.payload for s in await store.list_signals(run.id)] == [
+        {"approved": True},
+        {"approved": False},
+    ]
+    assert (await store.get_run(run.id)).wake_at == clock()  # due at once
+    claim = await store.claim_run(B, lease_seconds=10)
+    assert claim is not None and claim.run.id == run.id
+
+
+async def test_a_signal_to_an_ended_or_unknown_run_is_refused(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A))
+    await store.record_transitions(run.id, 1, [RunChange(RunStatus.SUCCEEDED, output=1)])
+    with pytest.raises(
+        RunEnded, match=rf"run {run.id} has ended \(succeeded\): it takes no signal 'approval'"
+    ):
+        await store.send_signal(run.id, "approval", {})
+    with pytest.raises(RunNotFound):
+        await store.send_signal(RunId("nope"), "approval", {})
+    assert await store.list_signals(run.id) == []
+
+
+async def test_a_waiting_run_is_cancelled_at_once(store: SQLStore) -> None:
+    run = await store.create_run(new_run(owner=A))
+    await store.record_transitions(
+        run.id,
+        1,
+        [
+            NodeChange("review", NodeStatus.WAITING, attempt=1),
+            RunChange(RunStatus.WAITING, wake_at=None),
+        ],
+    )
+    cancelled = await store.request_cancel(run.id)
+    assert (cancelled.status, cancelled.wake_at) == (RunStatus.CANCELLED, None)
+    [review] = await store.read_node_executions(run.id)
+    assert review.status is NodeStatus.CANCELLED and review.finished_at is not None
+    with pytest.raises(RunEnded):
+        await store.send_signal(run.id, "approval", {})

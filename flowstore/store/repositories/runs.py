@@ -16,6 +16,7 @@ from flowstore.store import prepared, serde
 from flowstore.store.records import (
     Claim,
     NewRun,
+    NodeStatus,
     RunId,
     RunQuery,
     RunRecord,
@@ -26,7 +27,7 @@ from flowstore.store.records import (
     WorkerInfo,
 )
 from flowstore.store.repositories._common import Encoder, upsert, upsert_for
-from flowstore.store.schema import graphs, runs, transitions, workers
+from flowstore.store.schema import graphs, node_executions, runs, transitions, workers
 
 __all__ = [
     "cancel_requests",
@@ -227,14 +228,16 @@ def claim_run(
     """Take the lease of the next claimable run, bumping its fencing number.
 
     A run is claimable when it is queued, or running with no live lease: its lease expired,
-    was released, or belongs to a worker in `steal_from` (known to be dead). On PostgreSQL the
+    was released, or belongs to a worker in `steal_from` (known to be dead); or waiting and
+    due (`wake_at` passed: a sleep ended, a signal came, a wait timed out). On PostgreSQL the
     candidate row is locked with `FOR UPDATE SKIP LOCKED`, so concurrent claimers take
     different runs; on SQLite the caller's `BEGIN IMMEDIATE` serializes claims.
     """
     lease_free = or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now)
     if steal_from:
         lease_free = or_(lease_free, runs.c.lease_owner.in_(list(steal_from)))
-    candidate = select(runs.c.id).where(runs.c.status.in_(_CLAIMABLE), lease_free)
+    due = and_(runs.c.status == RunStatus.WAITING.value, runs.c.wake_at <= now)
+    candidate = select(runs.c.id).where(or_(and_(runs.c.status.in_(_CLAIMABLE), lease_free), due))
     if workflows is not None:
         candidate = candidate.where(runs.c.workflow.in_(list(workflows)))
     if graph_hashes is not None:
@@ -257,6 +260,7 @@ def claim_run(
             fencing=runs.c.fencing + 1,
             last_seq=runs.c.last_seq + 1,
             started_at=func.coalesce(runs.c.started_at, now),
+            wake_at=None,
             updated_at=now,
         )
         .returning(*runs.c)
@@ -411,21 +415,23 @@ def remove_worker(conn: Connection, worker_id: WorkerId) -> bool:
 
 
 def request_cancel(conn: Connection, run_id: RunId, *, now: datetime) -> RunRecord:
-    """Cancel a queued run at once; ask the owner of a running run to cancel it.
+    """Cancel a queued or waiting run at once; ask the owner of a running run to cancel it.
 
-    Needs no lease: a queued run has no owner, and a running run is only flagged (its owner
-    records the cancellation, with its fencing number, when it stops). An ended run is left
-    as it is.
+    Needs no lease: a queued or waiting run has no owner (a waiting run's node executions
+    that wait end `cancelled` with it), and a running run is only flagged (its owner records
+    the cancellation, with its fencing number, when it stops). An ended run is left as it is.
     """
+    unowned = (RunStatus.QUEUED.value, RunStatus.WAITING.value)
     cancelled = (
         conn.execute(
             update(runs)
-            .where(runs.c.id == run_id, runs.c.status == RunStatus.QUEUED.value)
+            .where(runs.c.id == run_id, runs.c.status.in_(unowned))
             .values(
                 status=RunStatus.CANCELLED.value,
                 finished_at=now,
                 updated_at=now,
                 cancel_requested_at=now,
+                wake_at=None,
                 last_seq=runs.c.last_seq + 1,
             )
             .returning(*runs.c)
@@ -435,6 +441,14 @@ def request_cancel(conn: Connection, run_id: RunId, *, now: datetime) -> RunReco
     )
     if cancelled is not None:
         record = RunRecord.from_row(cancelled)
+        conn.execute(
+            update(node_executions)
+            .where(
+                node_executions.c.run_id == run_id,
+                node_executions.c.status == NodeStatus.WAITING.value,
+            )
+            .values(status=NodeStatus.CANCELLED.value, finished_at=now)
+        )
         payload = {"requested": True}
         _log_run_status(conn, run_id, record.last_seq, RunStatus.CANCELLED, payload, now)
         return record

@@ -129,6 +129,10 @@ def record_transitions(
                 run_values["error"] = encode(change.error, what=f"error of run {run_id}")
             if change.status.is_terminal:
                 run_values.update(finished_at=now, lease_owner=None, lease_expires_at=None)
+            elif change.status is RunStatus.WAITING:
+                # No owner while it waits: any worker claims it when it is due, and the one
+                # that had it writes nothing more (a waiting run takes no writes).
+                run_values.update(wake_at=change.wake_at, lease_owner=None, lease_expires_at=None)
     reserving = {"r_run_id": run_id, "r_fencing": fencing, "r_count": len(changes), "r_now": now}
     reserving.update(_OPEN)
     reserving.update({f"r_{name}": value for name, value in run_values.items()})
