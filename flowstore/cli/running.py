@@ -44,6 +44,18 @@ def add_commands(commands: Any) -> None:
     )
     run.set_defaults(handler=_run)
 
+    submit = commands.add_parser(
+        "submit", help="queue a run of a workflow by name for the workers; print its id"
+    )
+    submit.add_argument("workflow", help="the workflow's name (a worker that runs it stored it)")
+    submit.add_argument("--input", default="{}", help="the inputs as a JSON object")
+    submit.add_argument(
+        "--version", help="a version of the workflow (default: the newest a live worker has)"
+    )
+    submit.add_argument("--run-id", help="the run's id: submitting again with it is harmless")
+    add_url_option(submit)
+    submit.set_defaults(handler=_submit)
+
     resume = commands.add_parser("resume", help="continue an interrupted or failed run here")
     run_id_argument(resume)
     resume.add_argument("source", help=_SOURCE_HELP)
@@ -57,6 +69,19 @@ def add_commands(commands: Any) -> None:
         "workflow changed since the run started (the refusal says what changed)",
     )
     resume.set_defaults(handler=_resume)
+
+    signal = commands.add_parser(
+        "signal", help="send a run a named signal (a node waiting for it takes it, once)"
+    )
+    run_id_argument(signal)
+    signal.add_argument("name", help="the signal's name, as the node waits for it")
+    signal.add_argument("--data", default="null", help="the payload as JSON")
+    signal.add_argument(
+        "--key", help="an idempotency key: sending again with the same key is harmless"
+    )
+    add_url_option(signal)
+    signal.add_argument("--json", action="store_true", help="print the signal as JSON")
+    signal.set_defaults(handler=_signal)
 
     cancel = commands.add_parser("cancel", help="cancel a run, wherever it runs")
     run_id_argument(cancel)
@@ -147,16 +172,10 @@ def _finish(run: Any) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flowstore.errors import InvalidValue
     from flowstore.events import TokenEvent
 
     workflow = load_workflow(args.source, args.allow)
-    try:
-        inputs = json.loads(args.input)
-    except json.JSONDecodeError as error:
-        raise InvalidValue(f"--input is not JSON: {error}") from None
-    if not isinstance(inputs, dict):
-        raise InvalidValue("--input must be a JSON object of workflow inputs")
+    inputs = _inputs(args.input)
 
     async def run() -> Any:
         async with _engine(
@@ -174,6 +193,32 @@ def _run(args: argparse.Namespace) -> int:
     return _finish(asyncio.run(run()))
 
 
+def _inputs(text: str) -> dict[str, Any]:
+    from flowstore.errors import InvalidValue
+
+    try:
+        inputs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidValue(f"--input is not JSON: {error}") from None
+    if not isinstance(inputs, dict):
+        raise InvalidValue("--input must be a JSON object of workflow inputs")
+    return inputs
+
+
+def _submit(args: argparse.Namespace) -> int:
+    inputs = _inputs(args.input)
+
+    async def submit() -> str:
+        async with open_client(args.url, writes=True) as client:
+            run_id: str = await client.submit(
+                args.workflow, inputs, version=args.version, run_id=args.run_id
+            )
+            return run_id
+
+    print(asyncio.run(submit()))
+    return 0
+
+
 def _resume(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.source, args.allow)
 
@@ -187,6 +232,29 @@ def _resume(args: argparse.Namespace) -> int:
             )
 
     return _finish(asyncio.run(resume()))
+
+
+def _signal(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from flowstore.errors import InvalidValue
+
+    try:
+        payload = json.loads(args.data)
+    except json.JSONDecodeError as error:
+        raise InvalidValue(f"--data is not JSON: {error}") from None
+
+    async def send() -> Any:
+        async with open_client(args.url, writes=True) as client:
+            run_id = await client.expand_run_id(args.run_id)
+            return await client.signal(run_id, args.name, payload, idempotency_key=args.key)
+
+    signal = asyncio.run(send())
+    if args.json:
+        print_json(asdict(signal))
+    else:
+        print(f"signal {signal.name!r} sent to run {signal.run_id} (signal {signal.id})")
+    return 0
 
 
 def _cancel(args: argparse.Namespace) -> int:

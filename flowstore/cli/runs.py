@@ -65,12 +65,23 @@ def _list(args: argparse.Namespace) -> int:
         async with open_client(args.url) as client:
             status = RunStatus(args.status) if args.status else None
             runs = await client.list_runs(workflow=args.workflow, status=status, limit=args.limit)
-            return runs, await live_definitions(client.store)
+            waits = {
+                run.id: await client.store.read_waits(run.id)
+                for run in runs
+                if run.status is RunStatus.WAITING
+            }
+            return runs, await live_definitions(client.store), waits
 
-    runs, claimed = asyncio.run(listing())
+    runs, claimed, waits = asyncio.run(listing())
     if args.json:
         print_json(
-            [{**run.model_dump(mode="json"), "waiting": _why_waiting(run, claimed)} for run in runs]
+            [
+                {
+                    **run.model_dump(mode="json"),
+                    "waiting": _why_waiting(run, claimed) or _waiting_for(waits.get(run.id)),
+                }
+                for run in runs
+            ]
         )
         return 0
     print(f"{'run':<38}{'workflow':<20}{'status':<11}{'created':<21}took")
@@ -81,6 +92,8 @@ def _list(args: argparse.Namespace) -> int:
         if run.status is RunStatus.QUEUED:
             why = _why_waiting(run, claimed)
             took = f"waiting: {why}" if why else ""
+        elif run.status is RunStatus.WAITING:
+            took = f"waiting for {_waiting_for(waits.get(run.id))}"
         created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
         print(f"{run.id:<38}{run.workflow:<20}{run.status.value:<11}{created:<21}{took}")
     return 0
@@ -93,6 +106,24 @@ def _why_waiting(run: Any, claimed: set[str]) -> str | None:
     if not claimed:
         return "no live worker"
     return f"no live worker has its definition (graph {run.graph_hash[:12]})"
+
+
+def _waiting_for(waits: Any) -> str | None:
+    """What a waiting run waits for, and since when: its open waits."""
+    if not waits:
+        return None
+    parts = []
+    for wait in waits:
+        if wait.outcome is not None:
+            continue
+        since = wait.started_at.strftime("%Y-%m-%d %H:%M:%S")
+        if wait.kind == "sleep":
+            until = wait.wake_at.strftime("%Y-%m-%d %H:%M:%S") if wait.wake_at else "?"
+            parts.append(f"a time: {until} ({wait.node}, since {since})")
+        else:
+            timeout = f", until {wait.wake_at:%Y-%m-%d %H:%M:%S}" if wait.wake_at else ""
+            parts.append(f"signal {wait.name!r} ({wait.node}, since {since}{timeout})")
+    return "; ".join(parts) or None
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ package in the `flowstore.node_types` entry-point group.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -50,8 +51,17 @@ def node_type(name: str) -> Callable[[T], T]:
     return register
 
 
+_BUILT_IN = {
+    "sleep": "flowstore.definition.waiting_nodes",
+    "signal": "flowstore.definition.waiting_nodes",
+}
+
+
 def find_node_type(name: str) -> type[NodeType] | None:
-    """The node type registered as `name`, looking in the entry points if needed."""
+    """The node type registered as `name`, looking in the built-in ones and the entry points
+    if needed."""
+    if name not in _REGISTRY and name in _BUILT_IN:
+        importlib.import_module(_BUILT_IN[name])
     if name not in _REGISTRY:
         for entry in entry_points(group=ENTRY_POINT_GROUP, name=name):
             _REGISTRY[name] = entry.load()
@@ -61,4 +71,9 @@ def find_node_type(name: str) -> type[NodeType] | None:
 
 def registered_node_types() -> list[str]:
     """Names of the node types registered so far (entry points included)."""
-    return sorted({*_REGISTRY, *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))})
+    found = {
+        *_REGISTRY,
+        *_BUILT_IN,
+        *(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)),
+    }
+    return sorted(found)

@@ -25,7 +25,7 @@ from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.submission import choose_graph, submit_run
 from flowstore.runtime.waiting import RunWaiters
-from flowstore.store.records import NewRun, RunId
+from flowstore.store.records import NewRun, RunId, Signal
 
 if TYPE_CHECKING:
     from flowstore.events import StreamEvent
@@ -117,6 +117,22 @@ class Client(RunReading):
         running nodes and ends it `cancelled` within a second or so. Returns the run as it
         is now."""
         return self._run(await self.store.request_cancel(RunId(run_id)))
+
+    async def signal(
+        self, run_id: str, name: str, payload: Any = None, *, idempotency_key: str | None = None
+    ) -> Signal:
+        """Send the run a signal (as `Engine.signal`): a node that waits for it takes it,
+        once; sent early, it is kept until then; `idempotency_key` makes sending twice
+        harmless.
+
+        Raises:
+            RunNotFound: No run has this id.
+            RunEnded: The run has ended.
+        """
+        signal: Signal = await self.store.send_signal(
+            RunId(run_id), name, payload, idempotency_key=idempotency_key
+        )
+        return signal
 
     async def stream(
         self,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from flowstore.definition.spec import MemoryConfig
 from flowstore.errors import ExecutionError
 from flowstore.runtime.memory import Memory, MemoryStage
 from flowstore.runtime.sealing import Sealer
+from flowstore.runtime.waits import NO_DEFAULT, RunWaits
 from flowstore.store.protocol import Store
 from flowstore.store.records import MEMORY_EVENTS, EventChange, RunId
 
@@ -38,6 +40,7 @@ class RunContext:
         store: The run's store (for memory); None outside an executing run.
         memory_config: The workflow's memory limits.
         sealer: Encrypts the run's secret fields where they are stored; None without a key.
+        waits: The run's durable waits (`runtime/waits.py`); None outside an executing run.
     """
 
     run_id: RunId
@@ -47,6 +50,7 @@ class RunContext:
     store: Store | None = None
     memory_config: MemoryConfig = _NO_LIMITS
     sealer: Sealer | None = None
+    waits: RunWaits | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +109,48 @@ class NodeContext:
         suffix = f"/{self.key}" if self.key else ""
         item = f"#{self.item}" if self.item is not None else ""
         return f"{self.run.run_id}/{self.node}{suffix}{item}"
+
+    @property
+    def waits_resumed(self) -> int:
+        """How many waits the node reached before this run of it: 0 on its first run. A node
+        runs again from its start when a wait is over (see `flowstore.runtime.waits`), so
+        the code before its waits runs again; this says so."""
+        return 0 if self.run.waits is None else self.run.waits.resumed(self.node, self.key)
+
+    async def sleep(self, seconds: float | None = None, *, until: datetime | None = None) -> None:
+        """Wait durably for `seconds`, or until the time `until`: the run is stored `waiting`
+        and holds no worker meanwhile; any worker takes it up when the time has come, and
+        this node runs again from its start, its earlier waits returning at once (see
+        `flowstore.runtime.waits` for the rule)."""
+        if (seconds is None) == (until is None):
+            raise ExecutionError(f"node {self.node!r}: sleep takes seconds or until=, one of them")
+        if until is not None and until.tzinfo is None:
+            raise ExecutionError(f"node {self.node!r}: sleep(until=...) needs an aware datetime")
+        deadline = until or datetime.now(UTC) + timedelta(seconds=seconds or 0.0)
+        await self._waits().sleep(self.node, self.key, deadline)
+
+    async def wait_for_signal(
+        self,
+        name: str,
+        *,
+        model: Any = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (a durable deadline, not a time limit)
+        default: Any = NO_DEFAULT,
+    ) -> Any:
+        """Wait durably for a signal named `name` (`Engine.signal`, `Client.signal`,
+        `flowstore signal`) and return its payload, validated by `model` when given. A signal
+        sent before the wait is there at once; each is taken by one wait, once. After
+        `timeout` seconds the wait returns `default`, or fails with `SignalTimeout` without
+        one. Meanwhile the run is stored `waiting` and holds no worker (see
+        `flowstore.runtime.waits` for the rule)."""
+        return await self._waits().wait_for_signal(
+            self.node, self.key, name, model=model, timeout=timeout, default=default
+        )
+
+    def _waits(self) -> RunWaits:
+        if self.run.waits is None:
+            raise ExecutionError(f"node {self.node!r} waits outside of an executing run")
+        return self.run.waits
 
     async def emit_token(self, text: str) -> None:
         """Stream a piece of this node's output.

@@ -57,6 +57,7 @@ from flowstore.store.records import (
     NewRun,
     RunId,
     RunStatus,
+    Signal,
     WorkerId,
     WorkerInfo,
 )
@@ -315,13 +316,46 @@ class Engine(RunTakeover, RunReading):
                     if attempt is None:  # ended, or executing elsewhere
                         return await self.wait(new.id)
                 await self._execute(attempt, graph, checked, observe)
-                return await self.get_run(new.id)
+                return await self._until_ended(new.id, graph, observe)
             except StoreUnavailable as error:
                 if loop.time() + delay > give_up:
                     raise
                 _log.warning("run %s: %s; taking it up again in %.2g s", new.id, error, delay)
                 await asyncio.sleep(delay)
                 attempt, delay = None, min(delay * 2, 2.0)
+
+    async def _until_ended(self, run_id: RunId, graph: Graph, observe: Observer | None) -> Run:
+        """The run once it has ended. A run that waits (a sleep, a signal) is taken up again
+        here when it is due, unless another worker takes it first; then this waits for it."""
+        while True:
+            run = await self.get_run(run_id)
+            if run.status is not RunStatus.WAITING:
+                return run if run.status.is_terminal else await self.wait(run_id)
+            pause = self._poll_seconds
+            if run.wake_at is not None:
+                pause = min(pause, (run.wake_at - datetime.now(UTC)).total_seconds())
+            await asyncio.sleep(max(pause, 0.0))
+            claim = await self._take(run_id)
+            if claim is not None:
+                await self._execute(claim, graph, None, observe)
+
+    async def signal(
+        self, run_id: str, name: str, payload: Any = None, *, idempotency_key: str | None = None
+    ) -> Signal:
+        """Send the run a signal named `name` with a JSON `payload`; a node that waits for it
+        (`NodeContext.wait_for_signal`) takes it, once. Sent before the wait, it is kept until
+        then. With `idempotency_key`, sending again is harmless.
+
+        Raises:
+            RunNotFound: No run has this id.
+            RunEnded: The run has ended.
+        """
+        signal: Signal = await self.store.send_signal(
+            RunId(run_id), name, payload, idempotency_key=idempotency_key
+        )
+        for loop in self._loops:
+            loop.wake()
+        return signal
 
     def _checked(
         self, workflow: Workflow, inputs: Mapping[str, Any] | None

@@ -44,6 +44,7 @@ from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.state import RunState, ready, restore
 from flowstore.runtime.streams import LiveRun
 from flowstore.runtime.telemetry import RunTelemetry
+from flowstore.runtime.waits import NodeWaits, RunWaits
 from flowstore.store.protocol import Store
 from flowstore.store.records import (
     CacheEntry,
@@ -213,6 +214,7 @@ async def _execute(
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
+    waits = RunWaits(store, claim.run.id, lambda changes: committer.commit_behind(changes, ()))
     run_context = RunContext(
         claim.run.id,
         graph.name,
@@ -221,11 +223,16 @@ async def _execute(
         store,
         graph.spec.config.memory,
         sealer,
+        waits,
     )
     log = logger or engine_logger(f"flowstore.run.{graph.name}")
     debug_log = DebugLog(log, redactor) if debug else None
     attempts: dict[tuple[str, str], int] = {}
     recovered = await restore(store, claim, state, loops, attempts, sealer)
+    if claim.run.last_seq > 1:  # taken up again: what its nodes waited for before
+        waits.load(await store.read_waits(claim.run.id))
+    # Nodes that wait (a time or a signal), and when the earliest of them is due.
+    waiting: dict[str, datetime | None] = {}
     if redactor is not None:
         redactor.learn(state.outputs)
     limit = graph.spec.config.max_concurrency
@@ -301,6 +308,12 @@ async def _execute(
                 journal = journals.pop(task)
                 error = task.exception()
                 key = loops.key(node.name)
+                if isinstance(error, NodeWaits):  # not over: the node runs again when due
+                    waiting[node.name] = error.wake_at
+                    if error.change is not None:
+                        changes.append(error.change)
+                    changes.append(NodeChange(node.name, NodeStatus.WAITING, key=key))
+                    continue
                 if error is None:
                     outcome: NodeOutcome = task.result()
                     if debug_log is not None:
@@ -353,6 +366,12 @@ async def _execute(
                 await stop(ending)
                 return RunStatus.FAILED
             starting = ready(graph, state, running, limit, changes, attempts, loops)
+            if not running and not starting and waiting:
+                # Stored `waiting`, with no owner: any worker takes it up when it is due.
+                deadlines = [when for when in waiting.values() if when is not None]
+                changes.append(RunChange(RunStatus.WAITING, wake_at=min(deadlines, default=None)))
+                await committer.commit(changes, metrics, spans)
+                return RunStatus.WAITING
             if not running and not starting:
                 changes += _memory_cleared(graph, claim)
                 changes.append(RunChange(RunStatus.SUCCEEDED, output=state.output()))
@@ -383,6 +402,7 @@ async def _execute(
                     log,
                     MemoryStage(claim.run.id, node.name, key, graph.spec.config.memory),
                 )
+                waits.node_starts(node.name, key)
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
                 timing = measure.node_starts(node.name, context.key, context.attempt, span_id)
                 if debug_log is not None:

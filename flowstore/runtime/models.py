@@ -33,6 +33,8 @@ class Run(BaseModel):
         started_at: When a worker first started it.
         finished_at: When it ended.
         updated_at: When it last changed.
+        wake_at: While it waits: when its sleep ends or its wait times out (None: it waits
+            for a signal only).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -50,6 +52,7 @@ class Run(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
+    wake_at: datetime | None = None
 
     def output_as(self, type_: type[T]) -> T:
         """The run's output as `type_`: a Pydantic model, a dataclass, `list[str]`, ...
@@ -93,6 +96,7 @@ class Run(BaseModel):
             started_at=record.started_at,
             finished_at=record.finished_at,
             updated_at=record.updated_at,
+            wake_at=record.wake_at,
         )
 
 

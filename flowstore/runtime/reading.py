@@ -53,7 +53,7 @@ class RunReading:
         Bound the wait with `asyncio.timeout(...)` around the call.
         """
         run = await self.get_run(run_id)
-        if not run.status.is_terminal:
+        while not run.status.is_terminal:  # woken also when it stops here to wait
             await self._waiting.until_ended(RunId(run_id))
             run = await self.get_run(run_id)
         return run

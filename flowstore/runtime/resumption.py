@@ -43,6 +43,10 @@ class RunTakeover:
 
         async def wait(self, run_id: str) -> Run: ...
 
+        async def _until_ended(
+            self, run_id: RunId, graph: Graph, observe: Observer | None
+        ) -> Run: ...
+
         async def get_run(self, run_id: str) -> Run: ...
 
         def _run(self, record: RunRecord) -> Run: ...
@@ -97,7 +101,7 @@ class RunTakeover:
                 f"{record.lease_expires_at}: it is running there"
             )
         await self._execute(claim, graph, None, observe)
-        return await self.get_run(run_id)
+        return await self._until_ended(RunId(run_id), graph, observe)
 
     async def _take(self, run_id: RunId) -> Claim | None:
         """Claim a run that is not executing anywhere: queued, its lease expired or released,

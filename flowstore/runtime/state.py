@@ -127,6 +127,9 @@ async def restore(
             state.status[execution.node] = NodeStatus.SKIPPED
         elif execution.status in (NodeStatus.RUNNING, NodeStatus.RECOVERED):
             recovered.append(execution.node)
+        elif execution.status is NodeStatus.WAITING:
+            # Its wait is over (or due): it runs again from its start, the same attempt.
+            attempts[(execution.node, execution.key)] = execution.attempt - 1
     return recovered
 
 

@@ -49,6 +49,7 @@ from flowstore.store.records import (
     RunId,
     Transition,
     TransitionKind,
+    WaitChange,
 )
 
 __all__ = ["LiveRun", "LiveRuns", "Subscription", "follow"]
@@ -417,6 +418,8 @@ def event_of_change(run_id: RunId, seq: int, change: Change, encode: Encode) -> 
         )
     if isinstance(change, CheckpointChange):
         return CheckpointEvent.model_construct(**common, type="checkpoint")
+    if isinstance(change, WaitChange):
+        return _event(common, "wait", change.node, change.key, None, change.summary())
     node = None if isinstance(change, MemoryClearChange) else change.node
     return CustomEvent.model_construct(
         **common,

@@ -33,6 +33,7 @@ from flowstore.store.records import (
     Span,
     StoredGraph,
     Transition,
+    Wait,
     WorkerId,
     WorkerInfo,
 )
@@ -111,6 +112,14 @@ class Store(Protocol):
 
     async def list_signals(self, run_id: RunId) -> list[Signal]:
         """A run's signals, in the order they were sent, consumed or not."""
+        ...
+
+    async def next_signal(self, run_id: RunId, name: str) -> Signal | None:
+        """The oldest signal of that name sent to the run and not taken by a wait yet."""
+        ...
+
+    async def read_waits(self, run_id: RunId) -> list[Wait]:
+        """A run's waits (`WaitChange` records them), begun and ended."""
         ...
 
     async def find_run_ids(self, prefix: str, *, limit: int = 10) -> list[RunId]:

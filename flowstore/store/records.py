@@ -52,6 +52,8 @@ __all__ = [
     "Signal",
     "StoredGraph",
     "Transition",
+    "Wait",
+    "WaitChange",
     "TransitionKind",
     "WorkerId",
     "WorkerInfo",
@@ -423,7 +425,74 @@ from flowstore.store.support_records import (  # noqa: E402
     Span,
 )
 
-Change = RunChange | NodeChange | EventChange | CheckpointChange | ErrorChange | MemoryChange
+
+@dataclass(frozen=True, slots=True)
+class WaitChange:
+    """A wait of a node execution began or ended (`flowstore_waits`), committed with the run.
+
+    Attributes:
+        node: The node that waits.
+        key: Its execution's key.
+        seq: The wait's number within the node execution (its first wait is 1).
+        kind: `sleep` or `signal`.
+        name: The signal waited for.
+        wake_at: When a sleep ends or a signal wait times out; None waits without end.
+        outcome: None while it waits; then `woke`, `signalled` or `timed_out`.
+        signal_id: The signal it took (marked consumed in the same transaction).
+    """
+
+    node: str
+    key: str
+    seq: int
+    kind: str
+    name: str | None = None
+    wake_at: datetime | None = None
+    outcome: str | None = None
+    signal_id: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What the run's log keeps of it (a `wait` event)."""
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "seq": self.seq,
+            "wake_at": None if self.wake_at is None else self.wake_at.isoformat(),
+            "outcome": self.outcome,
+            "signal_id": self.signal_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A wait of a node execution, as stored (`WaitChange` describes its fields)."""
+
+    run_id: RunId
+    node: str
+    exec_key: str
+    seq: int
+    kind: str
+    name: str | None
+    started_at: datetime
+    wake_at: datetime | None
+    ended_at: datetime | None
+    outcome: str | None
+    signal_id: int | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> Wait:
+        """Build a record from a row of the waits table."""
+        return from_columns(cls, row)
+
+
+Change = (
+    RunChange
+    | NodeChange
+    | EventChange
+    | CheckpointChange
+    | ErrorChange
+    | MemoryChange
+    | WaitChange
+)
 """One entry of a transition batch; each takes one sequence number."""
 
 

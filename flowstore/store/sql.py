@@ -55,6 +55,7 @@ from flowstore.store.records import (
     Span,
     StoredGraph,
     Transition,
+    Wait,
     WorkerId,
     WorkerInfo,
 )
@@ -67,6 +68,7 @@ from flowstore.store.repositories import (
     signals,
     telemetry,
     transitions,
+    waits,
 )
 from flowstore.store.transactions import SQLTransactions, fits_the_loop
 
@@ -186,6 +188,14 @@ class SQLStore(SQLTransactions, Store):
         return await self._read(
             f"reading the signals of run {run_id}", signals.list_signals, run_id
         )
+
+    async def next_signal(self, run_id: RunId, name: str) -> Signal | None:
+        return await self._read(
+            f"reading the signals of run {run_id}", waits.next_signal, run_id, name
+        )
+
+    async def read_waits(self, run_id: RunId) -> list[Wait]:
+        return await self._read(f"reading the waits of run {run_id}", waits.read_waits, run_id)
 
     async def find_run_ids(self, prefix: str, *, limit: int = 10) -> list[RunId]:
         return await self._read(

@@ -26,13 +26,26 @@ def send_signal(
     now: datetime,
     encode: Encoder,
 ) -> Signal:
-    """Store a signal for a run (once per idempotency key) and make a waiting run due now,
-    so a worker claims it and its wait sees the signal.
+    """Store a signal for a run (once per idempotency key: sending again returns the signal
+    stored first, even once the run has ended) and make a waiting run due now, so a worker
+    claims it and its wait sees the signal.
 
     Raises:
         RunNotFound: No run has this id.
         RunEnded: The run has ended: it takes no signals.
     """
+    if idempotency_key is not None:  # sent already: the same answer, whatever came since
+        sent = (
+            conn.execute(
+                select(signals).where(
+                    signals.c.run_id == run_id, signals.c.idempotency_key == idempotency_key
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if sent is not None:
+            return Signal.from_row(sent)
     row = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).first()
     if row is None:
         raise RunNotFound(f"no run has the id {run_id!r}")

@@ -39,8 +39,9 @@ from flowstore.store.records import (
     RunStatus,
     Transition,
     TransitionKind,
+    WaitChange,
 )
-from flowstore.store.repositories import memory
+from flowstore.store.repositories import memory, waits
 from flowstore.store.repositories._common import Encoder, driver_rows, upsert_for
 from flowstore.store.repositories.runs import lease_lost
 from flowstore.store.schema import checkpoints, error_reports, node_executions, runs, transitions
@@ -152,6 +153,7 @@ def record_transitions(
     checkpoint_rows: list[dict[str, Any]] = []
     error_rows: list[dict[str, Any]] = []
     memory_changes: list[MemoryChange] = []
+    wait_changes: list[WaitChange] = []
     for seq, change in enumerate(changes, start=first_seq):
         if isinstance(change, NodeChange):
             error = _fold_node(node_rows, change, seq, run_id, now, encode)
@@ -210,6 +212,12 @@ def record_transitions(
                     now,
                 ]
             )
+        elif isinstance(change, WaitChange):
+            summary = encode(change.summary(), what="a wait")
+            log_rows.append(
+                [run_id, seq, _EVENT, "wait", change.node, change.key, None, None, summary, now]
+            )
+            wait_changes.append(change)
         elif isinstance(change, MessageChange | EntityChange | MemoryClearChange):
             summary = encode(change.summary(), what="a memory change")
             name = MEMORY_EVENTS[type(change)]
@@ -233,6 +241,8 @@ def record_transitions(
         conn.execute(error_reports.insert(), error_rows)
     for memory_change in memory_changes:
         memory.apply_change(conn, run_id, memory_change, now=now, encode=encode)
+    for wait_change in wait_changes:
+        waits.apply_change(conn, run_id, wait_change, now=now)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
 
 

@@ -1,0 +1,193 @@
+"""Durable waits: sleeps and signals, with waiting runs that hold no worker, on SQLite and
+PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from flowstore import (
+    Client,
+    Engine,
+    NodeContext,
+    RunEnded,
+    RunStatus,
+    Workflow,
+)
+from flowstore.store import NodeStatus, TransitionKind
+
+
+class Decision(BaseModel):
+    approved: bool
+    note: str = ""
+
+
+def sleeper(calls: list[str]) -> Workflow:
+    flow = Workflow("sleeper", output="after")
+
+    @flow.node
+    async def nap(seconds: float, ctx: NodeContext) -> str:
+        calls.append(f"nap, {ctx.waits_resumed} waits over")
+        await ctx.sleep(seconds)
+        calls.append("nap woke")
+        return "rested"
+
+    @flow.node
+    async def after(nap: str) -> str:
+        return nap.upper()
+
+    return flow
+
+
+async def test_a_sleeping_run_is_stored_waiting_with_no_owner_and_ends_when_due(
+    migrated_url: str,
+) -> None:
+    calls: list[str] = []
+    flow = sleeper(calls)
+    async with Engine(migrated_url, workflows=[flow], workers=0, poll_seconds=0.05) as engine:
+        started = time.monotonic()
+        task = asyncio.create_task(engine.run(flow, {"seconds": 0.6}))
+        await asyncio.sleep(0.3)
+        [waiting] = await engine.list_runs()
+        assert (waiting.status, waiting.wake_at is not None) == (RunStatus.WAITING, True)
+        record = await engine.store.get_run(waiting.id)
+        assert (record.lease_owner, record.lease_expires_at) == (None, None)
+        assert engine.executing == 0  # no worker holds it
+        [nap] = await engine.store.read_node_executions(waiting.id)
+        assert nap.status is NodeStatus.WAITING
+        run = await asyncio.wait_for(task, 10)
+        assert time.monotonic() - started >= 0.6
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, "RESTED")
+    # The node ran again from its start after the sleep, and knew it.
+    assert calls == ["nap, 0 waits over", "nap, 1 waits over", "nap woke"]
+
+
+async def test_a_signal_sent_later_wakes_the_run_and_is_taken_once(migrated_url: str) -> None:
+    flow = Workflow("review", output="publish")
+    drafts: list[int] = []
+
+    @flow.node
+    async def review(text: str, ctx: NodeContext) -> dict[str, Any]:
+        drafts.append(ctx.waits_resumed)
+        decision = await ctx.wait_for_signal("decision", model=Decision)
+        return {"text": text, "approved": decision.approved, "note": decision.note}
+
+    @flow.node
+    async def publish(review: dict[str, Any]) -> str:
+        return f"{review['text']}: {'yes' if review['approved'] else 'no'} ({review['note']})"
+
+    async with Engine(migrated_url, workflows=[flow], poll_seconds=0.05) as engine:
+        run_id = await engine.submit(flow, {"text": "post"})
+        for _ in range(100):
+            if (await engine.get_run(run_id)).status is RunStatus.WAITING:
+                break
+            await asyncio.sleep(0.05)
+        assert engine.executing == 0
+        async with Client(migrated_url, poll_seconds=0.05) as client:
+            await client.signal(run_id, "decision", {"approved": "maybe"})
+            failed = await asyncio.wait_for(client.wait(run_id), 10)
+            # A payload its model refuses fails the node loudly, and is not taken.
+            assert failed.status is RunStatus.FAILED and failed.error is not None
+            assert "signal 'decision': its payload is not a Decision" in failed.error["message"]
+            [bad] = await client.store.list_signals(run_id)
+            assert bad.consumed_at is None
+        good_id = await engine.submit(flow, {"text": "post"})
+        for _ in range(100):
+            if (await engine.get_run(good_id)).status is RunStatus.WAITING:
+                break
+            await asyncio.sleep(0.05)
+        await engine.signal(good_id, "decision", {"approved": True, "note": "fine"})
+        run = await asyncio.wait_for(engine.wait(good_id), 10)
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, "post: yes (fine)")
+    assert drafts == [0, 1, 0, 1]  # each review ran again from its start when woken
+
+
+async def test_signals_before_the_wait_twice_with_a_key_and_to_an_ended_run(
+    migrated_url: str,
+) -> None:
+    flow = Workflow("gate", output="gate")
+
+    @flow.node
+    async def gate(ctx: NodeContext) -> list[Any]:
+        first = await ctx.wait_for_signal("go")
+        second = await ctx.wait_for_signal("go", timeout=0.3, default="late")
+        return [first, second]
+
+    async with Engine(migrated_url, workflows=[flow], workers=0, poll_seconds=0.05) as engine:
+        run_id = await engine.submit(flow, {})
+        await engine.signal(run_id, "go", 1, idempotency_key="k")  # before the run even starts
+        await engine.signal(run_id, "go", 2, idempotency_key="k")  # the same key: harmless
+        run = await engine.resume(run_id)
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, [1, "late"])
+        [signal] = await engine.store.list_signals(run_id)
+        assert (signal.payload, signal.consumed_at is not None) == (1, True)
+        with pytest.raises(RunEnded, match=f"run {run_id} has ended"):
+            await engine.signal(run_id, "go", 3)
+        waits = await engine.store.read_waits(run_id)
+        assert [(w.seq, w.kind, w.outcome) for w in waits] == [
+            (1, "signal", "signalled"),
+            (2, "signal", "timed_out"),
+        ]
+        events = [
+            t.payload["outcome"]
+            for t in await engine.store.read_transitions(run_id)
+            if t.kind is TransitionKind.EVENT and t.name == "wait"
+        ]
+        assert events == ["signalled", None, "timed_out"]
+
+
+async def test_a_wait_that_times_out_without_a_default_fails_the_node(migrated_url: str) -> None:
+    flow = Workflow("deadline")
+
+    @flow.node
+    async def approve(ctx: NodeContext) -> Any:
+        return await ctx.wait_for_signal("approval", timeout=0.2)
+
+    async with Engine(migrated_url, workflows=[flow], workers=0, poll_seconds=0.05) as engine:
+        run = await asyncio.wait_for(engine.run(flow, {}), 10)
+    assert run.status is RunStatus.FAILED and run.error is not None
+    assert run.error["type"] == "flowstore.runtime.waits.SignalTimeout"
+    assert "no signal 'approval' came before the wait timed out" in run.error["message"]
+
+
+async def test_a_waiting_run_is_cancelled_at_once(migrated_url: str) -> None:
+    flow = Workflow("forever")
+
+    @flow.node
+    async def hold(ctx: NodeContext) -> Any:
+        return await ctx.wait_for_signal("never")
+
+    async with Engine(migrated_url, workflows=[flow], poll_seconds=0.05) as engine:
+        run_id = await engine.submit(flow, {})
+        for _ in range(100):
+            if (await engine.get_run(run_id)).status is RunStatus.WAITING:
+                break
+            await asyncio.sleep(0.05)
+        cancelled = await engine.cancel(run_id)
+        assert cancelled.status is RunStatus.CANCELLED
+
+
+async def test_the_dsl_waits_with_the_sleep_and_signal_node_types(migrated_url: str) -> None:
+    flow = Workflow.load(
+        {
+            "name": "dsl_waits",
+            "nodes": [
+                {"name": "cool_off", "type": "sleep", "config": {"seconds": 0.3}},
+                {
+                    "name": "approval",
+                    "type": "signal",
+                    "config": {"name": "approval", "timeout": 30},
+                    "after": ["cool_off"],
+                },
+            ],
+        }
+    )
+    async with Engine(migrated_url, workflows=[flow], poll_seconds=0.05) as engine:
+        run_id = await engine.submit(flow, {})
+        await engine.signal(run_id, "approval", {"approved": True})  # kept until it waits
+        run = await asyncio.wait_for(engine.wait(run_id), 10)
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, {"approved": True})
