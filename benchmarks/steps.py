@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from flowstore import NodeContext
+
 
 async def step(previous: int) -> int:
     return previous + 1
@@ -34,3 +36,9 @@ async def slow_start(n: int) -> int:
 async def slow_step(previous: int) -> int:
     await asyncio.sleep(0.01)
     return previous + 1
+
+
+async def await_go(n: int, ctx: NodeContext) -> int:
+    """Waits for the signal `go` (the waits benchmark) and returns its payload plus `n`."""
+    go: int = await ctx.wait_for_signal("go")
+    return n + go

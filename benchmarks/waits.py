@@ -1,0 +1,148 @@
+"""What a waiting run costs: 10,000 runs waiting for a signal in one SQLite database.
+
+    python benchmarks/waits.py [--runs 10000]
+
+A `flowstore worker` process (4 runs at once) takes the runs; this process submits them with
+a `Client`, waits until every one is stored `waiting`, reads the worker's RSS (against its
+RSS once idle, before any run), counts the rows a waiting run takes in the database, then
+signals every run and waits for all to end. Printed: the worker's RSS idle and with every
+run waiting, rows per waiting run, the time from each signal to its run's end (p50, p99, from
+the stored times), and a check that every run ended once with its signal's payload, each
+signal taken once. Goal: RSS with every run waiting within 20 MB of idle. Never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, select  # noqa: E402
+
+from flowstore import Client, RunStatus, Workflow  # noqa: E402
+from flowstore.store.schema import metadata  # noqa: E402
+
+WORKFLOW = "benchmarks.waits:flow"
+flow = Workflow.load(
+    {
+        "name": "await_go",
+        "inputs": {"n": "int"},
+        "nodes": [{"name": "await_go", "call": "benchmarks.steps:await_go", "inputs": ["n"]}],
+    }
+)
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident memory, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def count_rows(client: Client) -> int:
+    engine = client.store.engine
+    total = 0
+    async with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            total += (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+    return int(total)
+
+
+async def until(client: Client, status: RunStatus, count: int, limit: float) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        if len(await client.list_runs(status=status, limit=count + 1)) >= count:
+            break
+        await asyncio.sleep(0.5)
+    return time.perf_counter() - started
+
+
+async def main(runs: int) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="flowstore-waits-"))
+    url = f"sqlite+aiosqlite:///{folder / 'waits.db'}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    upgrade = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flowstore", "db", "upgrade", "--url", url, env=env
+    )
+    await upgrade.wait()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "flowstore",
+        "worker",
+        "--workflows",
+        WORKFLOW,
+        "--url",
+        url,
+        "--concurrency",
+        "4",
+        "--poll",
+        "0.2",
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert worker.stderr is not None
+        started = (await worker.stderr.readline()).decode()
+        if " running " not in started:
+            raise SystemExit(f"the worker did not start: {started}")
+        await asyncio.sleep(1.0)
+        idle = rss_mb(worker.pid)
+        async with Client(url, poll_seconds=0.5) as client:
+            base_rows = await count_rows(client)
+            t0 = time.perf_counter()
+            ids = [await client.submit("await_go", {"n": n}) for n in range(runs)]
+            submitted = time.perf_counter() - t0
+            took = await until(client, RunStatus.WAITING, runs, limit=3600)
+            waiting_rss = rss_mb(worker.pid)
+            rows = (await count_rows(client) - base_rows) / runs
+            t1 = time.perf_counter()
+            for n, run_id in enumerate(ids):
+                await client.signal(run_id, "go", 1000, idempotency_key=f"go-{n}")
+            signalled = time.perf_counter() - t1
+            await until(client, RunStatus.SUCCEEDED, runs, limit=3600)
+            ended = [await client.get_run(run_id) for run_id in ids]
+            latencies = []
+            for run in ended:
+                [signal] = await client.store.list_signals(run.id)
+                assert signal.consumed_at is not None
+                assert run.finished_at is not None
+                latencies.append((run.finished_at - signal.created_at).total_seconds() * 1000)
+            correct = all(
+                run.status is RunStatus.SUCCEEDED and run.output == n + 1000
+                for n, run in enumerate(ended)
+            )
+    finally:
+        worker.terminate()
+        await worker.wait()
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(f"runs waiting for a signal:        {runs:,}")
+    print(f"submitted in:                     {submitted:.1f} s; all waiting after {took:.1f} s")
+    print(f"worker RSS idle:                  {idle:.1f} MB")
+    grew = waiting_rss - idle
+    print(f"worker RSS, every run waiting:    {waiting_rss:.1f} MB ({grew:+.1f} MB; goal: 20 MB)")
+    print(f"rows per waiting run:             {rows:.1f} (every table)")
+    print(f"signalled in:                     {signalled:.1f} s")
+    p50 = statistics.median(latencies)
+    print(f"signal to run's end:              p50 {p50:,.0f} ms, p99 {p99:,.0f} ms")
+    print(f"every run ended once, with its signal's payload, each signal taken once: {correct}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10_000)
+    args = parser.parse_args()
+    # FLOWSTORE_BENCH_SMOKE=1 (the docs tests): the same code at small sizes, once.
+    if os.environ.get("FLOWSTORE_BENCH_SMOKE") == "1":
+        args.runs = 50
+    asyncio.run(main(args.runs))
