@@ -29,7 +29,12 @@ class Decision(BaseModel):
     reviewer: str = "unknown"
 
 
-flow = Workflow("approval", version="1", description="Draft, wait for a reviewer, send")
+flow = Workflow(
+    "approval",
+    version="1",
+    description="Draft, wait for a reviewer, send",
+    signals={"decision": Decision},  # a decision that is not a Decision is refused when sent
+)
 
 
 @flow.node
@@ -43,7 +48,7 @@ async def review(draft: str, ctx: NodeContext) -> Decision:
     """Wait for the reviewer's decision. The node runs again from its start when it comes,
     so it does nothing before the wait but wait; a week without one declines."""
     decision: Decision = await ctx.wait_for_signal(
-        "decision", model=Decision, timeout=WEEK, default=Decision(approved=False, reviewer="-")
+        "decision", timeout=WEEK, default=Decision(approved=False, reviewer="-")
     )
     return decision
 

@@ -68,6 +68,8 @@ class Workflow:
         output: The node whose output is the run's output (default: the only final node).
         resources: Shared resources the engine provides (`Engine(resources=...)`); a node
             parameter with one of these names receives it.
+        signals: The signals its nodes wait for, name to the Pydantic model of their
+            payload: a payload that does not match is refused when it is sent.
         inputs: Workflow inputs declared up front, name to type (`str`, `int`, a Pydantic
             model, or a DSL type name). Any node parameter that is not a node, a resource or
             the context is an input too; declaring one is needed only when its name is close
@@ -85,8 +87,10 @@ class Workflow:
         output: str | None = None,
         resources: Sequence[str] = (),
         inputs: Mapping[str, Any] | None = None,
+        signals: Mapping[str, type[BaseModel]] | None = None,
     ) -> None:
         self.name = name
+        self.signals = dict(signals or {})
         self.resources = tuple(resources)
         self.inputs = {
             key: value if isinstance(value, str) else _type_name(value)
@@ -282,6 +286,8 @@ class Workflow:
             data["output"] = self.output
         if self.resources:
             data["resources"] = list(self.resources)
+        if self.signals:
+            data["signals"] = {name: _import_path(model) for name, model in self.signals.items()}
         return validate_spec(data)
 
     def _bind(
@@ -373,6 +379,8 @@ class Workflow:
             functions = self._functions()
             if self.input_model is not None:
                 functions[_import_path(self.input_model)] = self.input_model
+            for model in self.signals.values():
+                functions[_import_path(model)] = model
             self._graph = compile_spec(
                 self.spec,
                 functions=functions,

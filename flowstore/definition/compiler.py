@@ -119,7 +119,25 @@ def compile_spec(
         output=output,
         input_model=input_model,
         resources=resources,
+        signal_models=MappingProxyType(_signal_models(job)),
     )
+
+
+def _signal_models(job: Compilation) -> dict[str, type[BaseModel]]:
+    models: dict[str, type[BaseModel]] = {}
+    for name, path in job.spec.signals.items():
+        try:
+            found = resolve_call(path, job.functions)
+        except LookupError as error:
+            job.report(str(error), ("signals", name), field=f"signals.{name}")
+            continue
+        if not (isinstance(found, type) and issubclass(found, BaseModel)):
+            job.report(
+                f"{path!r} is not a Pydantic model", ("signals", name), field=f"signals.{name}"
+            )
+            continue
+        models[name] = found
+    return models
 
 
 def _input_types(job: Compilation) -> tuple[dict[str, Any], type[BaseModel] | None]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -91,6 +92,7 @@ class Graph:
         output: The node whose output is the run's output.
         input_model: The Pydantic model that validates all inputs at once, if declared.
         resources: The shared resources its nodes receive from the engine, by name.
+        signal_models: The model each declared signal's payload must match, by signal name.
     """
 
     spec: WorkflowSpec
@@ -101,6 +103,9 @@ class Graph:
     output: str | None
     input_model: type[BaseModel] | None = None
     resources: frozenset[str] = frozenset()
+    signal_models: Mapping[str, type[BaseModel]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     @property
     def name(self) -> str:

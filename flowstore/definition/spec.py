@@ -353,6 +353,8 @@ class WorkflowSpec(_Spec):
         config: How runs execute.
         resources: Names of shared resources (an HTTP client, a connection pool) the engine
             provides; a node parameter of that name (or bound to it in `inputs`) receives it.
+        signals: Signal name to the import path of the Pydantic model its payload must match:
+            a payload that does not is refused when it is sent, and never stored.
     """
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.-]*$", max_length=200)]
@@ -366,6 +368,7 @@ class WorkflowSpec(_Spec):
     output: Name | None = None
     config: ExecutionConfig = Field(default_factory=ExecutionConfig)
     resources: tuple[Name, ...] = ()
+    signals: Annotated[dict[Name, CallPath], Sorted] = Field(default_factory=dict)
 
     @field_validator("resources")
     @classmethod

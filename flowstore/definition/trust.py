@@ -25,6 +25,8 @@ def import_paths(spec: WorkflowSpec) -> Iterator[tuple[str, tuple[str | int, ...
     for name, type_name in spec.inputs.items():
         if ":" in type_name:
             yield type_name, ("inputs", name), None
+    for name, path in spec.signals.items():
+        yield path, ("signals", name), None
     for index, node in enumerate(spec.nodes):
         where: tuple[str | int, ...] = ("nodes", index)
         if node.call is not None:

@@ -14,24 +14,28 @@ the processes that execute runs.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
+from flowstore.definition.resolution import resolve_call
 from flowstore.definition.spec import WorkflowSpec
 from flowstore.definition.validation import validate_inputs_by_spec
 from flowstore.runtime.models import Run
 from flowstore.runtime.reading import RunReading
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
-from flowstore.runtime.submission import choose_graph, submit_run
+from flowstore.runtime.submission import checked_signal, choose_graph, submit_run
 from flowstore.runtime.waiting import RunWaiters
-from flowstore.store.records import NewRun, RunId, Signal
+from flowstore.store.records import NewRun, RunId, Signal, StoredGraph
 
 if TYPE_CHECKING:
     from flowstore.events import StreamEvent
     from flowstore.store.engine import StoreSettings
 
 __all__ = ["Client"]
+
+_CHOICE_SECONDS = 5.0
 
 
 class Client(RunReading):
@@ -64,6 +68,7 @@ class Client(RunReading):
         self._live = LiveRuns()
         self._waiting = RunWaiters(lambda: self.store, poll_seconds)
         self._store: Any = None
+        self._chosen: dict[tuple[str, str | None], tuple[float, StoredGraph, WorkflowSpec]] = {}
 
     async def __aenter__(self) -> Self:
         from flowstore.store.sql import open_store
@@ -97,8 +102,7 @@ class Client(RunReading):
             InvalidValue: An input is missing, unknown, or not of its declared JSON type.
             IntegrityConflict: `run_id` is the id of a run of another workflow.
         """
-        graph = await choose_graph(self.store, workflow, version)
-        spec = WorkflowSpec.model_validate(graph.spec)
+        graph, spec = await self._definition(workflow, version)
         checked = validate_inputs_by_spec(spec, inputs or {})
         if self._sealer is not None:
             checked = self._sealer.for_fields(spec.config.secret_fields).seal(checked)
@@ -111,6 +115,20 @@ class Client(RunReading):
             priority=priority,
         )
         return str((await submit_run(self.store, new)).id)
+
+    async def _definition(
+        self, workflow: str, version: str | None
+    ) -> tuple[StoredGraph, WorkflowSpec]:
+        """The definition `submit` uses, chosen again at most once per `_CHOICE_SECONDS`: a
+        burst of submissions costs one choice, and a newly deployed version is picked up
+        within seconds."""
+        now = time.monotonic()
+        chosen = self._chosen.get((workflow, version))
+        if chosen is None or chosen[0] < now:
+            graph = await choose_graph(self.store, workflow, version)
+            spec = WorkflowSpec.model_validate(graph.spec)
+            chosen = self._chosen[(workflow, version)] = (now + _CHOICE_SECONDS, graph, spec)
+        return chosen[1], chosen[2]
 
     async def cancel(self, run_id: str) -> Run:
         """Cancel a run: at once when it is queued; when it runs, its owner cancels its
@@ -126,13 +144,29 @@ class Client(RunReading):
         harmless.
 
         Raises:
+            InvalidValue: The payload does not match the model the workflow declares for the
+                signal; nothing was sent.
             RunNotFound: No run has this id.
             RunEnded: The run has ended.
         """
+        payload = checked_signal(await self._signal_model(run_id, name), run_id, name, payload)
         signal: Signal = await self.store.send_signal(
             RunId(run_id), name, payload, idempotency_key=idempotency_key
         )
         return signal
+
+    async def _signal_model(self, run_id: str, name: str) -> Any:
+        """The model the run's workflow declares for the signal, when this process can import
+        it (else the worker that takes the signal checks it)."""
+        record = await self.store.get_run(RunId(run_id))
+        spec = WorkflowSpec.model_validate(await self.store.get_graph_spec(record.graph_hash))
+        path = spec.signals.get(name)
+        if path is None:
+            return None
+        try:
+            return resolve_call(path)
+        except LookupError:
+            return None
 
     async def stream(
         self,

@@ -49,7 +49,7 @@ from flowstore.runtime.resumption import RunTakeover
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
-from flowstore.runtime.submission import submit_run
+from flowstore.runtime.submission import checked_signal, submit_run
 from flowstore.runtime.waiting import RunWaiters
 from flowstore.runtime.worker import ClaimLoop, Trouble, dead_local_workers, process_identity
 from flowstore.store.records import (
@@ -347,9 +347,15 @@ class Engine(RunTakeover, RunReading):
         then. With `idempotency_key`, sending again is harmless.
 
         Raises:
+            InvalidValue: The payload does not match the model the workflow declares for the
+                signal (`Workflow(signals=...)`); nothing was sent.
             RunNotFound: No run has this id.
             RunEnded: The run has ended.
         """
+        record = await self.store.get_run(RunId(run_id))
+        graph = self._definitions.by_hash.get(record.graph_hash)
+        model = None if graph is None else graph.signal_models.get(name)
+        payload = checked_signal(model, run_id, name, payload)
         signal: Signal = await self.store.send_signal(
             RunId(run_id), name, payload, idempotency_key=idempotency_key
         )

@@ -214,7 +214,12 @@ async def _execute(
     measure = RunTelemetry(claim, graph.name, enabled=telemetry, every_attempt=debug, tracer=tracer)
     metrics: list[MetricPoint] = measure.run_starts()
     spans: list[Span] = []
-    waits = RunWaits(store, claim.run.id, lambda changes: committer.commit_behind(changes, ()))
+    waits = RunWaits(
+        store,
+        claim.run.id,
+        lambda changes: committer.commit_behind(changes, ()),
+        graph.signal_models,
+    )
     run_context = RunContext(
         claim.run.id,
         graph.name,
@@ -233,6 +238,7 @@ async def _execute(
         waits.load(await store.read_waits(claim.run.id))
     # Nodes that wait (a time or a signal), and when the earliest of them is due.
     waiting: dict[str, datetime | None] = {}
+    signals_awaited: set[str] = set()
     if redactor is not None:
         redactor.learn(state.outputs)
     limit = graph.spec.config.max_concurrency
@@ -310,6 +316,8 @@ async def _execute(
                 key = loops.key(node.name)
                 if isinstance(error, NodeWaits):  # not over: the node runs again when due
                     waiting[node.name] = error.wake_at
+                    if error.signal is not None:
+                        signals_awaited.add(error.signal)
                     if error.change is not None:
                         changes.append(error.change)
                     changes.append(NodeChange(node.name, NodeStatus.WAITING, key=key))
@@ -369,7 +377,13 @@ async def _execute(
             if not running and not starting and waiting:
                 # Stored `waiting`, with no owner: any worker takes it up when it is due.
                 deadlines = [when for when in waiting.values() if when is not None]
-                changes.append(RunChange(RunStatus.WAITING, wake_at=min(deadlines, default=None)))
+                changes.append(
+                    RunChange(
+                        RunStatus.WAITING,
+                        wake_at=min(deadlines, default=None),
+                        signals=tuple(sorted(signals_awaited)),
+                    )
+                )
                 await committer.commit(changes, metrics, spans)
                 return RunStatus.WAITING
             if not running and not starting:

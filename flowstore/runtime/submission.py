@@ -7,13 +7,15 @@ workflow code, only the definitions the workers stored (`Store.register_graphs`)
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
-from flowstore.errors import ExecutionError, IntegrityConflict, RunNotFound
+from pydantic import TypeAdapter, ValidationError
+
+from flowstore.errors import ExecutionError, IntegrityConflict, InvalidValue, RunNotFound
 from flowstore.store.protocol import Store
 from flowstore.store.records import NewRun, RunRecord, StoredGraph
 
-__all__ = ["LIVE_SECONDS", "choose_graph", "live_definitions", "submit_run"]
+__all__ = ["LIVE_SECONDS", "checked_signal", "choose_graph", "live_definitions", "submit_run"]
 
 LIVE_SECONDS: Final = 90.0
 """A worker whose last heartbeat is older than this is taken for gone."""
@@ -72,3 +74,28 @@ async def choose_graph(store: Store, workflow: str, version: str | None = None) 
         )
     live = await live_definitions(store)
     return next((graph for graph in stored if graph.hash in live), stored[0])
+
+
+def checked_signal(model: Any, run_id: str, name: str, payload: Any) -> Any:
+    """A signal's payload checked by the model its workflow declares for it (as JSON data),
+    before anything is stored.
+
+    Raises:
+        InvalidValue: The payload does not match: the signal is not sent.
+    """
+    if model is None:
+        return payload
+    try:
+        checked = TypeAdapter(model).validate_python(payload)
+    except ValidationError as error:
+        problems = "; ".join(
+            ".".join(map(str, detail["loc"])) + ": " + detail["msg"]
+            if detail["loc"]
+            else detail["msg"]
+            for detail in error.errors()
+        )
+        raise InvalidValue(
+            f"signal {name!r} to run {run_id}: the payload is not a "
+            f"{getattr(model, '__name__', model)}: {problems}; it was not sent"
+        ) from None
+    return TypeAdapter(model).dump_python(checked, mode="json")

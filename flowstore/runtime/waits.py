@@ -16,7 +16,7 @@ in the same transaction that records the wait's end, so it is taken once, whatev
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,12 +45,16 @@ class NodeWaits(BaseException):
     Attributes:
         change: The wait to record (None when it is recorded already).
         wake_at: When the run is due again (None: only a signal wakes it).
+        signal: The signal it waits for, if any.
     """
 
-    def __init__(self, change: WaitChange | None, wake_at: datetime | None) -> None:
+    def __init__(
+        self, change: WaitChange | None, wake_at: datetime | None, signal: str | None = None
+    ) -> None:
         super().__init__("the node waits")
         self.change = change
         self.wake_at = wake_at
+        self.signal = signal
 
 
 Commit = Callable[[Sequence[Change]], Awaitable[object]]
@@ -59,7 +63,10 @@ Commit = Callable[[Sequence[Change]], Awaitable[object]]
 class RunWaits:
     """The waits of one run: what its nodes waited for before, and how they wait now."""
 
-    def __init__(self, store: Store, run_id: RunId, commit: Commit) -> None:
+    def __init__(
+        self, store: Store, run_id: RunId, commit: Commit, models: Mapping[str, Any] | None = None
+    ) -> None:
+        self._models = models or {}
         self._store = store
         self._run_id = run_id
         self._commit = commit
@@ -115,7 +122,9 @@ class RunWaits:
         default: Any = NO_DEFAULT,
     ) -> Any:
         """Wait for a signal named `name` sent to the run, and return its payload (validated
-        by `model` when given); see the module's rule."""
+        by `model`, by default the model the workflow declares for the signal); see the
+        module's rule."""
+        model = model if model is not None else self._models.get(name)
         seq = self._next(node, key)
         known = self._known.get((node, key, seq))
         if known is None:
@@ -139,7 +148,7 @@ class RunWaits:
         if known.wake_at is not None and known.wake_at <= datetime.now(UTC):
             await self._end(known, "timed_out")
             return self._timed_out(name, default)
-        raise NodeWaits(known if fresh else None, known.wake_at)  # type: ignore[arg-type]
+        raise NodeWaits(known if fresh else None, known.wake_at, name)  # type: ignore[arg-type]
 
     async def _end(
         self, wait: Wait | WaitChange, outcome: str, signal_id: int | None = None

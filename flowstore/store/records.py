@@ -308,13 +308,15 @@ class RunQuery:
 
 @dataclass(frozen=True, slots=True)
 class RunChange:
-    """A change of the run's status, with its output or error when it ends, and its
-    earliest deadline when it goes `waiting` (`wake_at`: None waits for signals only)."""
+    """A change of the run's status, with its output or error when it ends. A run that goes
+    `waiting` gives its earliest deadline (`wake_at`: None waits for signals only) and the
+    signals its nodes wait for (`signals`): one sent meanwhile makes it due at once."""
 
     status: RunStatus
     output: Any = UNSET
     error: Any = UNSET
     wake_at: datetime | None = None
+    signals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,6 +61,14 @@ async def test_a_reviewer_approves_a_waiting_run_from_another_process(
         table = flowstore("runs", "list", "--status", "waiting", env=env).stdout
         assert "waiting for signal 'decision'" in table
 
+        refused = flowstore(
+            "signal", run_id, "decision", "--data", '{"approved": "perhaps"}', env=env
+        )
+        assert refused.returncode == 1
+        assert "the payload is not a Decision: approved: Input should be a valid boolean" in (
+            refused.stderr
+        )
+        assert "it was not sent" in refused.stderr
         sent = flowstore(
             "signal",
             run_id[:8],
@@ -95,7 +103,7 @@ async def test_a_reviewer_approves_a_waiting_run_from_another_process(
             "text": "Refunded today.",
             "reviewer": "ana",
         }
-        late = flowstore("signal", run_id, "decision", "--data", "{}", env=env)
+        late = flowstore("signal", run_id, "decision", "--data", '{"approved": true}', env=env)
         assert late.returncode == 1
         assert f"run {run_id} has ended (succeeded): it takes no signal 'decision'" in late.stderr
     finally:

@@ -958,3 +958,18 @@ async def test_a_waiting_run_is_cancelled_at_once(store: SQLStore) -> None:
     assert review.status is NodeStatus.CANCELLED and review.finished_at is not None
     with pytest.raises(RunEnded):
         await store.send_signal(run.id, "approval", {})
+
+
+async def test_a_signal_sent_while_the_run_runs_makes_it_due_when_it_goes_waiting(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    run = await store.create_run(new_run(owner=A))
+    await store.send_signal(run.id, "approval", {"approved": True})  # it is running: no wake-up
+    await store.send_signal(run.id, "other", 1)
+    waiting = RunChange(RunStatus.WAITING, wake_at=None, signals=("approval",))
+    await store.record_transitions(run.id, 1, [waiting])
+    assert (await store.get_run(run.id)).wake_at == clock()  # due at once
+    other = await store.create_run(new_run(owner=A))
+    await store.send_signal(other.id, "other", 1)  # not one it waits for
+    await store.record_transitions(other.id, 1, [waiting])
+    assert (await store.get_run(other.id)).wake_at is None

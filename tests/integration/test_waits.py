@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from flowstore import (
     Client,
     Engine,
+    InvalidValue,
     NodeContext,
     RunEnded,
     RunStatus,
@@ -191,3 +192,23 @@ async def test_the_dsl_waits_with_the_sleep_and_signal_node_types(migrated_url: 
         await engine.signal(run_id, "approval", {"approved": True})  # kept until it waits
         run = await asyncio.wait_for(engine.wait(run_id), 10)
     assert (run.status, run.output) == (RunStatus.SUCCEEDED, {"approved": True})
+
+
+async def test_a_payload_the_declared_model_refuses_is_not_sent(migrated_url: str) -> None:
+    flow = Workflow("declared", signals={"decision": Decision}, output="review")
+
+    @flow.node
+    async def review(ctx: NodeContext) -> Decision:
+        decision: Decision = await ctx.wait_for_signal("decision")  # the declared model
+        return decision
+
+    async with Engine(migrated_url, workflows=[flow], poll_seconds=0.05) as engine:
+        run_id = await engine.submit(flow, {})
+        async with Client(migrated_url, poll_seconds=0.05) as client:
+            for sender in (engine, client):
+                with pytest.raises(InvalidValue, match="the payload is not a Decision"):
+                    await sender.signal(run_id, "decision", {"approved": "maybe"})
+            assert await engine.store.list_signals(run_id) == []  # nothing stored
+            await client.signal(run_id, "decision", {"approved": True, "note": "ok"})
+            run = await asyncio.wait_for(client.wait(run_id), 10)
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, {"approved": True, "note": "ok"})

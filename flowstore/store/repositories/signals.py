@@ -46,7 +46,9 @@ def send_signal(
         )
         if sent is not None:
             return Signal.from_row(sent)
-    row = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).first()
+    # Locked: a run going `waiting` at the same time commits before or after this, never
+    # between the look at its status and the signal (see `waits.due_if_signalled`).
+    row = conn.execute(select(runs.c.status).where(runs.c.id == run_id).with_for_update()).first()
     if row is None:
         raise RunNotFound(f"no run has the id {run_id!r}")
     status = RunStatus(row.status)

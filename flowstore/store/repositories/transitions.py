@@ -243,6 +243,11 @@ def record_transitions(
         memory.apply_change(conn, run_id, memory_change, now=now, encode=encode)
     for wait_change in wait_changes:
         waits.apply_change(conn, run_id, wait_change, now=now)
+    for change in changes:
+        if isinstance(change, RunChange) and change.status is RunStatus.WAITING:
+            # A signal sent while the run was still running (before this commit) makes it
+            # due at once: its sender saw it running, and woke nobody.
+            waits.due_if_signalled(conn, run_id, change.signals, now=now)
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
 
 

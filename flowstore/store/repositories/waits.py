@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -10,9 +11,9 @@ from sqlalchemy.engine import Connection
 from flowstore.errors import LeaseLost
 from flowstore.store.records import RunId, Signal, Wait, WaitChange
 from flowstore.store.repositories._common import upsert
-from flowstore.store.schema import signals, waits
+from flowstore.store.schema import runs, signals, waits
 
-__all__ = ["apply_change", "next_signal", "read_waits"]
+__all__ = ["apply_change", "due_if_signalled", "next_signal", "read_waits"]
 
 
 def apply_change(conn: Connection, run_id: RunId, change: WaitChange, *, now: datetime) -> None:
@@ -50,6 +51,27 @@ def apply_change(conn: Connection, run_id: RunId, change: WaitChange, *, now: da
             raise LeaseLost(
                 f"signal {change.signal_id} of run {run_id} was taken already; nothing was written"
             )
+
+
+def due_if_signalled(
+    conn: Connection, run_id: RunId, names: Sequence[str], *, now: datetime
+) -> None:
+    """Make a run that has just gone waiting due now when a signal it waits for is there
+    already. The run's row is locked by the commit, so a sender either ran before it (its
+    signal is seen here) or waits for it (and sees the run waiting)."""
+    if not names:
+        return
+    pending = (
+        select(signals.c.id)
+        .where(
+            signals.c.run_id == run_id,
+            signals.c.name.in_(list(names)),
+            signals.c.consumed_at.is_(None),
+        )
+        .limit(1)
+    )
+    if conn.execute(pending).first() is not None:
+        conn.execute(update(runs).where(runs.c.id == run_id).values(wake_at=now))
 
 
 def read_waits(conn: Connection, run_id: RunId) -> list[Wait]:
