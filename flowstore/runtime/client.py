@@ -77,6 +77,7 @@ class Client(RunReading):
         return self
 
     async def __aexit__(self, *_: object) -> None:
+        await self._waiting.close()
         if self._store is not None:
             await self._store.close()
             self._store = None

@@ -237,6 +237,7 @@ class Engine(RunTakeover, RunReading):
 
     async def __aexit__(self, *_: object) -> None:
         await self.drain(self._grace_seconds)
+        await self._waiting.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

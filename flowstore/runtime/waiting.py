@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from flowstore.errors import StoreUnavailable
+from flowstore.errors import ExecutionError, StoreUnavailable
 from flowstore.logs import engine_logger
 from flowstore.store.records import RunId
 
@@ -51,6 +51,19 @@ class RunWaiters:
                 futures.remove(ended)
             if not futures:
                 self._futures.pop(run_id, None)
+
+    async def close(self) -> None:
+        """Stop looking (before the store closes: a look in flight would hold a connection
+        the closing pool can no longer close)."""
+        poller, self._poller = self._poller, None
+        if poller is not None and not poller.done():
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        for futures in self._futures.values():  # no one will tell them now
+            for future in futures:
+                if not future.done():
+                    future.set_exception(ExecutionError("closed while waiting for the run"))
 
     def ended(self, run_id: RunId) -> None:
         """`run_id` has ended: wake its waiters."""

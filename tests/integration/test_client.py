@@ -159,6 +159,11 @@ async def test_the_waiters_of_one_process_share_one_poll(migrated_url: str) -> N
 
         client.store.ended_runs = counted
         waiting = asyncio.gather(*(client.wait(run_id) for run_id in run_ids))
+        for _ in range(600):  # every waiter has read its run once and waits now
+            if len(client._waiting._futures) == len(run_ids):
+                break
+            await asyncio.sleep(0.01)
+        looks.clear()
         await asyncio.sleep(0.5)
         assert not waiting.done()
         # One query per look for every waiter, not one per waiter: 300 waiters over half a
