@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ __all__ = [
     "add_url_option",
     "open_client",
     "print_json",
+    "record_fields",
     "run_id_argument",
 ]
 
@@ -68,6 +70,11 @@ def print_json(value: Any) -> None:
     """Print `value` as indented JSON (datetimes as ISO 8601 text)."""
     json.dump(value, sys.stdout, indent=2, default=_plain)
     sys.stdout.write("\n")
+
+
+def record_fields(record: Any) -> dict[str, Any]:
+    """A stored record (a frozen dataclass) as fields for `print_json`."""
+    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
 
 
 def _plain(value: Any) -> Any:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flowstore.cli.common import add_json_option, add_url_option, open_client, print_json
+from flowstore.cli.common import (
+    add_json_option,
+    add_url_option,
+    open_client,
+    print_json,
+    record_fields,
+)
 from flowstore.cli.db import reading_store
 from flowstore.errors import FlowstoreError
 
@@ -74,7 +79,12 @@ def _stats(args: argparse.Namespace) -> int:
 
     run_rows, node_rows = asyncio.run(read())
     if args.json:
-        print_json({"runs": list(map(_fields, run_rows)), "nodes": list(map(_fields, node_rows))})
+        print_json(
+            {
+                "runs": list(map(record_fields, run_rows)),
+                "nodes": list(map(record_fields, node_rows)),
+            }
+        )
         return 0
     print(
         f"{'workflow':<24}{'runs':>6}{'ok':>6}{'failed':>8}{'success':>9}"
@@ -121,7 +131,7 @@ def _errors(args: argparse.Namespace) -> int:
 
     reports = asyncio.run(listing())
     if args.json:
-        print_json([_fields(report) for report in reports])
+        print_json([record_fields(report) for report in reports])
         return 0
     print(f"{'time':<21}{'run':<38}{'node':<24}{'attempt':<9}{'outcome':<12}error")
     for report in reports:
@@ -135,8 +145,3 @@ def _errors(args: argparse.Namespace) -> int:
             f"{report.outcome or '':<12}{error}"
         )
     return 0
-
-
-def _fields(record: Any) -> dict[str, Any]:
-    """A stored record (a frozen dataclass) as JSON-ready fields."""
-    return {field.name: getattr(record, field.name) for field in fields(record)}

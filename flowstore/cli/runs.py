@@ -13,6 +13,7 @@ from flowstore.cli.common import (
     add_url_option,
     open_client,
     print_json,
+    record_fields,
     run_id_argument,
 )
 from flowstore.store.records import RunStatus
@@ -148,8 +149,8 @@ def _show(args: argparse.Namespace) -> int:
             "nodes": [_execution(execution) for execution in executions],
         }
         if args.debug:
-            shown["errors"] = [_fields(report) for report in errors]
-            shown["log"] = [_fields(transition) for transition in log]
+            shown["errors"] = [record_fields(report) for report in errors]
+            shown["log"] = [record_fields(transition) for transition in log]
         print_json(shown)
         return 0
     print(f"run {run.id}: workflow {run.workflow!r} version {run.version!r}, {run.status.value}")
@@ -174,15 +175,8 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fields(record: Any) -> dict[str, Any]:
-    """A stored record (a frozen dataclass) as JSON-ready fields."""
-    from dataclasses import fields
-
-    return {field.name: getattr(record, field.name) for field in fields(record)}
-
-
 def _execution(execution: Any) -> dict[str, Any]:
-    shown = _fields(execution)
+    shown = record_fields(execution)
     shown["status"] = execution.status.value
     return shown
 

@@ -68,6 +68,7 @@ class Client(RunReading):
         self._live = LiveRuns()
         self._waiting = RunWaiters(lambda: self.store, poll_seconds)
         self._store: Any = None
+        self._signal_paths: dict[str, dict[str, str]] = {}
         self._chosen: dict[tuple[str, str | None], tuple[float, StoredGraph, WorkflowSpec]] = {}
 
     async def __aenter__(self) -> Self:
@@ -160,8 +161,13 @@ class Client(RunReading):
         """The model the run's workflow declares for the signal, when this process can import
         it (else the worker that takes the signal checks it)."""
         record = await self.store.get_run(RunId(run_id))
-        spec = WorkflowSpec.model_validate(await self.store.get_graph_spec(record.graph_hash))
-        path = spec.signals.get(name)
+        declared = self._signal_paths.get(record.graph_hash)
+        if declared is None:  # a definition never changes under its hash: read it once
+            stored = await self.store.get_graph_spec(record.graph_hash)
+            declared = self._signal_paths[record.graph_hash] = dict(
+                WorkflowSpec.model_validate(stored).signals
+            )
+        path = declared.get(name)
         if path is None:
             return None
         try:

@@ -325,21 +325,6 @@ class Engine(RunTakeover, RunReading):
                 await asyncio.sleep(delay)
                 attempt, delay = None, min(delay * 2, 2.0)
 
-    async def _until_ended(self, run_id: RunId, graph: Graph, observe: Observer | None) -> Run:
-        """The run once it has ended. A run that waits (a sleep, a signal) is taken up again
-        here when it is due, unless another worker takes it first; then this waits for it."""
-        while True:
-            run = await self.get_run(run_id)
-            if run.status is not RunStatus.WAITING:
-                return run if run.status.is_terminal else await self.wait(run_id)
-            pause = self._poll_seconds
-            if run.wake_at is not None:
-                pause = min(pause, (run.wake_at - datetime.now(UTC)).total_seconds())
-            await asyncio.sleep(max(pause, 0.0))
-            claim = await self._take(run_id)
-            if claim is not None:
-                await self._execute(claim, graph, None, observe)
-
     async def signal(
         self, run_id: str, name: str, payload: Any = None, *, idempotency_key: str | None = None
     ) -> Signal:

@@ -3,7 +3,9 @@ the store, claimed or recreated (the part of `Engine` that takes over runs)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flowstore.definition.changes import spec_changes
@@ -25,6 +27,7 @@ class RunTakeover:
 
     worker_id: WorkerId
     lease_seconds: float
+    _poll_seconds: float
     _held: HeldRuns
     _definitions: Definitions
 
@@ -42,10 +45,6 @@ class RunTakeover:
         ) -> RunId: ...
 
         async def wait(self, run_id: str) -> Run: ...
-
-        async def _until_ended(
-            self, run_id: RunId, graph: Graph, observe: Observer | None
-        ) -> Run: ...
 
         async def get_run(self, run_id: str) -> Run: ...
 
@@ -126,3 +125,18 @@ class RunTakeover:
         if record.status.is_terminal:
             return None
         return await self._take(new.id)
+
+    async def _until_ended(self, run_id: RunId, graph: Graph, observe: Observer | None) -> Run:
+        """The run once it has ended. A run that waits (a sleep, a signal) is taken up again
+        here when it is due, unless another worker takes it first; then this waits for it."""
+        while True:
+            run = await self.get_run(run_id)
+            if run.status is not RunStatus.WAITING:
+                return run if run.status.is_terminal else await self.wait(run_id)
+            pause = self._poll_seconds
+            if run.wake_at is not None:
+                pause = min(pause, (run.wake_at - datetime.now(UTC)).total_seconds())
+            await asyncio.sleep(max(pause, 0.0))
+            claim = await self._take(run_id)
+            if claim is not None:
+                await self._execute(claim, graph, None, observe)
