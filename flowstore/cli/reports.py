@@ -75,14 +75,16 @@ def _stats(args: argparse.Namespace) -> int:
             return (
                 await store.run_stats(workflow=args.workflow),
                 await store.node_stats(workflow=args.workflow),
+                await store.wait_stats(workflow=args.workflow),
             )
 
-    run_rows, node_rows = asyncio.run(read())
+    run_rows, node_rows, wait_rows = asyncio.run(read())
     if args.json:
         print_json(
             {
                 "runs": list(map(record_fields, run_rows)),
                 "nodes": list(map(record_fields, node_rows)),
+                "waits": list(map(record_fields, wait_rows)),
             }
         )
         return 0
@@ -108,6 +110,19 @@ def _stats(args: argparse.Namespace) -> int:
             f"{_percent(node.success_rate):>9}{_ms(node.p50_ms):>10}{_ms(node.p95_ms):>10}"
             f"{node.retries:>9}{hits:>12}"
         )
+    if wait_rows:  # time waited, which node durations leave out
+        print()
+        print(
+            f"{'workflow':<24}{'node':<24}{'waits for':<20}{'waits':>6}{'open':>6}"
+            f"{'p50 ms':>10}{'p95 ms':>10}{'timed out':>11}"
+        )
+        for wait in wait_rows:
+            what = wait.kind if wait.name is None else f"{wait.kind} {wait.name}"
+            print(
+                f"{wait.workflow or '-':<24}{wait.node:<24}{what:<20}{wait.waits:>6}"
+                f"{wait.open:>6}{_ms(wait.p50_ms):>10}{_ms(wait.p95_ms):>10}"
+                f"{wait.timed_out:>11}"
+            )
     return 0
 
 

@@ -32,7 +32,6 @@ from flowstore.definition.validation import validate_inputs
 from flowstore.errors import (
     ConfigurationError,
     StoreError,
-    StoreUnavailable,
 )
 from flowstore.hooks import H, HookKind, Hooks
 from flowstore.logs import engine_logger, redacting
@@ -154,6 +153,7 @@ class Engine(RunTakeover, RunReading):
         self._debug = debug
         self.hooks = Hooks()
         self._loops: list[ClaimLoop] = []
+        self._watching = contextlib.AsyncExitStack()
         self._loop_tasks: list[asyncio.Task[None]] = []
         self._waiting = RunWaiters(lambda: self.store, poll_seconds)
         # The runs executing here: the only ones whose leases the heartbeat renews.
@@ -209,6 +209,8 @@ class Engine(RunTakeover, RunReading):
         await self._store.register_graphs(self._definitions.stored())
         self._closing = False
         self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
+        if self._worker_count:  # woken when another process makes a run claimable
+            await self._watching.enter_async_context(self._store.watch_work(self._work_heard))
         trouble = Trouble(self.worker_id)
         for _ in range(self._worker_count):
             loop = ClaimLoop(
@@ -235,8 +237,14 @@ class Engine(RunTakeover, RunReading):
             _log.error("engine %s stopped: %s", self.worker_id, task.exception())
             self.stopped.set()
 
+    def _work_heard(self, graph_hash: str) -> None:
+        if not graph_hash or graph_hash in self._definitions.by_hash:
+            for loop in self._loops:
+                loop.wake()
+
     async def __aexit__(self, *_: object) -> None:
         await self.drain(self._grace_seconds)
+        await self._watching.aclose()
         await self._waiting.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
@@ -307,23 +315,7 @@ class Engine(RunTakeover, RunReading):
         new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None, owned=True)
         new = self.store.plan_run(new)
         assert new.id is not None
-        loop = asyncio.get_running_loop()
-        give_up, delay = loop.time() + self._store_retry_seconds, 0.05
-        attempt: Claim | NewRun | None = new
-        while True:
-            try:
-                if attempt is None:
-                    attempt = await self._again(new)
-                    if attempt is None:  # ended, or executing elsewhere
-                        return await self.wait(new.id)
-                await self._execute(attempt, graph, checked, observe)
-                return await self._until_ended(new.id, graph, observe)
-            except StoreUnavailable as error:
-                if loop.time() + delay > give_up:
-                    raise
-                _log.warning("run %s: %s; taking it up again in %.2g s", new.id, error, delay)
-                await asyncio.sleep(delay)
-                attempt, delay = None, min(delay * 2, 2.0)
+        return await self._drive(new.id, graph, checked, observe, new, lambda: self._again(new))
 
     async def signal(
         self, run_id: str, name: str, payload: Any = None, *, idempotency_key: str | None = None

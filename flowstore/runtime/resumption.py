@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from flowstore.definition.changes import spec_changes
-from flowstore.errors import ExecutionError, RunNotFound
+from flowstore.errors import ExecutionError, RunNotFound, StoreUnavailable
+from flowstore.logs import engine_logger
 from flowstore.runtime.definitions import Definitions
 from flowstore.runtime.models import Run
 from flowstore.runtime.ownership import HeldRuns
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RunTakeover"]
 
+_log = engine_logger("flowstore.engine")
+
 
 class RunTakeover:
     """`Engine.resume`, and the claims that take a run over (mixed into `Engine`)."""
@@ -28,6 +32,7 @@ class RunTakeover:
     worker_id: WorkerId
     lease_seconds: float
     _poll_seconds: float
+    _store_retry_seconds: float
     _held: HeldRuns
     _definitions: Definitions
 
@@ -61,10 +66,14 @@ class RunTakeover:
     ) -> Run:
         """Continue an interrupted or failed run from its last committed state, here.
 
-        Nodes that succeeded are not run again; the node that failed runs again. A run whose
-        owner is alive and holds its lease is refused; so is a run whose workflow changed
-        since it started, unless `allow_changed_definition` says to run the new definition
-        over the committed results.
+        Nodes that succeeded are not run again; the node that failed runs again. A waiting
+        run is taken up when it is due (its sleep ends, its signal comes), as `run` does,
+        unless another worker takes it first; either way this returns once it has ended.
+        When the store fails under the run, it is taken up again, as `run` does.
+
+        A run whose owner is alive and holds its lease is refused; so is a run whose
+        workflow changed since it started, unless `allow_changed_definition` says to run the
+        new definition over the committed results.
         """
         record = await self.store.get_run(RunId(run_id))
         if record.status.is_terminal and record.status is not RunStatus.FAILED:
@@ -95,12 +104,45 @@ class RunTakeover:
             record = await self.store.get_run(RunId(run_id))
             if record.status.is_terminal:
                 return self._run(record)
+            if record.status is RunStatus.WAITING:  # not due yet: taken up here when it is
+                return await self._until_ended(RunId(run_id), graph, observe)
             raise ExecutionError(
                 f"run {run_id} is owned by live worker {record.lease_owner} until "
                 f"{record.lease_expires_at}: it is running there"
             )
-        await self._execute(claim, graph, None, observe)
-        return await self._until_ended(RunId(run_id), graph, observe)
+        return await self._drive(
+            RunId(run_id), graph, None, observe, claim, lambda: self._take(RunId(run_id))
+        )
+
+    async def _drive(
+        self,
+        run_id: RunId,
+        graph: Graph,
+        inputs: Any,
+        observe: Observer | None,
+        attempt: Claim | NewRun | None,
+        again: Callable[[], Awaitable[Claim | NewRun | None]],
+    ) -> Run:
+        """Execute `attempt`, and the run again here each time it waits and is due, until it
+        ends. When the store is unavailable under it (a lock held elsewhere, a dropped
+        connection, a server restarting), the run is released (`ownership.hold_run`) and
+        taken up again with `again()` for up to `store_retry_seconds`; a worker that takes it
+        meanwhile finishes it, and this waits for that."""
+        loop = asyncio.get_running_loop()
+        give_up, delay = loop.time() + self._store_retry_seconds, 0.05
+        while True:
+            try:
+                if attempt is None:
+                    attempt = await again()
+                if attempt is not None:
+                    await self._execute(attempt, graph, inputs, observe)
+                return await self._until_ended(run_id, graph, observe)
+            except StoreUnavailable as error:
+                if loop.time() + delay > give_up:
+                    raise
+                _log.warning("run %s: %s; taking it up again in %.2g s", run_id, error, delay)
+                await asyncio.sleep(delay)
+                attempt, delay = None, min(delay * 2, 2.0)
 
     async def _take(self, run_id: RunId) -> Claim | None:
         """Claim a run that is not executing anywhere: queued, its lease expired or released,

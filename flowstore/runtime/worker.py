@@ -2,9 +2,12 @@
 
 Each of an engine's worker tasks loops: claim the next claimable run of a definition it has
 (queued; or running with an expired or released lease; or owned by a process on this host
-that no longer exists), execute it, repeat; with nothing to claim, it sleeps, waking early
-when this engine submits a run. The same loop runs in `flowstore worker` processes, and
-recovers the runs of a crashed process as soon as it starts. A worker never claims a run of a
+that no longer exists; or waiting and due), execute it, repeat. With nothing to claim, it
+sleeps until the next look (backing off to `poll_seconds`), or until the first waiting run is
+due if that is sooner, waking early when this engine submits a run or sends a signal, and on
+PostgreSQL when any process makes a run claimable (`store.watch_work`). The same loop runs
+in `flowstore worker` processes, and recovers the runs of a crashed process as soon as it
+starts. A worker never claims a run of a
 definition it does not have (another version of the workflow): those wait for a worker that
 has it.
 """
@@ -16,6 +19,7 @@ import functools
 import os
 import socket
 from collections.abc import Awaitable, Callable, Collection
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +99,7 @@ class ClaimLoop:
         self._poll_seconds = poll_seconds
         self._wake = asyncio.Event()
         self._stopping = False
+        self._due: datetime | None = None
 
     def wake(self) -> None:
         """Look for work now (a run was just submitted)."""
@@ -123,12 +128,16 @@ class ClaimLoop:
             if self._stopping:
                 return
             self._wake.clear()
+            pause = idle
+            if self._due is not None:  # a waiting run is due sooner than the next look
+                pause = min(pause, max((self._due - datetime.now(UTC)).total_seconds(), 0.005))
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=idle)
+                await asyncio.wait_for(self._wake.wait(), timeout=pause)
             except TimeoutError:
                 idle = min(idle * 2, self._poll_seconds)
 
     async def _claim_and_execute(self) -> bool:
+        self._due = None
         hashes = list(self._claimable())
         if not hashes:
             return False
@@ -139,6 +148,7 @@ class ClaimLoop:
             steal_from=await self._dead_workers(),
         )
         if claim is None:
+            self._due = await self._store.next_wake_at(hashes)
             return False
         try:
             await self._execute(claim)

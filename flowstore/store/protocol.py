@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from flowstore.store.records import (
     StoredGraph,
     Transition,
     Wait,
+    WaitStats,
     WorkerId,
     WorkerInfo,
 )
@@ -151,6 +152,11 @@ class Store(Protocol):
         """
         ...
 
+    async def next_wake_at(self, graph_hashes: Collection[str]) -> datetime | None:
+        """When the first waiting run of these definitions is due (a sleep ends, a wait
+        times out); None when no such run waits for a time."""
+        ...
+
     async def renew_lease(
         self, run_id: RunId, owner: WorkerId, fencing: int, *, lease_seconds: float
     ) -> datetime:
@@ -219,6 +225,13 @@ class Store(Protocol):
     def watch(self, run_id: RunId, wake: asyncio.Event) -> AbstractAsyncContextManager[bool]:
         """Set `wake` whenever a commit of the run's log lands, from any process, for as long
         as the block runs. Yields whether it will; when not (SQLite), readers poll."""
+        ...
+
+    def watch_work(self, heard: Callable[[str], None]) -> AbstractAsyncContextManager[bool]:
+        """Call `heard(graph_hash)` whenever a run of that definition becomes claimable (it
+        was submitted, a signal made it due, its owner released it), from any process, for
+        as long as the block runs; with an empty hash when notices may have been missed.
+        Yields whether it will; when not (SQLite), workers poll."""
         ...
 
     async def read_transitions(
@@ -389,6 +402,10 @@ class Store(Protocol):
 
     async def run_stats(self, *, workflow: str | None = None) -> list[RunStats]:
         """The `flowstore_run_stats` view, optionally of one workflow."""
+        ...
+
+    async def wait_stats(self, *, workflow: str | None = None) -> list[WaitStats]:
+        """The `flowstore_wait_stats` view (time waited), optionally of one workflow."""
         ...
 
     async def record_spans(self, spans: Sequence[Span]) -> None:

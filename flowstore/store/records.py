@@ -54,6 +54,7 @@ __all__ = [
     "Transition",
     "Wait",
     "WaitChange",
+    "WaitStats",
     "TransitionKind",
     "WorkerId",
     "WorkerInfo",
@@ -425,6 +426,7 @@ from flowstore.store.support_records import (  # noqa: E402
     NodeStats,
     RunStats,
     Span,
+    WaitStats,
 )
 
 

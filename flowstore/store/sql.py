@@ -56,6 +56,7 @@ from flowstore.store.records import (
     StoredGraph,
     Transition,
     Wait,
+    WaitStats,
     WorkerId,
     WorkerInfo,
 )
@@ -240,6 +241,11 @@ class SQLStore(SQLTransactions, Store):
     async def release_lease(self, run_id: RunId, owner: WorkerId, fencing: int) -> bool:
         return await self._write(
             f"releasing the lease of run {run_id}", runs.release_lease, run_id, owner, fencing
+        )
+
+    async def next_wake_at(self, graph_hashes: Collection[str]) -> datetime | None:
+        return await self._read(
+            "reading when a waiting run is due", runs.next_wake_at, graph_hashes
         )
 
     async def reopen_run(
@@ -549,6 +555,9 @@ class SQLStore(SQLTransactions, Store):
 
     async def run_stats(self, *, workflow: str | None = None) -> list[RunStats]:
         return await self._read("reading run statistics", telemetry.run_stats, workflow=workflow)
+
+    async def wait_stats(self, *, workflow: str | None = None) -> list[WaitStats]:
+        return await self._read("reading wait statistics", telemetry.wait_stats, workflow=workflow)
 
     async def record_spans(self, spans: Sequence[Span]) -> None:
         await self._write("recording spans", telemetry.record_spans, spans, encode=self._encode)

@@ -26,6 +26,7 @@ __all__ = [
     "MessageChange",
     "NodeStats",
     "RunStats",
+    "WaitStats",
     "Message",
     "MetricPoint",
     "NewMessage",
@@ -317,7 +318,33 @@ class RunStats:
         return _numbers(cls, row)
 
 
-S = TypeVar("S", "NodeStats", "RunStats")
+@dataclass(frozen=True, slots=True)
+class WaitStats:
+    """A row of the `flowstore_wait_stats` view: how long one node's waits of one kind (and
+    signal name) last, over those that ended, and how many are open."""
+
+    workflow: str | None
+    node: str
+    kind: str
+    name: str | None
+    waits: int
+    woke: int
+    signalled: int
+    timed_out: int
+    p50_ms: float | None
+    p95_ms: float | None
+    mean_ms: float | None
+    max_ms: float | None
+    open: int
+    oldest_open_since: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> WaitStats:
+        """Build a record from a row of the view (numbers as Python floats and ints)."""
+        return _numbers(cls, row)
+
+
+S = TypeVar("S", "NodeStats", "RunStats", "WaitStats")
 
 
 def _numbers(cls: type[S], row: Mapping[Any, Any]) -> S:

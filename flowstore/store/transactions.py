@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from flowstore.errors import DatabaseGone
 from flowstore.store import serde
 from flowstore.store.engine import TRANSLATED, StoreSettings, sqlite_path, store_error
-from flowstore.store.notices import RunNotices
+from flowstore.store.notices import Notices, WorkHeard
 from flowstore.store.records import Change, RunId
 from flowstore.store.sqlite_threads import BUSY, LoopConnection, SQLiteThreads, sqlite_sync_engine
 
@@ -86,7 +86,7 @@ class SQLTransactions:
         self._sync_engine: Engine | None = None
         self._here: LoopConnection | None = None
         self._file: tuple[Path, int, int] | None = None
-        self._notices = RunNotices(engine) if engine.dialect.name == "postgresql" else None
+        self._notices = Notices(engine) if engine.dialect.name == "postgresql" else None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
                 engine, settings, connections=2 + _SQLITE_READERS
@@ -128,6 +128,14 @@ class SQLTransactions:
         if self._notices is None:
             return contextlib.nullcontext(False)
         return self._notices.watch(run_id, wake)
+
+    def watch_work(self, heard: WorkHeard) -> AbstractAsyncContextManager[bool]:
+        """Call `heard(graph_hash)` whenever a run becomes claimable, from any process, while
+        the block runs; yields whether it will (PostgreSQL's LISTEN/NOTIFY) or workers only
+        poll."""
+        if self._notices is None:
+            return contextlib.nullcontext(False)
+        return self._notices.watch_work(heard)
 
     async def close(self) -> None:
         if self._notices is not None:

@@ -11,18 +11,55 @@ value at rank ceil(p% of n)), computed with window functions both backends have.
 - `flowstore_error_stats`: per workflow, node, error type and outcome, how many and when last.
 - `flowstore_trace`: every span of every run: the rows of `flowstore_spans` (runs, attempts),
   and each node execution as the span of its row (its parent the run's span).
+- `flowstore_wait_stats` (migration 0006): per workflow, node, kind (`sleep`, `signal`) and
+  signal name, the waits, how they ended (woke, signalled, timed out), p50/p95/mean/max time
+  waited in ms (from `flowstore_waits`, over the waits that ended), those still open and
+  since when the oldest of them waits.
+
+Time spent waiting is in `flowstore_wait_stats` only: a node's duration is that of its last
+execution, which starts when its run is taken up again; a run's duration in
+`flowstore_run_stats` is wall time from its first start to its end, waits included.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, select, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.schema import CreateView
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
-from flowstore.store.schema import PREFIX, error_reports, metrics, node_executions, runs, spans
+from flowstore.store.schema import (
+    PREFIX,
+    error_reports,
+    metrics,
+    node_executions,
+    runs,
+    spans,
+    waits,
+)
 
-__all__ = ["VIEWS", "error_stats", "node_stats", "run_stats", "trace"]
+__all__ = [
+    "TELEMETRY_VIEWS",
+    "VIEWS",
+    "error_stats",
+    "node_stats",
+    "run_stats",
+    "trace",
+    "wait_stats",
+]
 
 _RUN_DURATIONS = ("run_succeeded_ms", "run_failed_ms", "run_cancelled_ms")
 
@@ -189,10 +226,83 @@ def _trace() -> Any:
     return union_all(stored, executions)
 
 
+class _MillisBetween(FunctionElement[float]):
+    """The milliseconds from one timestamp to another, on either backend."""
+
+    type = Float()
+    name = "millis_between"
+    inherit_cache = True
+
+
+@compiles(_MillisBetween, "sqlite")
+def _millis_sqlite(element: _MillisBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"((julianday({end}) - julianday({start})) * 86400000.0)"
+
+
+@compiles(_MillisBetween, "postgresql")
+def _millis_postgresql(element: _MillisBetween, compiler: SQLCompiler, **kw: Any) -> str:
+    start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"(EXTRACT(EPOCH FROM ({end} - {start})) * 1000)"
+
+
+def _wait_stats() -> Select[Any]:
+    w = waits.c
+    group = (runs.c.workflow, w.node, w.kind, w.name)
+    ended = w.ended_at.is_not(None)
+    waited = _MillisBetween(w.started_at, w.ended_at)
+    measured = (
+        select(
+            *group,
+            w.started_at,
+            w.ended_at,
+            w.outcome,
+            case((ended, waited)).label("waited_ms"),
+            # Ended waits rank first, by time waited; open ones after them.
+            func.row_number()
+            .over(partition_by=group, order_by=(case((ended, 0), else_=1), waited))
+            .label("position"),
+            func.sum(case((ended, 1), else_=0)).over(partition_by=group).label("total"),
+        )
+        .select_from(waits.join(runs, runs.c.id == w.run_id))
+        .cte("measured")
+    )
+    m = measured.c
+
+    def percentile(percent: int) -> ColumnElement[Any]:
+        at_rank = and_(m.ended_at.is_not(None), m.position == (m.total * percent + 99) // 100)
+        return func.min(case((at_rank, m.waited_ms)))
+
+    def outcome(name: str) -> ColumnElement[Any]:
+        return func.sum(case((m.outcome == name, 1), else_=0))
+
+    still_open = m.ended_at.is_(None)
+    return select(
+        m.workflow,
+        m.node,
+        m.kind,
+        m.name,
+        func.count().label("waits"),
+        outcome("woke").label("woke"),
+        outcome("signalled").label("signalled"),
+        outcome("timed_out").label("timed_out"),
+        percentile(50).label("p50_ms"),
+        percentile(95).label("p95_ms"),
+        func.avg(m.waited_ms).label("mean_ms"),
+        func.max(m.waited_ms).label("max_ms"),
+        func.sum(case((still_open, 1), else_=0)).label("open"),
+        func.min(case((still_open, m.started_at))).label("oldest_open_since"),
+    ).group_by(m.workflow, m.node, m.kind, m.name)
+
+
 node_stats = CreateView(_node_stats(), f"{PREFIX}node_stats")
 run_stats = CreateView(_run_stats(), f"{PREFIX}run_stats")
 error_stats = CreateView(_error_stats(), f"{PREFIX}error_stats")
 trace = CreateView(_trace(), f"{PREFIX}trace")
+wait_stats = CreateView(_wait_stats(), f"{PREFIX}wait_stats")
 
-VIEWS = (node_stats, run_stats, error_stats, trace)
+TELEMETRY_VIEWS = (node_stats, run_stats, error_stats, trace)
+"""The views of migration 0003 (made again by 0005, which rebuilds the tables under them)."""
+
+VIEWS = (*TELEMETRY_VIEWS, wait_stats)
 """Every view, in the order to create them."""

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.schema import DropView
 
-from flowstore.store.views import VIEWS
+from flowstore.store.views import TELEMETRY_VIEWS as VIEWS
 
 revision: str = "0003"
 down_revision: str | None = "0002"

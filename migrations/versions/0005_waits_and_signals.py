@@ -20,7 +20,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import DropView
 
-from flowstore.store.views import VIEWS
+from flowstore.store.views import TELEMETRY_VIEWS as VIEWS
 
 # Spelled out here, as in 0001, so this revision stays as it was written.
 TIMESTAMP = sa.DateTime(timezone=True)

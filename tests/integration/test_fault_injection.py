@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from flowstore import Workflow
+from flowstore import NodeContext, Workflow
 from flowstore.errors import LeaseLost, RunNotFound, StoreUnavailable
 from flowstore.runtime.engine import Engine
 from flowstore.store import NodeStatus, RunId, RunStatus, TransitionKind
@@ -264,3 +264,115 @@ async def test_a_heartbeat_failing_past_the_lease_hands_the_run_over(
     assert calls == {"first": 1, "slow": 2, "last": 1}
     owners = [t.payload["owner"] for t in log if t.kind is TransitionKind.RUN and t.payload]
     assert owners == [engine.worker_id, rescuer.worker_id]
+
+
+def waiting_chain(calls: Counter[str]) -> Workflow:
+    """start -> nap (a sleep) -> gate (a signal) -> finish: each wait a commit of its own."""
+    flow = Workflow("waits-under-faults", output="finish")
+
+    @flow.node
+    async def start(n: int) -> int:
+        calls["start"] += 1
+        return n
+
+    @flow.node
+    async def nap(start: int, ctx: NodeContext) -> int:
+        await ctx.sleep(0.05)
+        calls["nap"] += 1  # once the sleep is over
+        return start + 1
+
+    @flow.node
+    async def gate(nap: int, ctx: NodeContext) -> int:
+        go: int = await ctx.wait_for_signal("go")
+        calls["gate"] += 1  # once the signal is taken
+        return nap * go
+
+    @flow.node
+    async def finish(gate: int) -> int:
+        calls["finish"] += 1
+        return gate + 1
+
+    return flow
+
+
+async def _check_waits(url: str, run_id: str, calls: Counter[str]) -> None:
+    """The run ended with its one signal taken once, each wait ended once, and no node ran
+    past its wait more than once plus the one a fault cut short."""
+    async with Engine(url, workers=0) as reader:
+        run = await reader.get_run(run_id)
+        [signal] = await reader.store.list_signals(RunId(run_id))
+        waits = await reader.store.read_waits(RunId(run_id))
+        stuck = await reader.list_runs(status=RunStatus.RUNNING)
+        waiting = await reader.list_runs(status=RunStatus.WAITING)
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, 16), run.error
+    assert signal.consumed_at is not None
+    assert [(w.node, w.kind, w.outcome) for w in waits] == [
+        ("nap", "sleep", "woke"),
+        ("gate", "signal", "signalled"),
+    ]
+    assert waits[1].signal_id == signal.id
+    assert set(calls) == {"start", "nap", "gate", "finish"}
+    assert max(calls.values()) <= 2, calls
+    assert (stuck, waiting) == ([], [])
+
+
+@contextlib.asynccontextmanager
+async def _signalled_when_it_waits(engine: Engine, run_id: str) -> AsyncIterator[None]:
+    """Send the run its signal once it is stored waiting for it, while the block runs."""
+
+    async def send() -> None:
+        while True:
+            waits = await engine.store.read_waits(RunId(run_id))
+            if any(w.kind == "signal" and w.ended_at is None for w in waits):
+                await engine.signal(run_id, "go", 5)
+                return
+            await asyncio.sleep(0.01)
+
+    sender = asyncio.create_task(send())
+    try:
+        yield
+        await asyncio.wait_for(sender, 1)  # sent before the run could end
+    finally:
+        sender.cancel()
+
+
+async def test_every_commit_of_a_run_that_waits_failing_in_turn_loses_nothing(
+    migrated_url: str,
+) -> None:
+    """Each commit fails in turn: those that put the run to waiting (a sleep, then a signal
+    sent only once the run waits for it), end a wait, take the signal (unavailable: taken
+    up again; a driver error: ends the run failed, then resumed). The signal is taken once,
+    and each wait ends once."""
+    clean: Counter[str] = Counter()
+    async with Engine(migrated_url, workers=0, poll_seconds=0.02) as engine:
+        counter = Fault(engine.store, "record_transitions", lambda _: False)
+        run_id = await engine.submit(waiting_chain(clean), {"n": 2}, run_id="clean")
+        async with _signalled_when_it_waits(engine, run_id):
+            await engine.resume(run_id)
+    await _check_waits(migrated_url, "clean", clean)
+    commits = counter.count
+    assert commits >= 6
+    failures: list[BaseException] = [
+        StoreUnavailable("recording transitions: database is locked"),
+        ConnectionResetError("connection reset by peer"),
+    ]
+    for failure in failures:
+        for at in range(1, commits + 1):
+            calls: Counter[str] = Counter()
+            flow = waiting_chain(calls)
+            run_id = f"{type(failure).__name__}-{at}"
+            async with Engine(
+                migrated_url, workflows=[flow], workers=0, poll_seconds=0.02
+            ) as engine:
+                await engine.submit(flow, {"n": 2}, run_id=run_id)
+                fault = Fault(engine.store, "record_transitions", {at}, failure)
+                async with _signalled_when_it_waits(engine, run_id):
+                    try:
+                        await asyncio.wait_for(engine.resume(run_id), 30)
+                    except ConnectionResetError:
+                        fault.undo()
+                        record = await engine.store.get_run(RunId(run_id))
+                        assert (record.status, record.lease_owner) == (RunStatus.FAILED, None)
+                        await asyncio.wait_for(engine.resume(run_id), 30)
+                assert fault.failed == 1, f"commit {at} of {commits} was never made"
+            await _check_waits(migrated_url, run_id, calls)

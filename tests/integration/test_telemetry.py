@@ -13,7 +13,7 @@ from sqlalchemy import text
 from flowstore import Cache, Retry, Workflow
 from flowstore.runtime.context import NodeContext
 from flowstore.runtime.engine import Engine
-from flowstore.store import NewRun, RunStatus, WorkerId
+from flowstore.store import NewRun, RunId, RunStatus, WorkerId
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -52,6 +52,25 @@ async def _populate(engine: Engine) -> dict[str, Any]:
         RunStatus.FAILED,
     )
     return {"ok": ok, "cached": cached, "failed": failed}
+
+
+async def _populate_waits(url: str) -> None:
+    """A run that slept, then waits for a signal that has not come."""
+    flow = Workflow("approval")
+
+    @flow.node
+    async def review(ctx: NodeContext) -> Any:
+        await ctx.sleep(0.05)
+        return await ctx.wait_for_signal("decision")
+
+    async with Engine(url, workflows=[flow], poll_seconds=0.05) as engine:
+        run_id = await engine.submit(flow, {})
+        for _ in range(500):
+            waits = await engine.store.read_waits(RunId(run_id))
+            if [w.kind for w in waits] == ["sleep", "signal"]:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the run never came to wait for its signal")
 
 
 async def test_metrics_and_spans_are_stored_with_the_run(migrated_url: str) -> None:
@@ -141,6 +160,7 @@ def test_the_docs_show_at_least_five_queries() -> None:
 
 @pytest.mark.parametrize("query", documented_queries(), ids=lambda q: q.split("\n")[0][:40])
 async def test_each_documented_query_runs_and_finds_rows(migrated_url: str, query: str) -> None:
+    await _populate_waits(migrated_url)
     async with Engine(migrated_url, workers=0) as engine:
         runs = await _populate(engine)
         # A run in flight, owned by a worker.

@@ -17,9 +17,11 @@ from flowstore import (
     NodeContext,
     RunEnded,
     RunStatus,
+    StoreUnavailable,
     Workflow,
 )
 from flowstore.store import NodeStatus, TransitionKind
+from tests.support.faults import Fault
 
 
 class Decision(BaseModel):
@@ -212,3 +214,119 @@ async def test_a_payload_the_declared_model_refuses_is_not_sent(migrated_url: st
             await client.signal(run_id, "decision", {"approved": True, "note": "ok"})
             run = await asyncio.wait_for(client.wait(run_id), 10)
     assert (run.status, run.output) == (RunStatus.SUCCEEDED, {"approved": True, "note": "ok"})
+
+
+async def test_resuming_a_run_that_waits_takes_it_up_when_it_is_due(migrated_url: str) -> None:
+    calls: list[str] = []
+    flow = sleeper(calls)
+    async with (
+        Engine(migrated_url, workflows=[flow], workers=0, poll_seconds=0.05) as first,
+        Engine(migrated_url, workflows=[flow], workers=0, poll_seconds=0.05) as second,
+    ):
+        run_id = await first.submit(flow, {"seconds": 0.8})
+        running = asyncio.create_task(first.resume(run_id))
+        for _ in range(200):
+            if (await first.get_run(run_id)).status is RunStatus.WAITING:
+                break
+            await asyncio.sleep(0.02)
+        # Not due yet, and owned by nobody: `resume` waits for it, and ends it if it can.
+        run = await asyncio.wait_for(second.resume(run_id), 10)
+        assert (run.status, run.output) == (RunStatus.SUCCEEDED, "RESTED")
+        assert (await asyncio.wait_for(running, 10)).status is RunStatus.SUCCEEDED
+    assert calls.count("nap woke") == 1
+
+
+async def test_time_waited_is_in_the_wait_stats_view_and_not_in_node_durations(
+    migrated_url: str,
+) -> None:
+    calls: list[str] = []
+    flow = sleeper(calls)
+    gate = Workflow("gate")
+
+    @gate.node
+    async def knock(ctx: NodeContext) -> Any:
+        return await ctx.wait_for_signal("go", timeout=0.3, default="late")
+
+    hold = Workflow("hold")
+
+    @hold.node
+    async def stay(ctx: NodeContext) -> Any:
+        return await ctx.wait_for_signal("never")
+
+    async with Engine(migrated_url, workflows=[flow, gate, hold], poll_seconds=0.05) as engine:
+        assert (await engine.run(flow, {"seconds": 0.5})).status is RunStatus.SUCCEEDED
+        assert (await engine.run(gate, {})).output == "late"
+        held = await engine.submit(hold, {})
+        for _ in range(200):
+            if (await engine.get_run(held)).status is RunStatus.WAITING:
+                break
+            await asyncio.sleep(0.02)
+        stats = {(s.workflow, s.node, s.kind, s.name): s for s in await engine.store.wait_stats()}
+        nodes = {(n.workflow, n.node): n for n in await engine.store.node_stats()}
+        assert [s.workflow for s in await engine.store.wait_stats(workflow="gate")] == ["gate"]
+    nap = stats[("sleeper", "nap", "sleep", None)]
+    assert (nap.waits, nap.woke, nap.open) == (1, 1, 0)
+    assert nap.p50_ms is not None and nap.p50_ms >= 500
+    assert nap.p50_ms == nap.p95_ms == nap.mean_ms == nap.max_ms
+    timed_out = stats[("gate", "knock", "signal", "go")]
+    assert (timed_out.timed_out, timed_out.signalled) == (1, 0)
+    assert timed_out.p50_ms is not None and timed_out.p50_ms >= 300
+    still = stats[("hold", "stay", "signal", "never")]
+    assert (still.waits, still.open, still.p50_ms) == (1, 1, None)
+    assert still.oldest_open_since is not None and still.oldest_open_since.tzinfo is not None
+    # The node's duration is that of its last execution, after the sleep.
+    nap_duration = nodes[("sleeper", "nap")].p50_ms
+    assert nap_duration is not None and nap_duration < 500
+
+
+async def test_many_runs_waiting_at_once_under_store_faults_each_take_their_signal_once(
+    migrated_url: str,
+) -> None:
+    flow = Workflow("many", output="finish")
+    taken: list[tuple[int, int]] = []
+
+    @flow.node
+    async def wait(n: int, ctx: NodeContext) -> int:
+        got: int = await ctx.wait_for_signal("go")
+        taken.append((n, got))
+        return got
+
+    @flow.node
+    async def finish(n: int, wait: int) -> int:
+        return n * 1000 + wait
+
+    count = 40
+    async with (
+        Engine(migrated_url, workflows=[flow], workers=3, poll_seconds=0.05) as first,
+        Engine(migrated_url, workflows=[flow], workers=3, poll_seconds=0.05) as second,
+        Client(migrated_url, poll_seconds=0.05) as client,
+    ):
+        # Every seventh commit of each worker fails: its run is released and taken up again.
+        for engine in (first, second):
+            Fault(
+                engine.store,
+                "record_transitions",
+                lambda call: call % 7 == 0,
+                StoreUnavailable("recording transitions: database is locked"),
+            )
+        run_ids = [await client.submit("many", {"n": n}) for n in range(count)]
+        for _ in range(500):
+            waiting = await client.list_runs(status=RunStatus.WAITING, limit=count)
+            if len(waiting) == count:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the runs never all waited")
+
+        async def send(n: int, run_id: str) -> None:
+            for _ in range(2):  # sent twice, as a retrying sender would: taken once
+                await client.signal(run_id, "go", n, idempotency_key=f"go-{n}")
+
+        await asyncio.gather(*(send(n, run_id) for n, run_id in enumerate(run_ids)))
+        runs = [await asyncio.wait_for(client.wait(run_id), 60) for run_id in run_ids]
+        signals = [await client.store.list_signals(run_id) for run_id in run_ids]
+    assert [run.output for run in runs] == [n * 1000 + n for n in range(count)]
+    assert all(len(sent) == 1 and sent[0].consumed_at is not None for sent in signals)
+    # Past its wait, a node ran once per run, but where a fault cut its commit short.
+    assert sorted(set(taken)) == [(n, n) for n in range(count)]
+    assert len(taken) <= count * 2

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost, RunNotFound
 from flowstore.store import prepared, serde
+from flowstore.store.notices import notify_work
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -43,6 +44,7 @@ __all__ = [
     "ended_runs",
     "list_workers",
     "lease_lost",
+    "next_wake_at",
     "register_worker",
     "release_lease",
     "remove_worker",
@@ -79,6 +81,8 @@ def create_run(conn: Connection, new: NewRun, *, now: datetime, encode: Encoder)
     prepared.execute_many(conn, _INSERT_RUN, [row])
     payload = _claim_payload(new.owner, 1) if new.owner is not None else None
     _log_run_status(conn, run_id, 1, record.status, payload, created)
+    if record.status is RunStatus.QUEUED:
+        notify_work(conn, new.graph_hash)  # idle workers in other processes claim it
     # The record as a read would return it: the inputs as plain JSON data.
     return dataclasses.replace(record, inputs=serde.decode(inputs))
 
@@ -322,12 +326,33 @@ def release_lease(conn: Connection, run_id: RunId, owner: WorkerId, fencing: int
     """Give up the lease so another worker may claim the run at once; False if already lost.
 
     The fencing number moves on, so nothing the releasing worker still sends is accepted."""
-    result = conn.execute(
+    released = conn.execute(
         update(runs)
         .where(_owned(run_id, owner, fencing))
         .values(lease_owner=None, lease_expires_at=None, fencing=runs.c.fencing + 1)
+        .returning(runs.c.graph_hash)
+    ).first()
+    if released is None:
+        return False
+    notify_work(conn, released.graph_hash)  # another worker takes it over at once
+    return True
+
+
+def next_wake_at(conn: Connection, graph_hashes: Collection[str]) -> datetime | None:
+    """When the first waiting run of these definitions is due (the index on status and
+    wake_at finds it without reading the runs that wait for a signal only)."""
+    stmt = (
+        select(runs.c.wake_at)
+        .where(
+            runs.c.status == RunStatus.WAITING.value,
+            runs.c.wake_at.is_not(None),
+            runs.c.graph_hash.in_(list(graph_hashes)),
+        )
+        .order_by(runs.c.wake_at)
+        .limit(1)
     )
-    return bool(result.rowcount == 1)
+    wake_at: datetime | None = conn.execute(stmt).scalar()
+    return wake_at
 
 
 def register_worker(conn: Connection, worker: WorkerInfo) -> None:

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import RunEnded, RunNotFound
+from flowstore.store.notices import notify_work
 from flowstore.store.records import RunId, RunStatus, Signal
 from flowstore.store.repositories._common import Encoder, upsert
 from flowstore.store.schema import runs, signals
@@ -48,7 +49,9 @@ def send_signal(
             return Signal.from_row(sent)
     # Locked: a run going `waiting` at the same time commits before or after this, never
     # between the look at its status and the signal (see `waits.due_if_signalled`).
-    row = conn.execute(select(runs.c.status).where(runs.c.id == run_id).with_for_update()).first()
+    row = conn.execute(
+        select(runs.c.status, runs.c.graph_hash).where(runs.c.id == run_id).with_for_update()
+    ).first()
     if row is None:
         raise RunNotFound(f"no run has the id {run_id!r}")
     status = RunStatus(row.status)
@@ -71,6 +74,7 @@ def send_signal(
             .where(runs.c.id == run_id, runs.c.status == RunStatus.WAITING.value)
             .values(wake_at=now)
         )
+        notify_work(conn, row.graph_hash)  # idle workers in other processes take it up
     query = select(signals).where(signals.c.run_id == run_id)
     if idempotency_key is not None:
         query = query.where(signals.c.idempotency_key == idempotency_key)

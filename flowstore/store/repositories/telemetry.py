@@ -10,7 +10,15 @@ from sqlalchemy import Executable, bindparam, select
 from sqlalchemy.engine import Connection
 
 from flowstore.store import prepared, views
-from flowstore.store.records import ErrorReport, MetricPoint, NodeStats, RunId, RunStats, Span
+from flowstore.store.records import (
+    ErrorReport,
+    MetricPoint,
+    NodeStats,
+    RunId,
+    RunStats,
+    Span,
+    WaitStats,
+)
 from flowstore.store.repositories._common import Encoder, upsert_for
 from flowstore.store.schema import error_reports, metrics, spans
 
@@ -24,6 +32,7 @@ __all__ = [
     "record_metrics",
     "record_spans",
     "run_stats",
+    "wait_stats",
 ]
 
 
@@ -151,6 +160,15 @@ def run_stats(conn: Connection, *, workflow: str | None) -> list[RunStats]:
     if workflow is not None:
         stmt = stmt.where(view.c.workflow == workflow)
     return [RunStats.from_row(row) for row in conn.execute(stmt).mappings()]
+
+
+def wait_stats(conn: Connection, *, workflow: str | None) -> list[WaitStats]:
+    """Rows of the `flowstore_wait_stats` view, by workflow, node, kind and signal."""
+    view = views.wait_stats.table
+    stmt = select(view).order_by(view.c.workflow, view.c.node, view.c.kind, view.c.name)
+    if workflow is not None:
+        stmt = stmt.where(view.c.workflow == workflow)
+    return [WaitStats.from_row(row) for row in conn.execute(stmt).mappings()]
 
 
 def list_metrics(

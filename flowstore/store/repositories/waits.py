@@ -75,11 +75,11 @@ def due_if_signalled(
 
 
 def read_waits(conn: Connection, run_id: RunId) -> list[Wait]:
-    """A run's waits, in order."""
+    """A run's waits, in the order they began."""
     stmt = (
         select(waits)
         .where(waits.c.run_id == run_id)
-        .order_by(waits.c.node, waits.c.exec_key, waits.c.seq)
+        .order_by(waits.c.started_at, waits.c.node, waits.c.exec_key, waits.c.seq)
     )
     return [Wait.from_row(row) for row in conn.execute(stmt).mappings()]
 
