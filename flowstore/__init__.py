@@ -93,6 +93,7 @@ __all__ = [
     "NodeEvent",
     "NodeTimeout",
     "Problem",
+    "Retention",
     "Retry",
     "Run",
     "RunEvent",
@@ -128,6 +129,7 @@ _LAZY = {
     "Engine": "flowstore.runtime.engine",
     "Run": "flowstore.runtime.models",
     "RunStatus": "flowstore.runtime.models",
+    "Retention": "flowstore.runtime.retention",
     "StoreSettings": "flowstore.store.engine",
     "new_secrets_key": "flowstore.runtime.sealing",
     **dict.fromkeys(

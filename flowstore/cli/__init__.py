@@ -16,6 +16,7 @@ from flowstore.cli import (
     cache,
     db,
     definitions,
+    gc,
     memory,
     reports,
     running,
@@ -52,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_commands(commands)
     reports.add_commands(commands)
     cache.add_commands(commands)
+    gc.add_commands(commands)
     memory.add_commands(commands)
     secrets.add_commands(commands)
     worker.add_commands(commands)

@@ -47,7 +47,7 @@ def add_commands(commands: Any) -> None:
     errors.set_defaults(handler=_errors)
 
 
-def parse_since(text: str, *, now: datetime | None = None) -> datetime:
+def parse_since(text: str, *, now: datetime | None = None, option: str = "--since") -> datetime:
     """A `--since` value as an aware UTC time: ISO 8601 (naive means UTC), or `30m`-style ago.
 
     Raises:
@@ -61,7 +61,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise FlowstoreError(
-            f"--since {text!r}: give an ISO 8601 time (2026-11-25T10:00) or an age such as "
+            f"{option} {text!r}: give an ISO 8601 time (2026-11-25T10:00) or an age such as "
             "30m, 2h or 1d"
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

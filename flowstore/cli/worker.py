@@ -12,7 +12,7 @@ import argparse
 import asyncio
 import signal
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowstore.cli.common import add_json_option, print_json
@@ -23,6 +23,7 @@ from flowstore.cli.definitions import (
     load_resources,
     load_workflow,
 )
+from flowstore.errors import FlowstoreError
 
 __all__ = ["add_commands"]
 
@@ -53,6 +54,12 @@ def add_commands(commands: Any) -> None:
         help="on SIGTERM or SIGINT, how long runs in flight may take to end before they are "
         "released to other workers (default 30); a second signal stops at once",
     )
+    worker.add_argument(
+        "--keep-runs",
+        metavar="AGE",
+        help="delete runs that ended longer ago than AGE (30d, 12h), once an hour, as "
+        "`flowstore gc` does",
+    )
     add_resources_option(worker)
     add_allow_option(worker)
     worker.set_defaults(handler=_worker)
@@ -71,6 +78,16 @@ def _worker(args: argparse.Namespace) -> int:
 
     workflows = [load_workflow(source, args.allow) for source in args.workflows]
     resources = load_resources(args.resources)
+    retention = None
+    if args.keep_runs is not None:
+        from flowstore.cli.reports import parse_since
+        from flowstore.runtime.retention import Retention
+
+        now = datetime.now(UTC)
+        kept = now - parse_since(args.keep_runs, now=now, option="--keep-runs")
+        if kept <= timedelta(0):
+            raise FlowstoreError(f"--keep-runs {args.keep_runs!r}: give an age, such as 30d")
+        retention = Retention(older_than=kept)
 
     async def serve() -> None:
         stop, at_once = asyncio.Event(), asyncio.Event()
@@ -90,6 +107,7 @@ def _worker(args: argparse.Namespace) -> int:
             lease_seconds=args.lease,
             poll_seconds=args.poll,
             resources=resources,
+            retention=retention,
         ) as engine:
             names = ", ".join(workflow.name for workflow in workflows)
             print(f"worker {engine.worker_id} running {names}", file=sys.stderr, flush=True)

@@ -45,6 +45,7 @@ from flowstore.runtime.reading import RunReading
 from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.resumption import RunTakeover
+from flowstore.runtime.retention import Retention, keep_deleting
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
@@ -108,6 +109,8 @@ class Engine(RunTakeover, RunReading):
         secrets_key: A key that encrypts the values of secret fields wherever they are
             stored (`flowstore.runtime.sealing`); else `FLOWSTORE_SECRETS_KEY`, else they are
             stored as given.
+        retention: Delete runs that ended longer ago than it says, in the background, in
+            short batches (`flowstore.runtime.retention`); `flowstore gc` does it by hand.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class Engine(RunTakeover, RunReading):
         grace_seconds: float = 0.0,
         store_retry_seconds: float = 60.0,
         secrets_key: str | None = None,
+        retention: Retention | None = None,
     ) -> None:
         from flowstore.store.engine import database_url
 
@@ -146,6 +150,8 @@ class Engine(RunTakeover, RunReading):
         self._store: Any = None
         self._grace_seconds = grace_seconds
         self._store_retry_seconds = store_retry_seconds
+        self._retention = retention
+        self._retaining: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._worker_count = workers
         self._poll_seconds = poll_seconds
@@ -209,6 +215,8 @@ class Engine(RunTakeover, RunReading):
         await self._store.register_graphs(self._definitions.stored())
         self._closing = False
         self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
+        if self._retention is not None:
+            self._retaining = asyncio.create_task(keep_deleting(self._store, self._retention))
         if self._worker_count:  # woken when another process makes a run claimable
             await self._watching.enter_async_context(self._store.watch_work(self._work_heard))
         trouble = Trouble(self.worker_id)
@@ -245,6 +253,11 @@ class Engine(RunTakeover, RunReading):
     async def __aexit__(self, *_: object) -> None:
         await self.drain(self._grace_seconds)
         await self._watching.aclose()
+        if self._retaining is not None:
+            self._retaining.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retaining
+            self._retaining = None
         await self._waiting.close()
         if self._heartbeat is not None:
             self._heartbeat.cancel()

@@ -199,6 +199,12 @@ def install_sqlite_hooks(engine: Engine, settings: StoreSettings, *, begin: bool
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
+            cursor.execute("PRAGMA page_count")
+            if not settings.read_only and not cursor.fetchone()[0]:
+                # A new file, before its first table: it gives pages freed by deletes back to
+                # the file system a few at a time (`space.reclaim`). (On a file with tables
+                # the setting waits for a VACUUM, and the lock to change it.)
+                cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
             for pragma in pragmas:
                 cursor.execute(pragma)
         finally:

@@ -29,7 +29,9 @@ from flowstore.store.records import (
     RunQuery,
     RunRecord,
     RunStats,
+    RunStatus,
     Signal,
+    SpaceUse,
     Span,
     StoredGraph,
     Transition,
@@ -398,6 +400,39 @@ class Store(Protocol):
 
     async def node_stats(self, *, workflow: str | None = None) -> list[NodeStats]:
         """The `flowstore_node_stats` view, optionally of one workflow."""
+        ...
+
+    async def delete_ended_runs(
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Collection[RunStatus],
+        limit: int,
+        keep_stats: bool = False,
+    ) -> int:
+        """Delete up to `limit` runs with one of `statuses` (ended ones) that ended before
+        `ended_before`, with everything that belongs to them, in one
+        transaction; how many. With `keep_stats` their metrics stay, tied to no run."""
+        ...
+
+    async def count_ended_runs(
+        self, *, ended_before: datetime, statuses: Collection[RunStatus]
+    ) -> int:
+        """How many runs `delete_ended_runs` would delete, in all."""
+        ...
+
+    async def reclaim_space(self, *, pages: int) -> int:
+        """SQLite: give up to `pages` free pages back to the file system, in one short
+        write; how many (0 on PostgreSQL, or for a file made without incremental
+        auto-vacuum)."""
+        ...
+
+    async def space_use(self) -> SpaceUse:
+        """How big the SQLite file is and how much of it is free (noughts on PostgreSQL)."""
+        ...
+
+    async def vacuum(self) -> None:
+        """SQLite: rewrite the file without its free pages; writers wait meanwhile."""
         ...
 
     async def run_stats(self, *, workflow: str | None = None) -> list[RunStats]:

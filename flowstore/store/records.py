@@ -48,6 +48,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "RunStats",
+    "SpaceUse",
     "Span",
     "Signal",
     "StoredGraph",
@@ -425,6 +426,7 @@ from flowstore.store.support_records import (  # noqa: E402
     NewMessage,
     NodeStats,
     RunStats,
+    SpaceUse,
     Span,
     WaitStats,
 )

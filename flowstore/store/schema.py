@@ -119,12 +119,23 @@ runs = Table(
     # A waiting run's earliest deadline (a sleep's end, a signal wait's timeout): claimable then.
     Column("wake_at", UTCDateTime),
     CheckConstraint(_one_of("status", [s.value for s in RunStatus]), name="status"),
-    Index(None, "status", "priority", "created_at"),
-    Index(None, "workflow", "created_at"),
-    Index(None, "created_at"),
+    # Listings, newest first (`list_runs`: creation time, then id), and retention.
+    Index(None, "status", "created_at", "id"),
+    Index(None, "status", "finished_at"),
+    Index(None, "workflow", "created_at", "id"),
+    Index(None, "created_at", "id"),
     Index(None, "parent_run_id"),
     Index(None, "lease_owner"),
     Index(None, "status", "wake_at"),
+)
+
+# The claim order of each status (`runs.claim_run`): its first row is the next run to claim.
+Index(
+    f"ix_{PREFIX}runs_claim",
+    runs.c.status,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
 )
 
 node_executions = Table(
@@ -257,6 +268,7 @@ messages = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime),
     Index(None, "thread_id", "id"),
+    Index(None, "run_id"),
 )
 
 entities = Table(
@@ -281,6 +293,7 @@ entity_history = Table(
     Column("run_id", RUN_ID, _run_fk("SET NULL")),
     Column("changed_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("namespace", "name", "version"),
+    Index(None, "run_id"),
     ForeignKeyConstraint(
         ["namespace", "name"],
         [f"{PREFIX}entities.namespace", f"{PREFIX}entities.name"],

@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from flowstore.logs import engine_logger
-from flowstore.store import migrate
+from flowstore.store import migrate, space
 from flowstore.store.engine import (
     StoreSettings,
     create_engine,
@@ -51,7 +51,9 @@ from flowstore.store.records import (
     RunQuery,
     RunRecord,
     RunStats,
+    RunStatus,
     Signal,
+    SpaceUse,
     Span,
     StoredGraph,
     Transition,
@@ -65,6 +67,7 @@ from flowstore.store.repositories import (
     cache,
     commits,
     memory,
+    retention,
     runs,
     signals,
     telemetry,
@@ -552,6 +555,48 @@ class SQLStore(SQLTransactions, Store):
 
     async def node_stats(self, *, workflow: str | None = None) -> list[NodeStats]:
         return await self._read("reading node statistics", telemetry.node_stats, workflow=workflow)
+
+    # ---------------------------------------------------------------- retention and space
+
+    async def delete_ended_runs(
+        self,
+        *,
+        ended_before: datetime,
+        statuses: Collection[RunStatus],
+        limit: int,
+        keep_stats: bool = False,
+    ) -> int:
+        deleted = await self._write(
+            "deleting old runs",
+            retention.delete_ended_runs,
+            ended_before=ended_before,
+            statuses=statuses,
+            limit=limit,
+            keep_stats=keep_stats,
+        )
+        await self._checkpoint()
+        return deleted
+
+    async def count_ended_runs(
+        self, *, ended_before: datetime, statuses: Collection[RunStatus]
+    ) -> int:
+        return await self._read(
+            "counting old runs",
+            retention.count_ended_runs,
+            ended_before=ended_before,
+            statuses=statuses,
+        )
+
+    async def reclaim_space(self, *, pages: int) -> int:
+        freed = await self._write("giving free pages back", space.reclaim, pages=pages)
+        await self._checkpoint()
+        return freed
+
+    async def vacuum(self) -> None:
+        await self._write("vacuuming the database", space.vacuum)
+
+    async def space_use(self) -> SpaceUse:
+        return await self._read("reading the database's size", space.space_use)
 
     async def run_stats(self, *, workflow: str | None = None) -> list[RunStats]:
         return await self._read("reading run statistics", telemetry.run_stats, workflow=workflow)

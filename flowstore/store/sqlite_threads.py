@@ -135,16 +135,18 @@ class SQLiteThreads:
         self._requests.put(_Request(loop, future, work, wait_for_lock, self._settled))
         return await future
 
-    def checkpoint(self) -> None:
-        """Queue a PASSIVE checkpoint of the WAL, outside any transaction; do not wait. Until
-        it has run the threads are not `idle`, so the writes that follow queue behind it and
-        it copies the whole WAL, which lets the next write start the WAL over."""
+    def checkpoint(self) -> asyncio.Future[None]:
+        """Queue a PASSIVE checkpoint of the WAL, outside any transaction; returns when it is
+        done (a failure is logged; no one need wait). Until it has run the threads are not
+        `idle`, so the writes that follow queue behind it and it copies the whole WAL, which
+        lets the next write start the WAL over."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         future.add_done_callback(_log_failure)
         self._unsettled += 1
         request = _Request(loop, future, checkpoint_wal, True, self._settled, transaction=False)
         self._requests.put(request)
+        return future
 
     def _settled(self) -> None:
         self._unsettled -= 1

@@ -27,6 +27,7 @@ __all__ = [
     "NodeStats",
     "RunStats",
     "WaitStats",
+    "SpaceUse",
     "Message",
     "MetricPoint",
     "NewMessage",
@@ -342,6 +343,21 @@ class WaitStats:
     def from_row(cls, row: Mapping[Any, Any]) -> WaitStats:
         """Build a record from a row of the view (numbers as Python floats and ints)."""
         return _numbers(cls, row)
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceUse:
+    """How much of a SQLite file is used (all nought on PostgreSQL).
+
+    Attributes:
+        file_bytes: The file's size (without its WAL).
+        free_bytes: Of which pages that hold nothing (freed by deletes).
+        incremental: Whether the file gives freed pages back as it goes (`reclaim`).
+    """
+
+    file_bytes: int
+    free_bytes: int
+    incremental: bool
 
 
 S = TypeVar("S", "NodeStats", "RunStats", "WaitStats")

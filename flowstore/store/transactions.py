@@ -137,6 +137,14 @@ class SQLTransactions:
             return contextlib.nullcontext(False)
         return self._notices.watch_work(heard)
 
+    async def _checkpoint(self) -> None:
+        """SQLite: copy the WAL into the database now, after a bulk write, so that the small
+        commit of another process that next fills the WAL does not pay for it. A failure is
+        logged (the next checkpoint copies the rest)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer.checkpoint()
+
     async def close(self) -> None:
         if self._notices is not None:
             await self._notices.close()

@@ -30,6 +30,7 @@ from flowstore.store import (
     RunChange,
     RunId,
     RunQuery,
+    RunRecord,
     RunStatus,
     Span,
     StoreSettings,
@@ -141,6 +142,33 @@ async def test_a_claim_takes_the_highest_priority_oldest_run(
     second = await store.claim_run(B, lease_seconds=30, workflows=["triage"])
     assert second is not None and second.run.id == low.id
     assert await store.claim_run(B, lease_seconds=30, workflows=["triage"]) is None
+
+
+async def test_a_claim_orders_every_kind_of_claimable_run_by_priority_then_age(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    # Oldest first: a due waiting run, an expired lease, a queued run; then one of each
+    # at a higher priority, created last.
+    async def waiting(priority: int) -> RunRecord:
+        run = await store.create_run(new_run(owner=A, priority=priority))
+        wake_at = clock() + timedelta(seconds=1)
+        await store.record_transitions(run.id, 1, [RunChange(RunStatus.WAITING, wake_at=wake_at)])
+        return run
+
+    order = []
+    for priority in (0, 3):
+        order.append(await waiting(priority))
+        clock.advance(1)
+        order.append(await store.create_run(new_run(owner=A, lease_seconds=1, priority=priority)))
+        clock.advance(1)
+        order.append(await store.create_run(new_run(priority=priority)))
+        clock.advance(1)
+    clock.advance(10)  # every lease expired, every wait due
+    expected = [run.id for run in order[3:] + order[:3]]
+    claimed = []
+    while (claim := await store.claim_run(B, lease_seconds=60)) is not None:
+        claimed.append(claim.run.id)
+    assert claimed == expected
 
 
 async def test_a_claim_can_target_one_run(store: SQLStore) -> None:

@@ -23,6 +23,23 @@ def start_flowstore(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def run_flowstore(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """`python -m flowstore ARGS` from the checkout, with `env` added, to its end; with
+    `check`, its exit status must be 0 (its stderr is in the failure)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "flowstore", *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert not check or done.returncode == 0, done.stderr
+    return done
+
+
 async def start_worker(
     workflow: str, url: str, *args: str, env: dict[str, str]
 ) -> asyncio.subprocess.Process:

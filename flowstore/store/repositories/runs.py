@@ -8,7 +8,18 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, delete, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Executable,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost, RunNotFound
@@ -178,6 +189,12 @@ _GET_RUN = select(runs).where(runs.c.id == bindparam("run_id"))
 
 def list_runs(conn: Connection, query: RunQuery) -> list[RunRecord]:
     """The runs matching `query`, newest first."""
+    result = conn.execute(list_runs_query(query))
+    return [RunRecord.from_row(row) for row in result.mappings()]
+
+
+def list_runs_query(query: RunQuery) -> Select[Any]:
+    """The SELECT of `list_runs` (an index on status or workflow, then creation, serves it)."""
     stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(query.limit)
     if query.workflow is not None:
         stmt = stmt.where(runs.c.workflow == query.workflow)
@@ -189,19 +206,26 @@ def list_runs(conn: Connection, query: RunQuery) -> list[RunRecord]:
         stmt = stmt.where(runs.c.created_at < query.created_before)
     if query.parent_run_id is not None:
         stmt = stmt.where(runs.c.parent_run_id == query.parent_run_id)
-    result = conn.execute(stmt)
-    return [RunRecord.from_row(row) for row in result.mappings()]
+    return stmt
 
 
 def find_run_ids(conn: Connection, prefix: str, *, limit: int) -> list[RunId]:
     """The ids of runs that start with `prefix` (as given: `%` and `_` are no wildcards)."""
-    stmt = (
-        select(runs.c.id)
-        .where(runs.c.id.startswith(prefix, autoescape=True))
-        .order_by(runs.c.id)
-        .limit(limit)
-    )
+    stmt = find_run_ids_query(prefix, limit=limit, dialect=conn.dialect.name)
     return [RunId(row.id) for row in conn.execute(stmt)]
+
+
+def find_run_ids_query(prefix: str, *, limit: int, dialect: str) -> Select[Any]:
+    """The SELECT of `find_run_ids`. On SQLite, whose LIKE ignores case and reads every row,
+    a range of the primary key (text compares byte by byte there): from `prefix` to the
+    prefix with its last character's successor. PostgreSQL's LIKE is exact, and its
+    collation may not order a range the same way."""
+    if dialect != "sqlite" or not prefix or prefix[-1] == "\U0010ffff":
+        stmt = select(runs.c.id).where(runs.c.id.startswith(prefix, autoescape=True))
+    else:
+        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        stmt = select(runs.c.id).where(runs.c.id >= prefix, runs.c.id < after)
+    return stmt.order_by(runs.c.id).limit(limit)
 
 
 def ended_runs(conn: Connection, run_ids: Sequence[RunId]) -> list[RunId]:
@@ -233,30 +257,28 @@ def claim_run(
 
     A run is claimable when it is queued, or running with no live lease: its lease expired,
     was released, or belongs to a worker in `steal_from` (known to be dead); or waiting and
-    due (`wake_at` passed: a sleep ended, a signal came, a wait timed out). On PostgreSQL the
-    candidate row is locked with `FOR UPDATE SKIP LOCKED`, so concurrent claimers take
-    different runs; on SQLite the caller's `BEGIN IMMEDIATE` serializes claims.
+    due (`wake_at` passed: a sleep ended, a signal came, a wait timed out). Of those, the
+    highest priority, then the oldest, is taken.
+
+    Each kind is looked up by a query of its own that an index answers (`claim_candidates`), so
+    the runs that ended, however many, are never read. On PostgreSQL each candidate row is
+    locked with `FOR UPDATE SKIP LOCKED`, so concurrent claimers take different runs; on
+    SQLite the caller's `BEGIN IMMEDIATE` serializes claims.
     """
-    lease_free = or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now)
-    if steal_from:
-        lease_free = or_(lease_free, runs.c.lease_owner.in_(list(steal_from)))
-    due = and_(runs.c.status == RunStatus.WAITING.value, runs.c.wake_at <= now)
-    candidate = select(runs.c.id).where(or_(and_(runs.c.status.in_(_CLAIMABLE), lease_free), due))
-    if workflows is not None:
-        candidate = candidate.where(runs.c.workflow.in_(list(workflows)))
-    if graph_hashes is not None:
-        candidate = candidate.where(runs.c.graph_hash.in_(list(graph_hashes)))
-    if run_id is not None:
-        candidate = candidate.where(runs.c.id == run_id)
-    candidate = (
-        candidate.order_by(runs.c.priority.desc(), runs.c.created_at, runs.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
+    found = [
+        row
+        for query in claim_candidates(
+            now, workflows=workflows, run_id=run_id, graph_hashes=graph_hashes, dead=steal_from
+        )
+        for row in conn.execute(query)
+    ]
+    if not found:
+        return None
+    best = min(found, key=lambda row: (-row.priority, row.created_at, row.id))
     expires = now + timedelta(seconds=lease_seconds)
     claimed = conn.execute(
         update(runs)
-        .where(runs.c.id == candidate.scalar_subquery())
+        .where(runs.c.id == best.id)
         .values(
             status=RunStatus.RUNNING.value,
             lease_owner=owner,
@@ -269,13 +291,51 @@ def claim_run(
         )
         .returning(*runs.c)
     )
-    row = claimed.mappings().first()
-    if row is None:
-        return None
-    run = RunRecord.from_row(row)
+    run = RunRecord.from_row(claimed.mappings().one())
     payload = _claim_payload(owner, run.fencing)
     _log_run_status(conn, run.id, run.last_seq, RunStatus.RUNNING, payload, now)
     return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
+
+
+def claim_candidates(
+    now: datetime,
+    *,
+    workflows: Collection[str] | None,
+    run_id: RunId | None,
+    graph_hashes: Collection[str] | None,
+    dead: Collection[WorkerId],
+) -> list[Any]:
+    """The first claimable run of each kind in claim order, by a query an index answers:
+    queued ones and running ones whose lease is free from `ix_flowstore_runs_claim`, read in
+    its order (running runs are few: one per executing run at most); waiting ones from the
+    range of `status, wake_at` that is due, sorted (only the runs due and not yet taken)."""
+    lease_free = or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now)
+    if dead:
+        lease_free = or_(lease_free, runs.c.lease_owner.in_(list(dead)))
+    kinds = [
+        runs.c.status == RunStatus.QUEUED.value,
+        and_(runs.c.status == RunStatus.RUNNING.value, lease_free),
+        and_(runs.c.status == RunStatus.WAITING.value, runs.c.wake_at <= now),
+    ]
+    queries = []
+    for condition in kinds:
+        query = select(runs.c.id, runs.c.priority, runs.c.created_at).where(condition)
+        if workflows is not None:
+            query = query.where(runs.c.workflow.in_(list(workflows)))
+        if graph_hashes is not None:
+            query = query.where(runs.c.graph_hash.in_(list(graph_hashes)))
+        if run_id is not None:
+            query = query.where(runs.c.id == run_id)
+        queries.append(query.order_by(*_CLAIM_ORDER).limit(1).with_for_update(skip_locked=True))
+    # SQLite could read every waiting run in claim order rather than sort the due ones.
+    queries[2] = queries[2].with_hint(runs, f"INDEXED BY {_DUE_INDEX}", "sqlite")
+    return queries
+
+
+_DUE_INDEX = f"ix_{runs.name}_status_wake_at"
+
+_CLAIM_ORDER = (runs.c.priority.desc(), runs.c.created_at, runs.c.id)
+"""The order runs are claimed in; the index `ix_flowstore_runs_claim` has it after the status."""
 
 
 def lease_lost(conn: Connection, run_id: RunId, fencing: int) -> LeaseLost:
@@ -341,7 +401,13 @@ def release_lease(conn: Connection, run_id: RunId, owner: WorkerId, fencing: int
 def next_wake_at(conn: Connection, graph_hashes: Collection[str]) -> datetime | None:
     """When the first waiting run of these definitions is due (the index on status and
     wake_at finds it without reading the runs that wait for a signal only)."""
-    stmt = (
+    wake_at: datetime | None = conn.execute(next_wake_query(graph_hashes)).scalar()
+    return wake_at
+
+
+def next_wake_query(graph_hashes: Collection[str]) -> Select[Any]:
+    """The SELECT of `next_wake_at`."""
+    return (
         select(runs.c.wake_at)
         .where(
             runs.c.status == RunStatus.WAITING.value,
@@ -351,8 +417,6 @@ def next_wake_at(conn: Connection, graph_hashes: Collection[str]) -> datetime | 
         .order_by(runs.c.wake_at)
         .limit(1)
     )
-    wake_at: datetime | None = conn.execute(stmt).scalar()
-    return wake_at
 
 
 def register_worker(conn: Connection, worker: WorkerInfo) -> None:
