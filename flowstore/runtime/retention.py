@@ -161,7 +161,7 @@ async def keep_deleting(store: Store, retention: Retention) -> None:
         else:
             if sweep.deleted:
                 log.info(
-                    "deleted %d runs that ended before %s, in %d batches (longest %.0f ms)",
+                    "deleted %d runs that ended over %s ago, in %d batches (longest %.0f ms)",
                     sweep.deleted,
                     retention.older_than,
                     sweep.batches,

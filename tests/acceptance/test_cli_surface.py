@@ -76,7 +76,7 @@ def test_help_shows_the_defaults() -> None:
     assert "at most this many runs (default: 20)" in " ".join(done.stdout.split())
     worker = " ".join(flowstore("worker", "--help").stdout.split())
     assert "runs executed at once (default: 4)" in worker
-    assert "(default 30); a second signal stops at once --resources" in worker  # said once
+    assert "(default 30); a second signal stops at once --keep-runs" in worker  # said once
 
 
 def test_piping_into_head_stops_quietly(env: dict[str, str]) -> None:
