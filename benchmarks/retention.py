@@ -126,15 +126,15 @@ async def steady_runs(client: Client, seconds: float, during: Awaitable[Any] | N
     return durations, failed, (await task if task is not None else None)
 
 
-async def main(url: str, runs: int, repeat: int, steady_seconds: float) -> None:
+async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     async with Engine(url, workers=0, telemetry=False) as engine:
-        await seed(engine, 100)
+        await seed(engine, 100, at_once=at_once)
         small = await query_times(engine, repeat)
         started = time.perf_counter()
-        await seed(engine, int(runs * 0.9) - 100)
+        await seed(engine, int(runs * 0.9) - 100, at_once=at_once)
         cutoff = datetime.now(UTC)  # the oldest 90% ended before this
-        await seed(engine, runs - int(runs * 0.9))
+        await seed(engine, runs - int(runs * 0.9), at_once=at_once)
         seeding = time.perf_counter() - started
         large = await query_times(engine, repeat)
         async with engine.store.engine.connect() as conn:
@@ -223,6 +223,7 @@ if __name__ == "__main__":
     parser.add_argument("--url", help="a database to use (default: a new SQLite file)")
     parser.add_argument("--repeat", type=int, default=200, help="timings per query")
     parser.add_argument("--steady", type=float, default=10.0, help="seconds of runs before")
+    parser.add_argument("--at-once", type=int, default=50, help="runs seeded at once")
     args = parser.parse_args()
     # FLOWSTORE_BENCH_SMOKE=1 (the docs tests): the same code at small sizes, once.
     if os.environ.get("FLOWSTORE_BENCH_SMOKE") == "1":
@@ -230,4 +231,4 @@ if __name__ == "__main__":
     if args.url is None:
         folder = Path(tempfile.mkdtemp(prefix="flowstore-retention-"))
         args.url = f"sqlite+aiosqlite:///{folder / 'retention.db'}"
-    asyncio.run(main(args.url, args.runs, args.repeat, args.steady))
+    asyncio.run(main(args.url, args.runs, args.repeat, args.steady, args.at_once))

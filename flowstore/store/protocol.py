@@ -278,8 +278,9 @@ class Store(Protocol):
         forget_after: float = 3600.0,
     ) -> frozenset[RunId]:
         """Record a heartbeat and renew the leases named in `leases` (run id to fencing
-        number) that the worker still owns; return those runs. Rows of workers silent for
-        `forget_after` seconds are deleted."""
+        number) that the worker still owns; return those runs, and the runs named that do
+        not exist yet (held while the commit that creates them is in flight). Rows of
+        workers silent for `forget_after` seconds are deleted."""
         ...
 
     async def list_workers(self, *, heartbeat_since: datetime | None = None) -> list[WorkerInfo]:

@@ -419,3 +419,28 @@ async def test_a_node_cancelled_while_it_commits_never_stops_the_run_from_ending
             run = await task
         engine.store.record_transitions = real
     assert run.status is RunStatus.CANCELLED
+
+
+async def test_runs_held_while_their_first_commit_is_in_flight_keep_their_lease(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A heartbeat that lands between a new run's hold and its first commit (which creates
+    it) does not take it for lost: with a heartbeat every 0.5 s and every first commit held
+    back 0.6 s, each run is named by a heartbeat before its row exists."""
+    flow = Workflow("fresh")
+
+    @flow.node
+    async def one(n: int) -> int:
+        return n
+
+    async with Engine(migrated_url, workers=0, lease_seconds=1.5) as engine:
+        real = engine.store.record_transitions
+
+        async def late(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("create") is not None:
+                await asyncio.sleep(0.6)
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(engine.store, "record_transitions", late)
+        runs = await asyncio.gather(*(engine.run(flow, {"n": n}) for n in range(20)))
+    assert [run.output for run in runs] == list(range(20))

@@ -568,9 +568,12 @@ async def test_a_heartbeat_renews_only_the_leases_it_names(
     theirs = await store.create_run(new_run(owner=B, lease_seconds=10))
     clock.advance(8)
 
-    # A names `mine` (and `theirs`, which it does not own, and a stale fencing number).
-    leases = {mine.id: 1, theirs.id: 1, abandoned.id: 7}
-    assert await store.heartbeat(a, leases=leases, lease_seconds=10) == {mine.id}
+    # A names `mine` (and `theirs`, which it does not own, and a stale fencing number), and
+    # a run it holds whose creating commit is still in flight: not stored yet, not lost.
+    creating = store.plan_run(new_run(owner=A, lease_seconds=10))
+    assert creating.id is not None
+    leases = {mine.id: 1, theirs.id: 1, abandoned.id: 7, creating.id: 1}
+    assert await store.heartbeat(a, leases=leases, lease_seconds=10) == {mine.id, creating.id}
     clock.advance(8)
     claimed = set()
     while (claim := await store.claim_run(WorkerId("c"), lease_seconds=10)) is not None:

@@ -452,7 +452,8 @@ def heartbeat(
     forget_after: float,
 ) -> frozenset[RunId]:
     """Record a worker's heartbeat and extend the leases it holds (`leases`: run id to
-    fencing number); return the runs whose lease was extended.
+    fencing number); return the runs whose lease was extended, and those that do not exist
+    yet (their creating commit has not landed: their lease starts with it).
 
     Only the runs named are renewed, and only while the worker still owns them with that
     fencing number: a run its executor gave up on stops being renewed, so its lease expires
@@ -480,7 +481,14 @@ def heartbeat(
         .values(lease_expires_at=now + timedelta(seconds=lease_seconds))
         .returning(runs.c.id)
     )
-    return frozenset(RunId(run_id) for run_id in renewed.scalars())
+    extended = frozenset(RunId(run_id) for run_id in renewed.scalars())
+    if len(extended) == len(leases):
+        return extended
+    # A run held while its first commit, which creates it, is still in flight has no row
+    # yet: nobody else can own it, and its lease starts with that commit. It is not lost.
+    others = [run_id for run_id in leases if run_id not in extended]
+    stored = {row.id for row in conn.execute(select(runs.c.id).where(runs.c.id.in_(others)))}
+    return extended | frozenset(run_id for run_id in others if run_id not in stored)
 
 
 def list_workers(conn: Connection, *, heartbeat_since: datetime | None) -> list[WorkerInfo]:
