@@ -8,7 +8,7 @@ On one database (a new SQLite file by default; `--url` for PostgreSQL):
 1. With 100 ended runs, then with `--runs` of them, times the queries that must not slow
    down as runs pile up: an empty claim, the next due waiting run, listing runs (all, the
    waiting ones, one workflow's), finding a short id. Prints each at both sizes, and each
-   query's plan with whether it reads the whole runs table.
+   query's plan (on SQLite, with whether it reads the whole runs table).
 2. Starts a `flowstore worker` process and submits a run of a three-node workflow every
    50 ms: first for a while with nothing else, then while this process deletes the oldest
    90% of the ended runs (`delete_old_runs`, the code of `flowstore gc`). Prints how long
@@ -146,9 +146,12 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
     print(f"{'query (median)':<26}{'100 runs':>12}{f'{runs:,} runs':>16}")
     for name in small:
         print(f"{name:<26}{small[name]:>9.3f} ms{large[name]:>13.3f} ms")
+    sqlite = url.startswith("sqlite")
     for name, plan in plans.items():
+        # PostgreSQL chooses by its statistics: a whole table when most of it matches (the
+        # tests check, with sequential scans off, that an index serves each query).
         flag = "READS EVERY RUN" if reads_every_run(plan, sorts=name == "claim waiting") else "ok"
-        print(f"plan of {name}: {flag}")
+        print(f"plan of {name}: {flag if sqlite else 'as PostgreSQL chose it'}")
         for line in plan.splitlines():
             print(f"    {line}")
 
