@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.workers import start_worker  # noqa: E402
 from flowstore import Client, Engine, RunStatus, Workflow  # noqa: E402
 from flowstore.runtime.retention import delete_old_runs  # noqa: E402
 from flowstore.store import RunQuery, WorkerId  # noqa: E402
@@ -112,7 +113,8 @@ async def steady_runs(client: Client, seconds: float, during: Awaitable[Any] | N
     """Submit a run every 50 ms for `seconds` (or until `during` is done, if longer); the
     runs' stored durations, in ms, and how many failed."""
     task = asyncio.ensure_future(during) if during is not None else None
-    ids, started = [], time.perf_counter()
+    ids: list[str] = []
+    started = time.perf_counter()
     while time.perf_counter() - started < seconds or (task is not None and not task.done()):
         ids.append(await client.submit("steady", {"n": len(ids)}))
         await asyncio.sleep(0.05)
@@ -155,27 +157,8 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
         for line in plan.splitlines():
             print(f"    {line}")
 
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "flowstore",
-        "worker",
-        "--workflows",
-        "benchmarks.retention:steady",
-        "--url",
-        url,
-        "--concurrency",
-        "4",
-        "--poll",
-        "0.1",
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    worker = await start_worker("benchmarks.retention:steady", url, poll=0.1, env=env)
     try:
-        assert worker.stderr is not None
-        line = (await worker.stderr.readline()).decode()
-        if " running " not in line:
-            raise SystemExit(f"the worker did not start: {line}")
         async with Client(url, poll_seconds=0.05) as client:
             before, failed_before, _ = await steady_runs(client, steady_seconds, None)
             store = client.store

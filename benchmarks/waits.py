@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import func, select  # noqa: E402
 
+from benchmarks.workers import start_worker  # noqa: E402
 from flowstore import Client, RunStatus, Workflow  # noqa: E402
 from flowstore.store.schema import metadata  # noqa: E402
 
@@ -93,27 +94,8 @@ async def main(runs: int, paced: int) -> None:
         sys.executable, "-m", "flowstore", "db", "upgrade", "--url", url, env=env
     )
     await upgrade.wait()
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "flowstore",
-        "worker",
-        "--workflows",
-        WORKFLOW,
-        "--url",
-        url,
-        "--concurrency",
-        "4",
-        "--poll",
-        "0.2",
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    worker = await start_worker(WORKFLOW, url, poll=0.2, env=env)
     try:
-        assert worker.stderr is not None
-        started = (await worker.stderr.readline()).decode()
-        if " running " not in started:
-            raise SystemExit(f"the worker did not start: {started}")
         await asyncio.sleep(1.0)
         idle = rss_mb(worker.pid)
         async with Client(url, poll_seconds=0.5) as client:

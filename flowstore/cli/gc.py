@@ -12,10 +12,11 @@ from flowstore.cli.common import add_json_option, add_url_option, print_json
 from flowstore.cli.db import existing_store
 from flowstore.cli.reports import parse_since
 from flowstore.errors import FlowstoreError
+from flowstore.store.records import RunStatus
 
 __all__ = ["add_commands"]
 
-_ENDED = ("succeeded", "failed", "cancelled")
+_ENDED = tuple(status.value for status in RunStatus if status.is_terminal)
 
 
 def add_commands(commands: Any) -> None:
@@ -62,7 +63,7 @@ def add_commands(commands: Any) -> None:
 
 def _gc(args: argparse.Namespace) -> int:
     from flowstore.runtime.retention import delete_old_runs
-    from flowstore.store import RunStatus, open_store
+    from flowstore.store import open_store
 
     ended_before = parse_since(args.older_than, option="--older-than")
     if ended_before > datetime.now(UTC):

@@ -253,17 +253,11 @@ class Engine(RunTakeover, RunReading):
     async def __aexit__(self, *_: object) -> None:
         await self.drain(self._grace_seconds)
         await self._watching.aclose()
-        if self._retaining is not None:
-            self._retaining.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._retaining
-            self._retaining = None
+        await _cancelled(self._retaining)
+        self._retaining = None
         await self._waiting.close()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
-            self._heartbeat = None
+        await _cancelled(self._heartbeat)
+        self._heartbeat = None
         try:
             if self._store is not None:
                 try:
@@ -539,3 +533,11 @@ class Engine(RunTakeover, RunReading):
                     running.cancel()
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await running
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    """Cancel a background task of the engine, and wait until it has stopped."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

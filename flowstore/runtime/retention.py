@@ -62,11 +62,13 @@ class Retention:
             raise ConfigurationError(f"Retention(older_than={self.older_than}): must be positive")
         if self.every <= timedelta(0):
             raise ConfigurationError(f"Retention(every={self.every}): must be positive")
-        unended = sorted(status.value for status in self.statuses if not status.is_terminal)
-        if unended:
-            raise ConfigurationError(
-                f"Retention(statuses=...): only runs that ended can be deleted, not {unended}"
-            )
+        _only_ended(self.statuses, "Retention(statuses=...): ")
+
+
+def _only_ended(statuses: Collection[RunStatus], where: str = "") -> None:
+    unended = sorted(status.value for status in statuses if not status.is_terminal)
+    if unended:
+        raise ConfigurationError(f"{where}only runs that ended can be deleted, not {unended}")
 
 
 @dataclass
@@ -93,9 +95,7 @@ async def delete_old_runs(
     """Delete the runs with one of `statuses` that ended before `ended_before`, in batches
     of about `batch_seconds` each (the first of `first_batch` runs), and (SQLite) give the
     freed pages back; at most `limit` runs when given."""
-    unended = sorted(status.value for status in statuses if not status.is_terminal)
-    if unended:
-        raise ConfigurationError(f"only runs that ended can be deleted, not {unended}")
+    _only_ended(statuses)
     sweep, batch = Sweep(), first_batch
     while limit is None or sweep.deleted < limit:
         size = batch if limit is None else min(batch, limit - sweep.deleted)
