@@ -23,6 +23,7 @@ from flowstore.errors import (
     LeaseLost,
     NodeTimeout,
     Problem,
+    QueueNotFound,
     RunEnded,
     RunNotFound,
     RunTimeout,
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from flowstore.runtime.models import Run, RunStatus
     from flowstore.runtime.sealing import new_secrets_key
     from flowstore.store.engine import StoreSettings
+    from flowstore.store.queue_records import Queue
 
 __all__ = [
     "Breaker",
@@ -93,6 +95,8 @@ __all__ = [
     "NodeEvent",
     "NodeTimeout",
     "Problem",
+    "Queue",
+    "QueueNotFound",
     "Retention",
     "Retry",
     "Run",
@@ -131,6 +135,7 @@ _LAZY = {
     "RunStatus": "flowstore.runtime.models",
     "Retention": "flowstore.runtime.retention",
     "StoreSettings": "flowstore.store.engine",
+    "Queue": "flowstore.store.queue_records",
     "new_secrets_key": "flowstore.runtime.sealing",
     **dict.fromkeys(
         [

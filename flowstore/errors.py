@@ -47,6 +47,7 @@ __all__ = [
     "LeaseLost",
     "NodeTimeout",
     "Problem",
+    "QueueNotFound",
     "RunEnded",
     "RunNotFound",
     "RunTimeout",
@@ -190,6 +191,10 @@ class IntegrityConflict(StoreError):
 
 class RunNotFound(StoreError):
     """No run has this id."""
+
+
+class QueueNotFound(StoreError):
+    """No queue has this name."""
 
 
 class RunEnded(StoreError):

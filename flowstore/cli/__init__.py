@@ -18,6 +18,7 @@ from flowstore.cli import (
     definitions,
     gc,
     memory,
+    queues,
     reports,
     running,
     runs,
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     cache.add_commands(commands)
     gc.add_commands(commands)
     memory.add_commands(commands)
+    queues.add_commands(commands)
     secrets.add_commands(commands)
     worker.add_commands(commands)
     return parser

@@ -53,6 +53,13 @@ def add_commands(commands: Any) -> None:
         "--version", help="a version of the workflow (default: the newest a live worker has)"
     )
     submit.add_argument("--run-id", help="the run's id: submitting again with it is harmless")
+    submit.add_argument(
+        "--queue", help="the queue it waits its turn in (default: the workflow's config.queue)"
+    )
+    submit.add_argument(
+        "--queue-key", help="its key in the queue, for a per-key limit (a customer's id, say)"
+    )
+    submit.add_argument("--priority", type=int, default=0, help="higher runs are started first")
     add_url_option(submit)
     submit.set_defaults(handler=_submit)
 
@@ -211,7 +218,13 @@ def _submit(args: argparse.Namespace) -> int:
     async def submit() -> str:
         async with open_client(args.url, writes=True) as client:
             run_id: str = await client.submit(
-                args.workflow, inputs, version=args.version, run_id=args.run_id
+                args.workflow,
+                inputs,
+                version=args.version,
+                run_id=args.run_id,
+                queue=args.queue,
+                queue_key=args.queue_key,
+                priority=args.priority,
             )
             return run_id
 

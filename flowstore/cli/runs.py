@@ -92,6 +92,9 @@ def _list(args: argparse.Namespace) -> int:
             took = f"{(run.finished_at - run.started_at).total_seconds() * 1000:.0f} ms"
         if run.status is RunStatus.QUEUED:
             why = _why_waiting(run, claimed)
+            if why is None and run.queue is not None:
+                key = f", key {run.queue_key}" if run.queue_key else ""
+                why = f"its turn in queue {run.queue}{key}"
             took = f"waiting: {why}" if why else ""
         elif run.status is RunStatus.WAITING:
             took = f"waiting for {_waiting_for(waits.get(run.id))}"

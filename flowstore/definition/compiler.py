@@ -96,6 +96,16 @@ def compile_spec(
                 ("resources", position),
                 field="resources",
             )
+    key = spec.config.queue_key
+    if key is not None and (spec.config.queue is None or key not in inputs):
+        job.report(
+            f"config.queue_key {key!r} must name a workflow input "
+            f"({', '.join(map(repr, sorted(inputs))) or 'none declared'}) whose value is each "
+            "run's key in config.queue"
+            + ("" if spec.config.queue is not None else ", and config.queue must name the queue"),
+            ("config", "queue_key"),
+            field="config.queue_key",
+        )
     upstream, routers = _edges(job, indexes, {**inputs, **dict.fromkeys(resources)})
     order = _topological_order(job, indexes, upstream)
     downstream: dict[str, list[str]] = {name: [] for name in indexes}

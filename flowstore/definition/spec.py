@@ -242,6 +242,11 @@ class ExecutionConfig(_Spec):
             values are never stored with an error: they are replaced in error reports,
             stored errors and debug logs (see `flowstore.runtime.redaction`).
         memory: Limits of the conversation memory the run's nodes write.
+        queue: The queue the workflow's submitted runs wait their turn in (a queue stored
+            with `Engine(queues=...)` or `flowstore queues set`); a submission may name
+            another.
+        queue_key: The workflow input whose value is each run's key in its queue (a per-key
+            limit counts the runs of one key); a submission may give the key itself.
     """
 
     strategy: Literal["sequential", "parallel"] = "parallel"
@@ -252,6 +257,8 @@ class ExecutionConfig(_Spec):
     debug: bool = False
     secret_fields: Names = ()
     memory: MemoryConfig = MemoryConfig()
+    queue: Name | None = None
+    queue_key: Name | None = None
 
 
 def _inputs_mapping(value: Any) -> Any:

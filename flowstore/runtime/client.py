@@ -25,7 +25,7 @@ from flowstore.runtime.models import Run
 from flowstore.runtime.reading import RunReading
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
-from flowstore.runtime.submission import checked_signal, choose_graph, submit_run
+from flowstore.runtime.submission import checked_signal, choose_graph, queue_of, submit_run
 from flowstore.runtime.waiting import RunWaiters
 from flowstore.store.records import NewRun, RunId, Signal, StoredGraph
 
@@ -91,21 +91,27 @@ class Client(RunReading):
         version: str | None = None,
         run_id: str | None = None,
         priority: int = 0,
+        queue: str | None = None,
+        queue_key: str | None = None,
     ) -> str:
         """Queue a run of the workflow named `workflow` and return its id; a worker that has
         its definition executes it.
 
         The run executes the newest stored definition of the workflow (of `version`, when
         given) that a live worker has. With `run_id`, submitting again is harmless: the run
-        that has that id is returned (an id of another workflow's run is refused).
+        that has that id is returned (an id of another workflow's run is refused). In a
+        queue (`queue`, else the workflow's `config.queue`) it waits until the queue's limits
+        let a worker start it, as `Engine.submit` says.
 
         Raises:
             ExecutionError: No definition of the workflow is stored (no worker has run it).
             InvalidValue: An input is missing, unknown, or not of its declared JSON type.
             IntegrityConflict: `run_id` is the id of a run of another workflow.
+            QueueNotFound: No queue of that name is stored.
         """
         graph, spec = await self._definition(workflow, version)
         checked = validate_inputs_by_spec(spec, inputs or {})
+        queue, queue_key = queue_of(spec.config, checked, queue=queue, queue_key=queue_key)
         if self._sealer is not None:
             checked = self._sealer.for_fields(spec.config.secret_fields).seal(checked)
         new = NewRun(
@@ -115,6 +121,8 @@ class Client(RunReading):
             inputs=checked,
             id=RunId(run_id) if run_id else None,
             priority=priority,
+            queue=queue,
+            queue_key=queue_key,
         )
         return str((await submit_run(self.store, new)).id)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import socket
@@ -49,9 +50,10 @@ from flowstore.runtime.retention import Retention, keep_deleting
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
-from flowstore.runtime.submission import checked_signal, submit_run
+from flowstore.runtime.submission import checked_signal, queue_of, submit_run
 from flowstore.runtime.waiting import RunWaiters
 from flowstore.runtime.worker import ClaimLoop, Trouble, dead_local_workers, process_identity
+from flowstore.store.queue_records import Queue
 from flowstore.store.records import (
     Claim,
     NewRun,
@@ -111,6 +113,9 @@ class Engine(RunTakeover, RunReading):
             stored as given.
         retention: Delete runs that ended longer ago than it says, in the background, in
             short batches (`flowstore.runtime.retention`); `flowstore gc` does it by hand.
+        queues: Queues to store when the engine starts (a queue of the same name has its
+            limits replaced): runs submitted to one wait their turn under its limits, across
+            every worker (`flowstore.Queue`).
     """
 
     def __init__(
@@ -132,6 +137,7 @@ class Engine(RunTakeover, RunReading):
         store_retry_seconds: float = 60.0,
         secrets_key: str | None = None,
         retention: Retention | None = None,
+        queues: Sequence[Queue] = (),
     ) -> None:
         from flowstore.store.engine import database_url
 
@@ -151,6 +157,7 @@ class Engine(RunTakeover, RunReading):
         self._grace_seconds = grace_seconds
         self._store_retry_seconds = store_retry_seconds
         self._retention = retention
+        self._queues = tuple(queues)
         self._retaining: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._worker_count = workers
@@ -213,6 +220,8 @@ class Engine(RunTakeover, RunReading):
         await self._store.register_worker(me)
         # What a `Client` submits runs of by name, without the code.
         await self._store.register_graphs(self._definitions.stored())
+        for queue in self._queues:
+            await self._store.set_queue(queue)
         self._closing = False
         self._heartbeat = asyncio.create_task(heartbeat(self._store, me, self._held))
         if self._retention is not None:
@@ -303,10 +312,14 @@ class Engine(RunTakeover, RunReading):
         *,
         run_id: str | None = None,
         observe: Observer | None = None,
+        queue: str | None = None,
+        queue_key: str | None = None,
     ) -> Run:
         """Execute a run of `workflow` here, durably, and return it once it has ended.
 
-        `observe` is told of every batch of transitions once it is committed.
+        `observe` is told of every batch of transitions once it is committed. A run in a
+        queue (`queue`, or the workflow's `config.queue`) is submitted to it, and executed
+        here once its queue has room for it (or by a worker that takes it first).
 
         When the store is unavailable under the run (a lock held elsewhere, a dropped
         connection, a server restarting), the run is released and taken up again here from
@@ -317,8 +330,16 @@ class Engine(RunTakeover, RunReading):
             InvalidValue: The inputs do not match the workflow's declared inputs.
             LeaseLost: Another worker took the run over (this one was stalled past its lease).
             StoreUnavailable: The store stayed unavailable past `store_retry_seconds`.
+            QueueNotFound: No queue of that name is stored.
         """
         graph, checked = self._checked(workflow, inputs)
+        queue, queue_key = queue_of(graph.spec.config, checked, queue=queue, queue_key=queue_key)
+        if queue is not None:  # its turn comes through a claim, as for any worker
+            new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None)
+            new = dataclasses.replace(new, queue=queue, queue_key=queue_key)
+            record = await submit_run(self.store, new)
+            take = functools.partial(self._take, record.id)
+            return await self._drive(record.id, graph, checked, observe, None, take)
         new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None, owned=True)
         new = self.store.plan_run(new)
         assert new.id is not None
@@ -488,17 +509,27 @@ class Engine(RunTakeover, RunReading):
         *,
         run_id: str | None = None,
         priority: int = 0,
+        queue: str | None = None,
+        queue_key: str | None = None,
     ) -> str:
         """Queue a run durably and return its id; a worker of any engine that knows the
         workflow executes it (this engine's own workers are woken at once). With `run_id`,
         submitting again is harmless: the run that has that id is returned.
 
+        In a queue (`queue`, else the workflow's `config.queue`), the run waits until the
+        queue's limits let a worker start it; `queue_key` (else the input the workflow's
+        `config.queue_key` names) is its key for a per-key limit. Higher `priority` runs
+        are started first, in or out of queues.
+
         Raises:
             InvalidValue: The inputs do not match the workflow's declared inputs.
             IntegrityConflict: `run_id` is the id of a run of another workflow.
+            QueueNotFound: No queue of that name is stored.
         """
         graph, checked = self._checked(workflow, inputs)
+        queue, queue_key = queue_of(graph.spec.config, checked, queue=queue, queue_key=queue_key)
         new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None, priority=priority)
+        new = dataclasses.replace(new, queue=queue, queue_key=queue_key)
         record = await submit_run(self.store, new)
         for loop in self._loops:
             loop.wake()

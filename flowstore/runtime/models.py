@@ -35,6 +35,8 @@ class Run(BaseModel):
         updated_at: When it last changed.
         wake_at: While it waits: when its sleep ends or its wait times out (None: it waits
             for a signal only).
+        queue: The queue it waits its turn in (`flowstore.Queue`), if any.
+        queue_key: Its key in that queue.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -53,6 +55,8 @@ class Run(BaseModel):
     finished_at: datetime | None = None
     updated_at: datetime
     wake_at: datetime | None = None
+    queue: str | None = None
+    queue_key: str | None = None
 
     def output_as(self, type_: type[T]) -> T:
         """The run's output as `type_`: a Pydantic model, a dataclass, `list[str]`, ...
@@ -97,6 +101,8 @@ class Run(BaseModel):
             finished_at=record.finished_at,
             updated_at=record.updated_at,
             wake_at=record.wake_at,
+            queue=record.queue,
+            queue_key=record.queue_key,
         )
 
 

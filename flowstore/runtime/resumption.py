@@ -25,6 +25,12 @@ __all__ = ["RunTakeover"]
 
 _log = engine_logger("flowstore.engine")
 
+_TAKEN_UP_HERE = (RunStatus.WAITING, RunStatus.QUEUED)
+"""The statuses of a run `run` or `resume` waits to take up again here."""
+
+_QUEUED_LOOK_SECONDS = 0.1
+"""How often `run` looks whether its run's queue has room for it."""
+
 
 class RunTakeover:
     """`Engine.resume`, and the claims that take a run over (mixed into `Engine`)."""
@@ -169,13 +175,16 @@ class RunTakeover:
         return await self._take(new.id)
 
     async def _until_ended(self, run_id: RunId, graph: Graph, observe: Observer | None) -> Run:
-        """The run once it has ended. A run that waits (a sleep, a signal) is taken up again
-        here when it is due, unless another worker takes it first; then this waits for it."""
+        """The run once it has ended. A run that waits (a sleep, a signal, or its turn in a
+        queue) is taken up again here when it can be, unless another worker takes it first;
+        then this waits for it."""
         while True:
             run = await self.get_run(run_id)
-            if run.status is not RunStatus.WAITING:
+            if run.status not in _TAKEN_UP_HERE:
                 return run if run.status.is_terminal else await self.wait(run_id)
             pause = self._poll_seconds
+            if run.status is RunStatus.QUEUED:  # in a queue with no room for it yet
+                pause = min(pause, _QUEUED_LOOK_SECONDS)
             if run.wake_at is not None:
                 pause = min(pause, (run.wake_at - datetime.now(UTC)).total_seconds())
             await asyncio.sleep(max(pause, 0.0))

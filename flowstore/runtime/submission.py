@@ -6,16 +6,31 @@ workflow code, only the definitions the workers stored (`Store.register_graphs`)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pydantic import TypeAdapter, ValidationError
 
-from flowstore.errors import ExecutionError, IntegrityConflict, InvalidValue, RunNotFound
+from flowstore.definition.spec import ExecutionConfig
+from flowstore.errors import (
+    ConfigurationError,
+    ExecutionError,
+    IntegrityConflict,
+    InvalidValue,
+    RunNotFound,
+)
 from flowstore.store.protocol import Store
 from flowstore.store.records import NewRun, RunRecord, StoredGraph
 
-__all__ = ["LIVE_SECONDS", "checked_signal", "choose_graph", "live_definitions", "submit_run"]
+__all__ = [
+    "LIVE_SECONDS",
+    "checked_signal",
+    "choose_graph",
+    "live_definitions",
+    "queue_of",
+    "submit_run",
+]
 
 LIVE_SECONDS: Final = 90.0
 """A worker whose last heartbeat is older than this is taken for gone."""
@@ -74,6 +89,41 @@ async def choose_graph(store: Store, workflow: str, version: str | None = None) 
         )
     live = await live_definitions(store)
     return next((graph for graph in stored if graph.hash in live), stored[0])
+
+
+def queue_of(
+    config: ExecutionConfig,
+    inputs: Mapping[str, Any],
+    *,
+    queue: str | None,
+    queue_key: str | None,
+) -> tuple[str | None, str | None]:
+    """The queue a submitted run waits in, and its key there: those of the submission, else
+    the workflow's (`config.queue`, and the value of the input `config.queue_key` names).
+
+    Raises:
+        ConfigurationError: A key without a queue.
+        InvalidValue: The input that gives the key is not a string or a whole number.
+    """
+    chosen = queue or config.queue
+    if chosen is None:
+        if queue_key is not None:
+            raise ConfigurationError(
+                f"queue_key {queue_key!r} is given without a queue: name the queue too "
+                "(queue=...), or the workflow's config.queue"
+            )
+        return None, None
+    if queue_key is None and config.queue_key is not None:
+        value = inputs.get(config.queue_key)
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise InvalidValue(
+                f"input {config.queue_key!r} is the run's key in queue {chosen!r} "
+                f"(config.queue_key): it must be a string or a whole number, not {value!r}"
+            )
+        queue_key = str(value)
+    if queue_key is not None and not 0 < len(queue_key) <= 200:
+        raise InvalidValue(f"queue key {queue_key[:40]!r}: it must be 1 to 200 characters long")
+    return chosen, queue_key
 
 
 def checked_signal(model: Any, run_id: str, name: str, payload: Any) -> Any:

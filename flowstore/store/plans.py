@@ -18,7 +18,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from flowstore.store.records import RunQuery, RunStatus, WorkerId
-from flowstore.store.repositories import retention, runs
+from flowstore.store.repositories import queues, retention, runs
 from flowstore.store.schema import PREFIX
 
 __all__ = ["query_plans", "reads_every_run"]
@@ -46,9 +46,16 @@ def _explain_postgresql(element: _Explain, compiler: SQLCompiler, **kw: Any) -> 
 def _hot_queries(dialect: str) -> dict[str, Any]:
     now = datetime.now(UTC)
     hashes = ["0" * 64]
-    kinds = ("queued", "running", "waiting")
+    kinds = ("queued", "queued in a queue", "running", "waiting")
+    # A queue with keys at their limit, and another that is full.
+    gate = queues.ClaimGate(
+        queues=("llm", "full"),
+        closed_to_start=frozenset({"full"}),
+        closed_to_resume=frozenset({"full"}),
+        full_keys={"llm": ("customer-1",)},
+    )
     candidates = runs.claim_candidates(
-        now, workflows=None, run_id=None, graph_hashes=hashes, dead=[WorkerId("gone")]
+        now, workflows=None, run_id=None, graph_hashes=hashes, dead=[WorkerId("gone")], gate=gate
     )
     queries: dict[str, Any] = {
         f"claim {kind}": query for kind, query in zip(kinds, candidates, strict=True)
@@ -60,6 +67,7 @@ def _hot_queries(dialect: str) -> dict[str, Any]:
     )
     queries["list runs of a workflow"] = runs.list_runs_query(RunQuery(workflow="w", limit=100))
     queries["find a short id"] = runs.find_run_ids_query("0f3a", limit=10, dialect=dialect)
+    queries["queue starts in a window"] = queues.started_since_query("llm", now)
     queries["runs to delete"] = retention.ended_runs_query(
         now, [status for status in RunStatus if status.is_terminal], 500
     )

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from flowstore.store.queue_records import Queue, QueueState
 from flowstore.store.records import (
     BreakerState,
     CacheEntry,
@@ -188,6 +189,25 @@ class Store(Protocol):
 
     async def cancel_requests(self, owner: WorkerId) -> frozenset[RunId]:
         """The runs `owner` executes that someone asked to cancel."""
+        ...
+
+    # ---------------------------------------------------------------- queues
+
+    async def set_queue(self, queue: Queue) -> None:
+        """Store a queue, or change the limits of the one of its name."""
+        ...
+
+    async def remove_queue(self, name: str) -> None:
+        """Delete a queue no unended run is in. Raises `QueueNotFound`, or
+        `IntegrityConflict` while runs in it have not ended."""
+        ...
+
+    async def list_queues(self) -> list[Queue]:
+        """The stored queues, by name."""
+        ...
+
+    async def queue_states(self) -> list[QueueState]:
+        """Each stored queue with its queued, running and waiting runs counted."""
         ...
 
     # ---------------------------------------------------------------- the transition log

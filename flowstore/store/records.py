@@ -159,6 +159,8 @@ class NewRun:
         owner: A worker that owns the run from creation (it runs it at once); `None` queues it.
         lease_seconds: The owner's lease length.
         created_at: When the run was made; the store's clock at creation when not given.
+        queue: The queue it waits in for its turn (a queue stored with `Store.set_queue`).
+        queue_key: Its key in that queue.
     """
 
     workflow: str
@@ -172,6 +174,8 @@ class NewRun:
     owner: WorkerId | None = None
     lease_seconds: float = 30.0
     created_at: datetime | None = None
+    queue: str | None = None
+    queue_key: str | None = None
 
     def planned(self, now: datetime) -> NewRun:
         """This run with its id (a new UUID unless given) and creation time (`now` unless
@@ -209,6 +213,8 @@ class NewRun:
             lease_owner=self.owner,
             lease_expires_at=now + timedelta(seconds=self.lease_seconds) if owned else None,
             fencing=1 if owned else 0,
+            queue=self.queue,
+            queue_key=self.queue_key,
         )
 
 
@@ -238,6 +244,8 @@ class RunRecord:
         cancel_requested_at: When cancellation was asked for, while the run was running.
         wake_at: A waiting run's earliest deadline: when its sleep ends or its wait for a
             signal times out, it can be claimed again.
+        queue: The queue whose limits hold the run back (`flowstore_queues`), if any.
+        queue_key: Its key in that queue (a per-key limit counts runs of one key).
     """
 
     id: RunId
@@ -260,6 +268,8 @@ class RunRecord:
     fencing: int
     cancel_requested_at: datetime | None = None
     wake_at: datetime | None = None
+    queue: str | None = None
+    queue_key: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> RunRecord:

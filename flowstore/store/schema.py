@@ -41,6 +41,7 @@ __all__ = [
     "metadata",
     "metrics",
     "node_executions",
+    "queues",
     "runs",
     "spans",
     "signals",
@@ -118,6 +119,9 @@ runs = Table(
     Column("cancel_requested_at", UTCDateTime),
     # A waiting run's earliest deadline (a sleep's end, a signal wait's timeout): claimable then.
     Column("wake_at", UTCDateTime),
+    # The queue the run is in (`flowstore_queues`), and its key there (a per-key limit).
+    Column("queue", NAME),
+    Column("queue_key", NAME),
     CheckConstraint(_one_of("status", [s.value for s in RunStatus]), name="status"),
     # Listings, newest first (`list_runs`: creation time, then id), and retention.
     Index(None, "status", "created_at", "id"),
@@ -127,15 +131,54 @@ runs = Table(
     Index(None, "parent_run_id"),
     Index(None, "lease_owner"),
     Index(None, "status", "wake_at"),
+    # The starts of a queue's runs, newest last (its rate limit).
+    Index(None, "queue", "started_at"),
 )
 
-# The claim order of each status (`runs.claim_run`): its first row is the next run to claim.
+# The claim order of each status (`runs.claim_run`): its first row is the next run to claim,
+# of the runs in no queue, and of each queue's (the key comes last, so a claim that passes
+# over the keys at their limit reads the index alone). Each index holds only its own runs: a
+# queue's backlog is never read by a claim of the runs in no queue.
 Index(
     f"ix_{PREFIX}runs_claim",
     runs.c.status,
     runs.c.priority.desc(),
     runs.c.created_at,
     runs.c.id,
+    sqlite_where=runs.c.queue.is_(None),
+    postgresql_where=runs.c.queue.is_(None),
+)
+Index(
+    f"ix_{PREFIX}runs_queue_claim",
+    runs.c.queue,
+    runs.c.status,
+    runs.c.priority.desc(),
+    runs.c.created_at,
+    runs.c.id,
+    runs.c.queue_key,
+    sqlite_where=runs.c.queue.is_not(None),
+    postgresql_where=runs.c.queue.is_not(None),
+)
+
+queues = Table(
+    f"{PREFIX}queues",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    # At most this many of the queue's runs running at once, across every worker (NULL: any).
+    Column("concurrency", Integer),
+    # At most this many running at once per queue key.
+    Column("per_key", Integer),
+    # At most `rate_limit` runs started per `rate_period` seconds (a sliding window).
+    Column("rate_limit", Integer),
+    Column("rate_period", Float),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("concurrency IS NULL OR concurrency >= 1", name="concurrency"),
+    CheckConstraint("per_key IS NULL OR per_key >= 1", name="per_key"),
+    CheckConstraint(
+        "(rate_limit IS NULL AND rate_period IS NULL) OR (rate_limit >= 1 AND rate_period > 0)",
+        name="rate",
+    ),
 )
 
 node_executions = Table(

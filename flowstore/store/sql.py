@@ -30,6 +30,7 @@ from flowstore.store.engine import (
     normalize_url,
 )
 from flowstore.store.protocol import Store
+from flowstore.store.queue_records import Queue, QueueState
 from flowstore.store.records import (
     BreakerState,
     CacheEntry,
@@ -67,6 +68,7 @@ from flowstore.store.repositories import (
     cache,
     commits,
     memory,
+    queues,
     retention,
     runs,
     signals,
@@ -220,7 +222,7 @@ class SQLStore(SQLTransactions, Store):
             "claiming a run",
             runs.claim_run,
             owner,
-            now=self._now(),
+            clock=self._now,
             lease_seconds=lease_seconds,
             workflows=workflows,
             graph_hashes=graph_hashes,
@@ -555,6 +557,20 @@ class SQLStore(SQLTransactions, Store):
 
     async def node_stats(self, *, workflow: str | None = None) -> list[NodeStats]:
         return await self._read("reading node statistics", telemetry.node_stats, workflow=workflow)
+
+    # ---------------------------------------------------------------- queues
+
+    async def set_queue(self, queue: Queue) -> None:
+        await self._write(f"storing queue {queue.name!r}", queues.set_queue, queue, now=self._now())
+
+    async def remove_queue(self, name: str) -> None:
+        await self._write(f"removing queue {name!r}", queues.remove_queue, name)
+
+    async def list_queues(self) -> list[Queue]:
+        return await self._read("listing queues", queues.list_queues)
+
+    async def queue_states(self) -> list[QueueState]:
+        return await self._read("reading queues", queues.queue_states, now=self._now())
 
     # ---------------------------------------------------------------- retention and space
 

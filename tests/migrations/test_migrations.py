@@ -201,7 +201,7 @@ async def test_the_waiting_revision_keeps_every_row_both_ways(migrated_url: str)
     before_tables = [
         t.name
         for t in metadata.sorted_tables
-        if t.name not in (f"{PREFIX}waits", f"{PREFIX}signals")
+        if t.name not in (f"{PREFIX}waits", f"{PREFIX}signals", f"{PREFIX}queues")
     ]
     sql_engine = create_engine(StoreSettings(url=migrated_url))
     try:

@@ -25,7 +25,7 @@ from flowstore.store.records import (
     Span,
     WorkerId,
 )
-from flowstore.store.repositories import cache, runs, telemetry, transitions
+from flowstore.store.repositories import cache, queues, runs, telemetry, transitions
 
 __all__ = ["Rehearsed", "end_run", "record_commit", "rehearse"]
 
@@ -53,6 +53,7 @@ def record_commit(
     )
     if changes and conn.dialect.name == "postgresql":
         notify_run(conn, run_id)  # readers in other processes wake when this commit lands
+        queues.tell_place_freed(conn, run_id, changes)
     telemetry.record_metrics(conn, metrics, now=now)
     telemetry.record_spans(conn, spans, encode=encode)
     if not cache_keys:
@@ -89,6 +90,7 @@ def end_run(
         return False
     if conn.dialect.name == "postgresql":
         notify_run(conn, run_id)
+        queues.tell_place_freed(conn, run_id, changes)
     return True
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -39,6 +39,14 @@ from flowstore.store.records import (
     WorkerInfo,
 )
 from flowstore.store.repositories._common import Encoder, upsert, upsert_for
+from flowstore.store.repositories.queues import (
+    NO_QUEUES,
+    ClaimGate,
+    check_queue,
+    claim_gate,
+    locked_queues,
+    open_queues,
+)
 from flowstore.store.schema import graphs, node_executions, runs, transitions, workers
 
 __all__ = [
@@ -76,6 +84,8 @@ def create_run(conn: Connection, new: NewRun, *, now: datetime, encode: Encoder)
     """
     record = new.planned(now).record()
     run_id, created = record.id, record.created_at
+    if new.queue is not None:
+        check_queue(conn, new.queue)
     inputs = encode(new.inputs, what=f"inputs of run {run_id}")
     spec = encode(new.spec, what=f"spec of workflow {new.workflow!r}")
     graph = {
@@ -246,7 +256,7 @@ def claim_run(
     conn: Connection,
     owner: WorkerId,
     *,
-    now: datetime,
+    clock: Callable[[], datetime],
     lease_seconds: float,
     workflows: Collection[str] | None,
     run_id: RunId | None,
@@ -257,18 +267,30 @@ def claim_run(
 
     A run is claimable when it is queued, or running with no live lease: its lease expired,
     was released, or belongs to a worker in `steal_from` (known to be dead); or waiting and
-    due (`wake_at` passed: a sleep ended, a signal came, a wait timed out). Of those, the
-    highest priority, then the oldest, is taken.
+    due (`wake_at` passed: a sleep ended, a signal came, a wait timed out). A queued or due
+    run in a queue is claimable only while its queue has room (`queues.claim_gate`); a running
+    one holds its place already. Of those, the highest priority, then the oldest, is taken.
 
     Each kind is looked up by a query of its own that an index answers (`claim_candidates`), so
     the runs that ended, however many, are never read. On PostgreSQL each candidate row is
     locked with `FOR UPDATE SKIP LOCKED`, so concurrent claimers take different runs; on
     SQLite the caller's `BEGIN IMMEDIATE` serializes claims.
+
+    The time of the claim (`clock`) is read once the transaction holds those locks, so a
+    queue's stored start and end times show what its limits allowed.
     """
+    stored = locked_queues(conn)
+    now = clock()
+    gate = claim_gate(conn, stored, now=now)
     found = [
         row
         for query in claim_candidates(
-            now, workflows=workflows, run_id=run_id, graph_hashes=graph_hashes, dead=steal_from
+            now,
+            workflows=workflows,
+            run_id=run_id,
+            graph_hashes=graph_hashes,
+            dead=steal_from,
+            gate=gate,
         )
         for row in conn.execute(query)
     ]
@@ -304,21 +326,28 @@ def claim_candidates(
     run_id: RunId | None,
     graph_hashes: Collection[str] | None,
     dead: Collection[WorkerId],
+    gate: ClaimGate = NO_QUEUES,
 ) -> list[Any]:
     """The first claimable run of each kind in claim order, by a query an index answers:
-    queued ones and running ones whose lease is free from `ix_flowstore_runs_claim`, read in
-    its order (running runs are few: one per executing run at most); waiting ones from the
-    range of `status, wake_at` that is due, sorted (only the runs due and not yet taken)."""
+    queued ones of each queue with room (and of no queue) from `ix_flowstore_runs_claim`, read
+    in its order, passing over the keys at their limit; running ones whose lease is free from
+    the same index (running runs are few: one per executing run at most); waiting ones from
+    the range of `status, wake_at` that is due, sorted (only the runs due and not yet taken)."""
     lease_free = or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at <= now)
     if dead:
         lease_free = or_(lease_free, runs.c.lease_owner.in_(list(dead)))
-    kinds = [
-        runs.c.status == RunStatus.QUEUED.value,
-        and_(runs.c.status == RunStatus.RUNNING.value, lease_free),
-        and_(runs.c.status == RunStatus.WAITING.value, runs.c.wake_at <= now),
+    conditions = [
+        and_(runs.c.status == RunStatus.QUEUED.value, _in_queue(queue, gate))
+        for queue in open_queues(gate, gate.closed_to_start)
     ]
+    conditions.append(and_(runs.c.status == RunStatus.RUNNING.value, lease_free))
+    due = [runs.c.status == RunStatus.WAITING.value, runs.c.wake_at <= now]
+    if gate.closed_to_resume:
+        due.append(or_(runs.c.queue.is_(None), runs.c.queue.not_in(gate.closed_to_resume)))
+    due += [_not_full(queue, keys) for queue, keys in gate.full_keys.items()]
+    conditions.append(and_(*due))
     queries = []
-    for condition in kinds:
+    for condition in conditions:
         query = select(runs.c.id, runs.c.priority, runs.c.created_at).where(condition)
         if workflows is not None:
             query = query.where(runs.c.workflow.in_(list(workflows)))
@@ -328,14 +357,37 @@ def claim_candidates(
             query = query.where(runs.c.id == run_id)
         queries.append(query.order_by(*_CLAIM_ORDER).limit(1).with_for_update(skip_locked=True))
     # SQLite could read every waiting run in claim order rather than sort the due ones.
-    queries[2] = queries[2].with_hint(runs, f"INDEXED BY {_DUE_INDEX}", "sqlite")
+    queries[-1] = queries[-1].with_hint(runs, f"INDEXED BY {_DUE_INDEX}", "sqlite")
     return queries
+
+
+def _in_queue(queue: str | None, gate: ClaimGate) -> Any:
+    """The queued runs of `queue` (of none: None) that may start, as far as their key says."""
+    if queue is None:
+        return runs.c.queue.is_(None)
+    keys = gate.full_keys.get(queue)
+    if not keys:
+        return runs.c.queue == queue
+    return and_(
+        runs.c.queue == queue, or_(runs.c.queue_key.is_(None), runs.c.queue_key.not_in(keys))
+    )
+
+
+def _not_full(queue: str, keys: Collection[str]) -> Any:
+    """Not a run of `queue` with one of `keys` (at its per-key limit)."""
+    return or_(
+        runs.c.queue.is_(None),
+        runs.c.queue != queue,
+        runs.c.queue_key.is_(None),
+        runs.c.queue_key.not_in(list(keys)),
+    )
 
 
 _DUE_INDEX = f"ix_{runs.name}_status_wake_at"
 
 _CLAIM_ORDER = (runs.c.priority.desc(), runs.c.created_at, runs.c.id)
-"""The order runs are claimed in; the index `ix_flowstore_runs_claim` has it after the status."""
+"""The order runs are claimed in; the index `ix_flowstore_runs_claim` has it after the status
+and the queue."""
 
 
 def lease_lost(conn: Connection, run_id: RunId, fencing: int) -> LeaseLost:
