@@ -27,6 +27,7 @@ from flowstore.errors import (
     RunEnded,
     RunNotFound,
     RunTimeout,
+    ScheduleNotFound,
     SchemaError,
     StoredValueError,
     StoreError,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
     from flowstore.runtime.sealing import new_secrets_key
     from flowstore.store.engine import StoreSettings
     from flowstore.store.queue_records import Queue
+    from flowstore.store.schedule_records import Schedule
 
 __all__ = [
     "Breaker",
@@ -105,6 +107,8 @@ __all__ = [
     "RunNotFound",
     "RunStatus",
     "RunTimeout",
+    "Schedule",
+    "ScheduleNotFound",
     "SchemaError",
     "StoreError",
     "StoreSettings",
@@ -136,6 +140,7 @@ _LAZY = {
     "Retention": "flowstore.runtime.retention",
     "StoreSettings": "flowstore.store.engine",
     "Queue": "flowstore.store.queue_records",
+    "Schedule": "flowstore.store.schedule_records",
     "new_secrets_key": "flowstore.runtime.sealing",
     **dict.fromkeys(
         [

@@ -51,6 +51,7 @@ __all__ = [
     "RunEnded",
     "RunNotFound",
     "RunTimeout",
+    "ScheduleNotFound",
     "SchemaError",
     "StoreError",
     "StoreUnavailable",
@@ -195,6 +196,10 @@ class RunNotFound(StoreError):
 
 class QueueNotFound(StoreError):
     """No queue has this name."""
+
+
+class ScheduleNotFound(StoreError):
+    """No schedule has this name."""
 
 
 class RunEnded(StoreError):

@@ -22,6 +22,7 @@ from flowstore.cli import (
     reports,
     running,
     runs,
+    schedules,
     secrets,
     worker,
 )
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_commands(commands)
     memory.add_commands(commands)
     queues.add_commands(commands)
+    schedules.add_commands(commands)
     secrets.add_commands(commands)
     worker.add_commands(commands)
     return parser

@@ -18,7 +18,7 @@ from flowstore.cli.common import (
 from flowstore.cli.db import reading_store
 from flowstore.errors import FlowstoreError
 
-__all__ = ["add_commands", "parse_since"]
+__all__ = ["add_commands", "parse_duration", "parse_since"]
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -65,6 +65,18 @@ def parse_since(text: str, *, now: datetime | None = None, option: str = "--sinc
             "30m, 2h or 1d"
         ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def parse_duration(text: str, *, option: str) -> float:
+    """A length of time such as `30s`, `1.5m`, `2h` or `1d`, in seconds (above 0).
+
+    Raises:
+        FlowstoreError: The text is not one.
+    """
+    relative = _RELATIVE.match(text.strip())
+    if relative is None or float(relative[1]) <= 0:
+        raise FlowstoreError(f"{option} {text!r}: give a length of time such as 30s, 5m, 2h or 1d")
+    return timedelta(**{_UNITS[relative[2]]: float(relative[1])}).total_seconds()
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from flowstore.cli.definitions import (
 )
 from flowstore.store.engine import StoreSettings
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "add_fork_command"]
 
 _SOURCE_HELP = "the workflow: module:attribute, file.py:attribute, or a YAML or JSON file"
 
@@ -95,6 +95,49 @@ def add_commands(commands: Any) -> None:
     add_url_option(cancel)
     cancel.add_argument("--json", action="store_true", help="print the run as JSON")
     cancel.set_defaults(handler=_cancel)
+
+
+def add_fork_command(runs_commands: Any) -> None:
+    """Register `runs fork`."""
+    fork = runs_commands.add_parser(
+        "fork",
+        help="a new run that keeps a run's nodes up to one node, and executes the rest here",
+        description=(
+            "Start a new run from a run: NODE and every node that depends on it execute "
+            "here; every other node keeps its output (or its skip) from the source run. The "
+            "source run does not change. Prints the new run's output; its id goes to stderr."
+        ),
+    )
+    run_id_argument(fork, "the source run")
+    fork.add_argument("source", help=_SOURCE_HELP)
+    fork.add_argument("--from", dest="from_node", required=True, metavar="NODE", help="the node")
+    fork.add_argument("--input", default="{}", help="inputs laid over the source run's (JSON)")
+    fork.add_argument("--version", help="the registered version to run (default: the newest)")
+    add_url_option(fork)
+    add_resources_option(fork)
+    add_allow_option(fork)
+    fork.set_defaults(handler=_fork)
+
+
+def _fork(args: argparse.Namespace) -> int:
+    workflow = load_workflow(args.source, args.allow)
+    inputs = _inputs(args.input)
+
+    async def fork() -> Any:
+        async with _engine(args.url, resources=args.resources) as engine:
+            engine.register(workflow)
+            source = await engine.expand_run_id(args.run_id)
+            return await engine.fork(
+                source,
+                args.from_node,
+                inputs=inputs,
+                version=args.version,
+                observe=_Console(f"forked from run {source} at node {args.from_node}"),
+            )
+
+    forked = asyncio.run(fork())
+    print(f"new run {forked.id}", file=sys.stderr)
+    return _finish(forked)
 
 
 class _Console:

@@ -16,6 +16,7 @@ from flowstore.cli.common import (
     record_fields,
     run_id_argument,
 )
+from flowstore.cli.running import add_fork_command
 from flowstore.store.records import RunStatus
 
 __all__ = ["add_commands"]
@@ -44,7 +45,14 @@ def add_commands(commands: Any) -> None:
         action="store_true",
         help="also every node's full inputs and output, errors with tracebacks, and the log",
     )
+    show.add_argument(
+        "--at",
+        type=int,
+        metavar="SEQ",
+        help="the run as it was at this sequence number of its log (`runs tail` shows them)",
+    )
     show.set_defaults(handler=_show)
+    add_fork_command(runs_commands)
 
     tail = runs_commands.add_parser(
         "tail", help="follow a run's events live (tokens as they come), wherever it runs"
@@ -131,6 +139,9 @@ def _waiting_for(waits: Any) -> str | None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    if args.at is not None:
+        return _show_at(args)
+
     async def details() -> Any:
         async with open_client(args.url) as client:
             run = await client.get_run(await client.expand_run_id(args.run_id))
@@ -175,6 +186,28 @@ def _show(args: argparse.Namespace) -> int:
         print(f"error: {error.get('type')}: {error.get('message')} (node {error.get('node')!r})")
     if args.debug:
         _show_debug(executions, errors, log, spans)
+    return 0
+
+
+def _show_at(args: argparse.Namespace) -> int:
+    async def read() -> Any:
+        async with open_client(args.url) as client:
+            return await client.state_at(await client.expand_run_id(args.run_id), args.at)
+
+    at = asyncio.run(read())
+    if args.json:
+        shown = record_fields(at)
+        shown["status"] = at.status.value
+        shown["nodes"] = [{**record_fields(node), "status": node.status.value} for node in at.nodes]
+        print_json(shown)
+        return 0
+    print(f"run {at.run_id} at {at.seq} of {at.last_seq}: {at.status.value}")
+    print(f"{'node':<24}{'status':<11}{'attempt':<9}output")
+    for node in at.nodes:
+        name = node.node + (f"[{node.key}]" if node.key else "")
+        value = "" if node.output is None else json.dumps(node.output, default=str)
+        value = value if len(value) <= 60 else value[:57] + "..."
+        print(f"{name:<24}{node.status.value:<11}{node.attempt or '':<9}{value}")
     return 0
 
 

@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from flowstore.definition.resolution import resolve_call
-from flowstore.definition.spec import WorkflowSpec
+from flowstore.definition.spec import ExecutionConfig, WorkflowSpec
 from flowstore.definition.validation import validate_inputs_by_spec
 from flowstore.runtime.models import Run
 from flowstore.runtime.reading import RunReading
+from flowstore.runtime.schedules import ScheduleControl
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.submission import checked_signal, choose_graph, queue_of, submit_run
@@ -38,7 +39,7 @@ __all__ = ["Client"]
 _CHOICE_SECONDS = 5.0
 
 
-class Client(RunReading):
+class Client(RunReading, ScheduleControl):
     """Submits, reads, follows and cancels runs; use it as an async context manager.
 
     Args:
@@ -125,6 +126,16 @@ class Client(RunReading):
             queue_key=queue_key,
         )
         return str((await submit_run(self.store, new)).id)
+
+    async def _schedule_inputs(
+        self, workflow: Any, inputs: Mapping[str, Any]
+    ) -> tuple[str, ExecutionConfig, dict[str, Any]]:
+        name = workflow if isinstance(workflow, str) else workflow.name
+        graph, spec = await self._definition(name, None)
+        checked = validate_inputs_by_spec(spec, inputs)
+        if self._sealer is not None:
+            checked = self._sealer.for_fields(spec.config.secret_fields).seal(checked)
+        return graph.workflow, spec.config, checked
 
     async def _definition(
         self, workflow: str, version: str | None

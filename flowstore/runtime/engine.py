@@ -38,7 +38,9 @@ from flowstore.hooks import H, HookKind, Hooks
 from flowstore.logs import engine_logger, redacting
 from flowstore.runtime.children import run_child
 from flowstore.runtime.definitions import Definitions
+from flowstore.runtime.engine_schedules import EngineSchedules
 from flowstore.runtime.executor import Observer, execute_run
+from flowstore.runtime.forking import RunForking
 from flowstore.runtime.memory import Memory
 from flowstore.runtime.models import Run
 from flowstore.runtime.ownership import HeldRun, HeldRuns, heartbeat, hold_run
@@ -47,6 +49,7 @@ from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.resumption import RunTakeover
 from flowstore.runtime.retention import Retention, keep_deleting
+from flowstore.runtime.schedules import ScheduleLoop
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
@@ -73,7 +76,7 @@ __all__ = ["Engine"]
 _log = engine_logger("flowstore.engine")
 
 
-class Engine(RunTakeover, RunReading):
+class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
     """Runs workflows durably; use it as an async context manager.
 
     Args:
@@ -159,6 +162,8 @@ class Engine(RunTakeover, RunReading):
         self._retention = retention
         self._queues = tuple(queues)
         self._retaining: asyncio.Task[None] | None = None
+        self._ticking: ScheduleLoop | None = None
+        self._ticking_task: asyncio.Task[None] | None = None  # `EngineSchedules`
         self._heartbeat: asyncio.Task[None] | None = None
         self._worker_count = workers
         self._poll_seconds = poll_seconds
@@ -228,6 +233,8 @@ class Engine(RunTakeover, RunReading):
             self._retaining = asyncio.create_task(keep_deleting(self._store, self._retention))
         if self._worker_count:  # woken when another process makes a run claimable
             await self._watching.enter_async_context(self._store.watch_work(self._work_heard))
+        if self._worker_count:  # it starts the ticks of its workflows' schedules
+            self._start_ticking(self._store, self._wake_loops)
         trouble = Trouble(self.worker_id)
         for _ in range(self._worker_count):
             loop = ClaimLoop(
@@ -254,12 +261,17 @@ class Engine(RunTakeover, RunReading):
             _log.error("engine %s stopped: %s", self.worker_id, task.exception())
             self.stopped.set()
 
+    def _wake_loops(self) -> None:
+        for loop in self._loops:
+            loop.wake()
+
     def _work_heard(self, graph_hash: str) -> None:
         if not graph_hash or graph_hash in self._definitions.by_hash:
             for loop in self._loops:
                 loop.wake()
 
     async def __aexit__(self, *_: object) -> None:
+        await self._stop_ticking()
         await self.drain(self._grace_seconds)
         await self._watching.aclose()
         await _cancelled(self._retaining)

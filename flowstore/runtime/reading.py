@@ -6,11 +6,13 @@ another process, or has ended long ago.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from flowstore.errors import ExecutionError, RunNotFound
+from flowstore.runtime.history import RunAt, state_at
 from flowstore.runtime.models import Run
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
@@ -95,6 +97,20 @@ class RunReading:
     async def get_run(self, run_id: str) -> Run:
         """One run. Raises `RunNotFound`."""
         return self._run(await self.store.get_run(RunId(run_id)))
+
+    async def state_at(self, run_id: str, seq: int) -> RunAt:
+        """The run as it was at sequence number `seq` of its log: its status, and each node
+        execution's status, attempt and output then (`flowstore runs show RUN --at SEQ`).
+
+        Raises:
+            RunNotFound: No run has this id.
+            InvalidValue: `seq` is not a number of its log.
+        """
+        at = await state_at(self.store, RunId(run_id), seq)
+        if self._sealer is None:
+            return at
+        opened = [dataclasses.replace(node, output=self._opened(node.output)) for node in at.nodes]
+        return dataclasses.replace(at, nodes=opened)
 
     def _run(self, record: RunRecord) -> Run:
         """The public view of a stored run, its sealed secret fields opened with the key."""

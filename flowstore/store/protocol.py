@@ -41,6 +41,7 @@ from flowstore.store.records import (
     WorkerId,
     WorkerInfo,
 )
+from flowstore.store.schedule_records import Schedule, Tick
 
 __all__ = ["Store"]
 
@@ -208,6 +209,50 @@ class Store(Protocol):
 
     async def queue_states(self) -> list[QueueState]:
         """Each stored queue with its queued, running and waiting runs counted."""
+        ...
+
+    # ---------------------------------------------------------------- schedules
+
+    async def save_schedule(self, schedule: Schedule) -> None:
+        """Store a schedule, or replace the one of its name."""
+        ...
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """One schedule. Raises `ScheduleNotFound`."""
+        ...
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        ...
+
+    async def pause_schedule(
+        self, name: str, *, paused: bool, next_at: datetime | None = None
+    ) -> Schedule:
+        """Pause a schedule, or let it run again from `next_at`. Raises `ScheduleNotFound`."""
+        ...
+
+    async def remove_schedule(self, name: str) -> None:
+        """Delete a schedule (the runs it started stay). Raises `ScheduleNotFound`."""
+        ...
+
+    async def due_schedules(self, workflows: Collection[str]) -> list[Schedule]:
+        """The schedules of these workflows, not paused, whose next tick has come."""
+        ...
+
+    async def next_schedule_at(self, workflows: Collection[str]) -> datetime | None:
+        """When the first schedule of these workflows next ticks (paused ones aside)."""
+        ...
+
+    async def fire_schedule(
+        self, schedule: Schedule, ticks: Sequence[Tick], *, next_at: datetime, skipped: int
+    ) -> bool:
+        """Create the runs of `ticks` and move the schedule on to `next_at`, in one
+        transaction, unless another worker moved it since `schedule` was read (then nothing
+        is written: False)."""
+        ...
+
+    async def list_ticks(self, name: str, *, limit: int = 20) -> list[tuple[datetime, str | None]]:
+        """A schedule's latest ticks started, newest first, with their runs."""
         ...
 
     # ---------------------------------------------------------------- the transition log

@@ -43,6 +43,8 @@ __all__ = [
     "node_executions",
     "queues",
     "runs",
+    "schedule_ticks",
+    "schedules",
     "spans",
     "signals",
     "transitions",
@@ -179,6 +181,57 @@ queues = Table(
         "(rate_limit IS NULL AND rate_period IS NULL) OR (rate_limit >= 1 AND rate_period > 0)",
         name="rate",
     ),
+)
+
+schedules = Table(
+    f"{PREFIX}schedules",
+    metadata,
+    Column("name", NAME, primary_key=True),
+    Column("workflow", NAME, nullable=False),
+    # When it ticks: a cron expression in `timezone`, or every so many seconds.
+    Column("cron", String(200)),
+    Column("every_seconds", Float),
+    Column("timezone", String(64), nullable=False),
+    Column("inputs", JSONValue, nullable=False),
+    # Ticks found more than `grace_seconds` late: skipped, or the latest `catch_up_limit`
+    # of them started.
+    Column("missed", String(16), nullable=False),
+    Column("catch_up_limit", Integer, nullable=False),
+    Column("grace_seconds", Float, nullable=False),
+    Column("queue", NAME),
+    Column("queue_key", NAME),
+    Column("priority", Integer, nullable=False),
+    # The next tick: the one transaction that moves it on starts the runs of the ticks due.
+    Column("next_at", UTCDateTime, nullable=False),
+    Column("last_tick_at", UTCDateTime),
+    Column("started", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("paused_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "(cron IS NULL AND every_seconds > 0) OR (cron IS NOT NULL AND every_seconds IS NULL)",
+        name="timing",
+    ),
+    CheckConstraint(_one_of("missed", ["skip", "catch_up"]), name="missed"),
+    Index(None, "next_at"),
+)
+
+# One row per tick started: its key makes a second start of one tick impossible.
+schedule_ticks = Table(
+    f"{PREFIX}schedule_ticks",
+    metadata,
+    Column(
+        "schedule",
+        NAME,
+        ForeignKey(f"{PREFIX}schedules.name", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("tick_at", UTCDateTime, nullable=False),
+    Column("run_id", RUN_ID, _run_fk("SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("schedule", "tick_at"),
+    Index(None, "run_id"),
 )
 
 node_executions = Table(

@@ -71,11 +71,13 @@ from flowstore.store.repositories import (
     queues,
     retention,
     runs,
+    schedules,
     signals,
     telemetry,
     transitions,
     waits,
 )
+from flowstore.store.schedule_records import Schedule, Tick
 from flowstore.store.transactions import SQLTransactions, fits_the_loop
 
 __all__ = ["SQLStore", "open_store"]
@@ -571,6 +573,65 @@ class SQLStore(SQLTransactions, Store):
 
     async def queue_states(self) -> list[QueueState]:
         return await self._read("reading queues", queues.queue_states, now=self._now())
+
+    # ---------------------------------------------------------------- schedules
+
+    async def save_schedule(self, schedule: Schedule) -> None:
+        await self._write(
+            f"storing schedule {schedule.name!r}",
+            schedules.save_schedule,
+            schedule,
+            now=self._now(),
+            encode=self._encode,
+        )
+
+    async def get_schedule(self, name: str) -> Schedule:
+        return await self._read(f"reading schedule {name!r}", schedules.get_schedule, name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        return await self._read("listing schedules", schedules.list_schedules)
+
+    async def pause_schedule(
+        self, name: str, *, paused: bool, next_at: datetime | None = None
+    ) -> Schedule:
+        return await self._write(
+            f"{'pausing' if paused else 'resuming'} schedule {name!r}",
+            schedules.pause_schedule,
+            name,
+            paused=paused,
+            now=self._now(),
+            next_at=next_at,
+        )
+
+    async def remove_schedule(self, name: str) -> None:
+        await self._write(f"removing schedule {name!r}", schedules.remove_schedule, name)
+
+    async def due_schedules(self, workflows: Collection[str]) -> list[Schedule]:
+        return await self._read(
+            "reading due schedules", schedules.due_schedules, now=self._now(), workflows=workflows
+        )
+
+    async def next_schedule_at(self, workflows: Collection[str]) -> datetime | None:
+        return await self._read("reading the next schedule", schedules.next_schedule_at, workflows)
+
+    async def fire_schedule(
+        self, schedule: Schedule, ticks: Sequence[Tick], *, next_at: datetime, skipped: int
+    ) -> bool:
+        return await self._write(
+            f"starting ticks of schedule {schedule.name!r}",
+            schedules.fire_schedule,
+            schedule,
+            ticks,
+            next_at=next_at,
+            skipped=skipped,
+            now=self._now(),
+            encode=self._encode,
+        )
+
+    async def list_ticks(self, name: str, *, limit: int = 20) -> list[tuple[datetime, str | None]]:
+        return await self._read(
+            f"reading ticks of schedule {name!r}", schedules.list_ticks, name, limit=limit
+        )
 
     # ---------------------------------------------------------------- retention and space
 

@@ -112,7 +112,7 @@ def _newest(kind: str, workdir: Path) -> str:
 
 def _run_command(command: str, workdir: Path, where: str, expected: int = 0) -> None:
     if "RUN" in command.split():
-        command = " ".join(
+        command = shlex.join(
             _newest("RUN", workdir) if word == "RUN" else word for word in shlex.split(command)
         )
     command = command.replace("url=URL", f"url={_url(workdir)}")

@@ -145,6 +145,23 @@ async def test_without_telemetry_nothing_is_measured(migrated_url: str) -> None:
         assert await engine.store.list_spans() == []
 
 
+async def _populate_schedules(url: str) -> None:
+    """A schedule that started a tick."""
+    flow = Workflow("scheduled")
+
+    @flow.node
+    async def tick() -> str:
+        return "ticked"
+
+    async with Engine(url, workflows=[flow], poll_seconds=0.05) as engine:
+        await engine.schedule(flow, "often", every=60)
+        for _ in range(500):
+            if (await engine.store.get_schedule("often")).started:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError("the schedule never started its first tick")
+
+
 def documented_queries() -> list[str]:
     """Every SQL block of the README and the docs."""
     return [
@@ -161,6 +178,7 @@ def test_the_docs_show_at_least_five_queries() -> None:
 @pytest.mark.parametrize("query", documented_queries(), ids=lambda q: q.split("\n")[0][:40])
 async def test_each_documented_query_runs_and_finds_rows(migrated_url: str, query: str) -> None:
     await _populate_waits(migrated_url)
+    await _populate_schedules(migrated_url)
     async with Engine(migrated_url, workers=0) as engine:
         runs = await _populate(engine)
         # A run in flight, owned by a worker.

@@ -201,7 +201,11 @@ async def test_the_waiting_revision_keeps_every_row_both_ways(migrated_url: str)
     before_tables = [
         t.name
         for t in metadata.sorted_tables
-        if t.name not in (f"{PREFIX}waits", f"{PREFIX}signals", f"{PREFIX}queues")
+        if t.name
+        not in {
+            f"{PREFIX}{name}"
+            for name in ("waits", "signals", "queues", "schedules", "schedule_ticks")
+        }
     ]
     sql_engine = create_engine(StoreSettings(url=migrated_url))
     try:
