@@ -206,6 +206,7 @@ class Workflow:
                 {"workflow": workflow.name, **options},
                 explicit_inputs=bound,
                 children=[workflow],
+                map_item=_map_item(options),
             )
         )
 
@@ -220,19 +221,21 @@ class Workflow:
     ) -> None:
         """Add a node of a registered custom node type."""
         fields = {"type": type, "config": dict(config or {}), **options}
-        self._add(_NodeDefinition(name, fields, explicit_inputs=_as_mapping(inputs)))
+        self._add(
+            _NodeDefinition(
+                name, fields, explicit_inputs=_as_mapping(inputs), map_item=_map_item(options)
+            )
+        )
 
     def _add_function(self, function: Callable[..., Any], options: dict[str, Any]) -> None:
         name = options.pop("name", None) or getattr(function, "__name__", None)
         if not isinstance(name, str):
             raise DefinitionError([Problem("give the node a name", workflow=self.name)])
         call = f"{function.__module__}:{function.__qualname__}"
-        loop_map = options.get("map")
-        item = None
-        if loop_map is not None:
-            item = loop_map.item if isinstance(loop_map, MapOver) else loop_map.get("item", "item")
         self._add(
-            _NodeDefinition(name, {"call": call, **options}, function=function, map_item=item)
+            _NodeDefinition(
+                name, {"call": call, **options}, function=function, map_item=_map_item(options)
+            )
         )
 
     def _add(self, definition: _NodeDefinition) -> None:
@@ -266,6 +269,8 @@ class Workflow:
             else:
                 child_inputs = definition.children[0].spec.inputs if definition.children else {}
                 for param, source in bound.items():
+                    if source == definition.map_item:
+                        continue  # each item of the node's map
                     if source not in node_names and source not in inputs:
                         inputs[source] = child_inputs.get(param, "any")
             nodes.append({"name": definition.name, **definition.fields, "inputs": dict(bound)})
@@ -389,6 +394,15 @@ class Workflow:
                 file=self._file,
             )
         return self._graph
+
+
+def _map_item(options: Mapping[str, Any]) -> str | None:
+    """The name of the parameter (or child input) that takes each item of the node's map."""
+    over = options.get("map")
+    if over is None:
+        return None
+    item: str = over.item if isinstance(over, MapOver) else over.get("item", "item")
+    return item
 
 
 def _as_mapping(inputs: Mapping[str, str] | Sequence[str]) -> dict[str, str]:

@@ -226,7 +226,10 @@ def _edges(
     for name, index in indexes.items():
         node = job.spec.nodes[index]
         parents: list[str] = []
+        item = node.map.item if node.map is not None else None
         for param, source in node.inputs.items():
+            if source == item:
+                continue  # each item of the map, not a node's output or an input
             if source in indexes:
                 parents.append(source)
             elif source not in inputs:

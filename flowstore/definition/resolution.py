@@ -116,7 +116,15 @@ def resolve_action(job: Compilation, index: int, inputs: Mapping[str, Any]) -> R
     path: tuple[str | int, ...] = ("nodes", index)
     if node.workflow is not None:
         _check_subworkflow(job, index)
-        params = tuple(Param(p, s, None, False) for p, s in node.inputs.items())
+        item = node.map.item if node.map is not None else None
+        bound = dict(node.inputs)
+        child = job.workflows.get(node.workflow)
+        if item is not None and child is not None and item in child.inputs:
+            bound.setdefault(item, item)  # the child's input named like the item takes it
+        params = tuple(
+            Param(param, None if source == item else source, None, False)
+            for param, source in bound.items()
+        )
         return None, None, params, None, None
     if node.type is not None:
         function = _build_node_type(job, index)
@@ -165,6 +173,9 @@ def _inspect_function(job: Compilation, index: int, function: Callable[..., Any]
             params.append(Param(parameter.name, None, annotation, has_default))
             continue
         source = node.inputs.get(parameter.name)
+        if source is not None and source == item:  # bound to the map's item by name
+            params.append(Param(parameter.name, None, annotation, has_default))
+            continue
         if source is None and not has_default:
             job.report(
                 f"parameter {parameter.name!r} of {_described(node)} is not bound: add it to "
@@ -296,10 +307,16 @@ def _check_subworkflow(job: Compilation, index: int) -> None:
                 node=node.name,
                 field=f"inputs.{param}",
             )
+    item = node.map.item if node.map is not None else None
     for name in child.inputs:
-        if name not in node.inputs:
+        if name not in node.inputs and name != item:
             job.report(
-                f"input {name!r} of workflow {child.name!r} is not bound",
+                f"input {name!r} of workflow {child.name!r} is not bound"
+                + (
+                    f" (a map binds each item to the input named like it: map.item {item!r})"
+                    if item is not None
+                    else ""
+                ),
                 (*path, "inputs"),
                 node=node.name,
                 field="inputs",

@@ -194,11 +194,13 @@ class Loop(_Spec):
 
 
 class MapOver(_Spec):
-    """Run the node once per item of a list, results in the list's order.
+    """Run the node once per item of a list, results in the list's order; a subworkflow
+    node runs one child run per item, each durable on its own.
 
     Attributes:
         over: The workflow input or node whose output is the list.
-        item: The parameter that receives each item.
+        item: The parameter that receives each item (of a subworkflow: the child's input of
+            that name, or an input of the node bound to this name).
         concurrency: The most items running at once; None means the run's own limit.
     """
 

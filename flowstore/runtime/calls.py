@@ -267,7 +267,16 @@ async def _call(
 ) -> Any:
     if node.spec.workflow is not None:
         assert run_child is not None
-        return await run_child(node, arguments, context)
+        if node.spec.map is None:
+            return await run_child(node, arguments, context)
+        # Each item a child run of its own, durable on its own: its id comes from the item's
+        # idempotency key, so a parent that runs again takes up the same child.
+        bound = [param.name for param in node.params if param.source is None]
+
+        async def child(item: Any, own: NodeContext) -> Any:
+            return await run_child(node, {**arguments, **dict.fromkeys(bound, item)}, own)
+
+        return await _map_items(graph, node, items, context, child)
     checked = validate_arguments(graph, node, arguments)
     if node.context_param is not None:
         checked[node.context_param] = context
@@ -283,12 +292,33 @@ async def _call(
         checked[param.name] = resources[param.source]
     if node.spec.map is None:
         return validate_output(graph, node, await _invoke(node, checked, context))
+    item_name = node.spec.map.item
+
+    async def call(item: Any, own: NodeContext) -> Any:
+        single = validate_arguments(graph, node, {item_name: item})
+        if node.context_param is not None:
+            single[node.context_param] = own
+        return validate_output(graph, node, await _invoke(node, {**checked, **single}, own))
+
+    return await _map_items(graph, node, items, context, call)
+
+
+async def _map_items(
+    graph: Graph,
+    node: CompiledNode,
+    items: Any,
+    context: NodeContext,
+    call: Callable[[Any, NodeContext], Awaitable[Any]],
+) -> list[Any]:
+    """`call` each item of a map node, at most `map.concurrency` at once, each with a context
+    of its own (its own idempotency key), each result durable as it comes (an item whose
+    result an earlier attempt recorded is not called again); the results in item order."""
+    assert node.spec.map is not None
     if not isinstance(items, list | tuple):
         raise ExecutionError(
             f"node {node.name!r} maps over {node.spec.map.over!r}, which is a "
             f"{type(items).__name__}, not a list"
         )
-    item_name = node.spec.map.item
     limit = asyncio.Semaphore(node.spec.map.concurrency or len(items) or 1)
     done = await _items_done(graph, node, context)
 
@@ -296,12 +326,7 @@ async def _call(
         if index in done:  # its result is in the log already: the item is not called again
             return done[index]
         async with limit:
-            single = validate_arguments(graph, node, {item_name: item})
-            # Each item its own context: its own idempotency key.
-            own = dataclasses.replace(context, item=index)
-            if node.context_param is not None:
-                single[node.context_param] = own
-            result = validate_output(graph, node, await _invoke(node, {**checked, **single}, own))
+            result = await call(item, dataclasses.replace(context, item=index))
             if context.run.emit is not None:  # each item's result durable on its own
                 payload = {"item": index, "output": result}
                 await context.run.emit(

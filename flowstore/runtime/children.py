@@ -49,12 +49,18 @@ async def run_child(
         new = engine._new_run(graph, inputs, id=child_id, parent_run_id=ctx.run_id, owned=True)
         await engine._execute(new, graph, inputs, None)
     else:
-        if not record.status.is_terminal:
+        claim = None
+        if record.status is RunStatus.FAILED:  # the node runs again: so does its child, from
+            # what the child committed (a retry of the node, or its parent resumed)
+            claim = await engine.store.reopen_run(
+                child_id, engine.worker_id, lease_seconds=engine.lease_seconds
+            )
+        elif not record.status.is_terminal:
             claim = await engine._take(child_id)
-            if claim is not None:
-                await engine._execute(
-                    claim, engine._definitions.by_hash.get(record.graph_hash, graph), None, None
-                )
+        if claim is not None:
+            await engine._execute(
+                claim, engine._definitions.by_hash.get(record.graph_hash, graph), None, None
+            )
     child = await engine.wait(child_id)
     if child.status is not RunStatus.SUCCEEDED:
         error = child.error or {}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from flowstore.definition.spec import MemoryConfig
-from flowstore.errors import ExecutionError
+from flowstore.errors import ConfigurationError, ExecutionError
 from flowstore.runtime.memory import Memory, MemoryStage
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.waits import NO_DEFAULT, RunWaits
@@ -54,6 +54,17 @@ class RunContext:
 
 
 @dataclass(frozen=True, slots=True)
+class LoopPlace:
+    """Where a node execution is in a loop: the loop (named after the node that closes it),
+    its body, the iteration, and the body's outputs in the previous iteration."""
+
+    name: str
+    body: frozenset[str]
+    iteration: int
+    previous: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class NodeContext:
     """Passed to a node that declares a parameter annotated `NodeContext`.
 
@@ -65,6 +76,8 @@ class NodeContext:
         run_logger: The run's logger; `logger` is its child named after the node.
         memory_stage: The memory writes of this attempt, committed with its success.
         item: In a map node, the index of the item this call handles; None else.
+        loop: Where the node is in a loop, if it is in one: its `iteration`, and the
+            outputs of the loop's nodes in the previous one (`previous`).
     """
 
     run: RunContext
@@ -74,6 +87,29 @@ class NodeContext:
     run_logger: logging.Logger
     memory_stage: MemoryStage | None = None
     item: int | None = None
+    loop: LoopPlace | None = None
+
+    @property
+    def iteration(self) -> int:
+        """The loop iteration this execution is in: 0 for the first (and outside loops)."""
+        return 0 if self.loop is None else self.loop.iteration
+
+    def previous(self, node: str, default: Any = None) -> Any:
+        """The output `node` gave in the previous iteration of this node's loop, so a loop
+        can carry state from one iteration to the next; `default` in the first iteration
+        (or when `node` was skipped then). Durable: a resumed run reads the same.
+
+        Raises:
+            ConfigurationError: This node is in no loop, or `node` is not in its loop.
+        """
+        if self.loop is None or node not in self.loop.body:
+            where = f"the loop of {self.loop.name!r}" if self.loop else "no loop"
+            raise ConfigurationError(
+                f"node {self.node!r} asked for the previous output of {node!r}, but it is in "
+                f"{where}{'' if self.loop is None else f' (body: {sorted(self.loop.body)})'}: "
+                "ctx.previous reads the nodes of the node's own loop"
+            )
+        return self.loop.previous.get(node, default)
 
     @property
     def memory(self) -> Memory:

@@ -33,7 +33,7 @@ from flowstore.runtime.calls import (
     execute_node,
 )
 from flowstore.runtime.committer import Committer, Observer
-from flowstore.runtime.context import NodeContext, RunContext
+from flowstore.runtime.context import LoopPlace, NodeContext, RunContext
 from flowstore.runtime.debugging import DebugLog
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
@@ -345,7 +345,7 @@ async def _execute(
                     )
                     again = loops.next_iteration(node, state.values())
                     if again:
-                        state.restart(again)
+                        state.restart(node.name, again)
                         changes.append(CheckpointChange(loops.checkpoint()))
                 else:
                     ended = measure.node_ends(journal.timing, "failed")
@@ -415,6 +415,7 @@ async def _execute(
                     attempts[(node.name, key)],
                     log,
                     MemoryStage(claim.run.id, node.name, key, graph.spec.config.memory),
+                    loop=_loop_place(loops, state, node.name),
                 )
                 waits.node_starts(node.name, key)
                 items = state.values().get(node.spec.map.over) if node.spec.map else None
@@ -487,3 +488,12 @@ async def _stop(
     run_metrics, run_spans = measure.run_ends(ending.status)
     await committer.commit(changes, metrics + run_metrics, spans + run_spans)
     measure.export()
+
+
+def _loop_place(loops: Loops, state: RunState, node: str) -> LoopPlace | None:
+    """Where `node` is in a loop, for its context; None outside loops."""
+    loop = loops.loop_of(node)
+    if loop is None:
+        return None
+    previous = state.previous.get(loop, {})
+    return LoopPlace(loop, loops.bodies[loop], loops.iteration[loop], previous)

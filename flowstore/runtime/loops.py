@@ -52,6 +52,17 @@ class Loops:
             self.bodies[name] = frozenset(body)
             self.iteration[name] = 0
 
+    def loop_of(self, node: str) -> str | None:
+        """The loop `node` is in (the node that closes it), if any."""
+        return self._loop_of.get(node)
+
+    def previous_key(self, loop: str) -> str | None:
+        """The execution key of the loop's previous iteration; None in its first."""
+        iteration = self.iteration.get(loop, 0)
+        if iteration == 0:
+            return None
+        return f"i{iteration - 1}" if iteration > 1 else ""
+
     def key(self, node: str) -> str:
         """The execution key of the node's current iteration."""
         loop = self._loop_of.get(node)

@@ -36,13 +36,21 @@ class RunState:
         # that ends. Keeps each scheduling step proportional to what changed, not to the graph.
         self.frontier: set[str] = set(graph.order)
         self.position = {name: place for place, name in enumerate(graph.order)}
+        # Per loop, the outputs its body gave in the previous iteration (`NodeContext.previous`).
+        self.previous: dict[str, dict[str, Any]] = {}
 
     def ended(self, name: str, status: NodeStatus) -> None:
         self.status[name] = status
         self.frontier.update(self.graph.nodes[name].downstream)
 
-    def restart(self, body: frozenset[str]) -> None:
-        """Make a loop body undecided again, for its next iteration."""
+    def restart(self, loop: str, body: frozenset[str]) -> None:
+        """Make a loop body undecided again, for its next iteration, keeping the outputs it
+        gave in the one that ended."""
+        self.previous[loop] = {
+            name: self.outputs[name]
+            for name in body
+            if self.status.get(name) is NodeStatus.SUCCEEDED and name in self.outputs
+        }
         for name in body:
             self.status.pop(name, None)
         self.frontier.update(body)
@@ -114,8 +122,20 @@ async def restore(
     loops.restore(checkpoint.state if checkpoint is not None else None)
     recovered = []
     for execution in await store.read_node_executions(claim.run.id):
-        if execution.node not in state.graph.nodes or execution.key != loops.key(execution.node):
-            continue  # another iteration's execution
+        if execution.node not in state.graph.nodes:
+            continue
+        if execution.key != loops.key(execution.node):  # another iteration's execution
+            loop = loops.loop_of(execution.node)
+            if (
+                loop is not None
+                and execution.key == loops.previous_key(loop)
+                and execution.status is NodeStatus.SUCCEEDED
+            ):
+                output = execution.output if sealer is None else sealer.open(execution.output)
+                node = state.graph.nodes[execution.node]
+                previous = state.previous.setdefault(loop, {})
+                previous[execution.node] = restored_output(state.graph, node, output)
+            continue
         attempts[(execution.node, execution.key)] = execution.attempt
         if execution.status is NodeStatus.SUCCEEDED:
             state.status[execution.node] = NodeStatus.SUCCEEDED
