@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,37 @@ async def query_times(engine: Engine, repeat: int) -> dict[str, float]:
     return {name: await timed(query, repeat) for name, query in queries.items()}
 
 
+def explain_slow_runs(runs: list[Any], steps: list[Any], slow_ms: float) -> None:
+    """For the runs slower than `slow_ms`: which of the delete's steps (a batch, giving
+    space back) ran while they did, from the stored times and the steps' own."""
+    overlapping: dict[str, int] = {"delete": 0, "reclaim": 0, "none": 0}
+    shown = []
+    for run in runs:
+        if run.started_at is None or run.finished_at is None:
+            continue
+        took = (run.finished_at - run.started_at).total_seconds() * 1000
+        if took <= slow_ms:
+            continue
+        during = [
+            (kind, ms)
+            for kind, began, ms in steps
+            if began <= run.finished_at and began + timedelta(milliseconds=ms) >= run.started_at
+        ]
+        kinds = {kind for kind, _ in during} or {"none"}
+        for kind in kinds:
+            overlapping[kind] += 1
+        shown.append((took, during))
+    if not shown:
+        return
+    print(
+        f"slow runs overlapping a delete batch: {overlapping['delete']}, a step giving space "
+        f"back: {overlapping['reclaim']}, neither: {overlapping['none']}"
+    )
+    for took, during in sorted(shown, reverse=True)[:5]:
+        steps_seen = ", ".join(f"{kind} {ms:.0f} ms" for kind, ms in during) or "no step"
+        print(f"  a run of {took:.0f} ms, with {steps_seen}")
+
+
 def p50_and_max(durations: list[float]) -> str:
     if not durations:
         return "no runs"
@@ -125,7 +156,7 @@ async def steady_runs(client: Client, seconds: float, during: Awaitable[Any] | N
         if run.finished_at is not None and run.started_at is not None
     ]
     failed = sum(run.status is not RunStatus.SUCCEEDED for run in runs)
-    return durations, failed, (await task if task is not None else None)
+    return durations, failed, (await task if task is not None else None), runs
 
 
 async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once: int) -> None:
@@ -161,7 +192,7 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
     worker = await start_worker("benchmarks.retention:steady", url, poll=0.1, env=env)
     try:
         async with Client(url, poll_seconds=0.05) as client:
-            before, failed_before, _ = await steady_runs(client, steady_seconds, None)
+            before, failed_before, _, _ = await steady_runs(client, steady_seconds, None)
             store = client.store
 
             async def collect() -> Any:
@@ -169,7 +200,7 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
                 sweep = await delete_old_runs(store, ended_before=cutoff)
                 return sweep, time.perf_counter() - started
 
-            during, failed_during, (sweep, took) = await steady_runs(
+            during, failed_during, (sweep, took), during_runs = await steady_runs(
                 client, steady_seconds, collect()
             )
             after_space = await store.space_use()
@@ -201,6 +232,7 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
             f"delete, {slow_before} of {len(before)} before it"
         )
         print(f"slowest during / slowest before: {max(during) / max(before):.2f}")
+        explain_slow_runs(during_runs, sweep.steps, 2 * usual)
     print(f"failed runs: {failed_before + failed_during}; 'database is locked' logged: {locked}")
 
 

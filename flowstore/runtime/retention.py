@@ -73,13 +73,15 @@ def _only_ended(statuses: Collection[RunStatus], where: str = "") -> None:
 
 @dataclass
 class Sweep:
-    """What one pass of `delete_old_runs` did."""
+    """What one pass of `delete_old_runs` did; `steps` says when each of its transactions
+    began (wall clock), what it was (`delete` or `reclaim`) and how long it took, in ms."""
 
     deleted: int = 0
     batches: int = 0
     longest_batch_ms: float = 0.0
     pages_freed: int = 0
     longest_reclaim_ms: float = 0.0
+    steps: list[tuple[str, datetime, float]] = field(default_factory=list)
 
 
 async def delete_old_runs(
@@ -99,7 +101,7 @@ async def delete_old_runs(
     sweep, batch = Sweep(), first_batch
     while limit is None or sweep.deleted < limit:
         size = batch if limit is None else min(batch, limit - sweep.deleted)
-        started = time.perf_counter()
+        began, started = datetime.now(UTC), time.perf_counter()
         deleted = await store.delete_ended_runs(
             ended_before=ended_before, statuses=statuses, limit=size, keep_stats=keep_stats
         )
@@ -107,6 +109,7 @@ async def delete_old_runs(
         sweep.deleted += deleted
         sweep.batches += 1
         sweep.longest_batch_ms = max(sweep.longest_batch_ms, took * 1000)
+        sweep.steps.append(("delete", began, took * 1000))
         # A rest three times as long as the batch: writers of other processes, which retry
         # with SQLite's busy handler (after 1, 3, 8, 18, 33... ms), find the lock free at
         # most retries rather than miss it several times in a row.
@@ -125,9 +128,10 @@ async def _give_back(store: Store, sweep: Sweep, step_seconds: float) -> None:
     and less even, than deleting rows, so it starts small."""
     pages = _FIRST_RECLAIM
     while True:
-        started = time.perf_counter()
+        began, started = datetime.now(UTC), time.perf_counter()
         freed = await store.reclaim_space(pages=pages)
         spent = time.perf_counter() - started
+        sweep.steps.append(("reclaim", began, spent * 1000))
         sweep.pages_freed += freed
         sweep.longest_reclaim_ms = max(sweep.longest_reclaim_ms, spent * 1000)
         await asyncio.sleep(_REST * spent)

@@ -266,9 +266,11 @@ class ScheduleLoop:
             pause = self._poll_seconds
             try:
                 pause = await self._start_due()
-            except FlowstoreError as error:  # the store is away: tried again after a pause
-                if not failing:
+            except Exception as error:  # never stops the loop: tried again after a pause
+                if not failing and isinstance(error, FlowstoreError):  # the store is away
                     log.warning("schedules: %s", error)
+                elif not failing:  # a bug: logged whole, once
+                    log.error("schedules: starting ticks failed", exc_info=error)
                 failing = True
             else:
                 failing = False

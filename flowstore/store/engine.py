@@ -239,6 +239,21 @@ def set_foreign_keys(connection: Connection, enforced: bool) -> None:
         cursor.close()
 
 
+def set_synchronous(connection: Connection, level: int | None) -> int:
+    """Set SQLite's `synchronous` level on this connection (0 OFF, 1 NORMAL, 2 FULL, 3
+    EXTRA; None leaves it); return the level it had."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute("PRAGMA synchronous")
+        row = cursor.fetchone()
+        had = int(row[0]) if row is not None else 2
+        if level is not None:
+            cursor.execute(f"PRAGMA synchronous={int(level)}")
+        return had
+    finally:
+        cursor.close()
+
+
 def set_busy_timeout(connection: Connection, milliseconds: int) -> None:
     """Set how long this SQLite connection waits for a lock before failing with SQLITE_BUSY."""
     cursor = connection.connection.cursor()

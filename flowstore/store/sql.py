@@ -643,7 +643,7 @@ class SQLStore(SQLTransactions, Store):
         limit: int,
         keep_stats: bool = False,
     ) -> int:
-        deleted = await self._write(
+        deleted = await self._write_lazily(
             "deleting old runs",
             retention.delete_ended_runs,
             ended_before=ended_before,
@@ -665,7 +665,7 @@ class SQLStore(SQLTransactions, Store):
         )
 
     async def reclaim_space(self, *, pages: int) -> int:
-        freed = await self._write("giving free pages back", space.reclaim, pages=pages)
+        freed = await self._write_lazily("giving free pages back", space.reclaim, pages=pages)
         await self._checkpoint()
         return freed
 

@@ -54,6 +54,7 @@ from flowstore.store.engine import (
     install_sqlite_hooks,
     is_sqlite_busy,
     set_busy_timeout,
+    set_synchronous,
 )
 from flowstore.store.schema import runs
 
@@ -123,16 +124,22 @@ class SQLiteThreads:
         """No transaction is queued or running on the threads (on the loop's thread)."""
         return self._unsettled == 0
 
-    async def run(self, work: Callable[[Connection], T], *, wait_for_lock: bool = True) -> T:
+    async def run(
+        self, work: Callable[[Connection], T], *, wait_for_lock: bool = True, lazy: bool = False
+    ) -> T:
         """Run `work` in one transaction on one of the threads; return what it returns.
 
         With `wait_for_lock=False`, a database locked by another connection fails at once
-        (SQLITE_BUSY) instead of waiting out the busy timeout.
+        (SQLITE_BUSY) instead of waiting out the busy timeout. With `lazy`, the commit does
+        not wait for the disk (`synchronous=NORMAL` for it): the write lock is let go
+        sooner, and a power cut may undo the transaction (never half of it), until the next
+        checkpoint makes it durable. For work that is simply done again when lost.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._unsettled += 1
-        self._requests.put(_Request(loop, future, work, wait_for_lock, self._settled))
+        request = _Request(loop, future, work, wait_for_lock, self._settled, lazy=lazy)
+        self._requests.put(request)
         return await future
 
     def checkpoint(self) -> asyncio.Future[None]:
@@ -190,6 +197,16 @@ class SQLiteThreads:
     def _run(self, conn: Connection, request: _Request[T]) -> T:
         if not request.transaction:  # a checkpoint: on the driver's connection
             return request.work(conn)
+        level = set_synchronous(conn, None) if request.lazy else _NORMAL
+        if level <= _NORMAL:
+            return self._transaction(conn, request)
+        set_synchronous(conn, _NORMAL)
+        try:
+            return self._transaction(conn, request)
+        finally:
+            set_synchronous(conn, level)
+
+    def _transaction(self, conn: Connection, request: _Request[T]) -> T:
         if request.wait_for_lock:
             with conn.begin():
                 begin_transaction(conn, self._begin)
@@ -213,6 +230,10 @@ def _usable(conn: Connection) -> bool:
         return driver is not None and driver.execute("SELECT 1").fetchone() is not None
     except Exception:
         return False
+
+
+_NORMAL = 1
+"""SQLite's `synchronous=NORMAL`: in WAL mode, commits do not wait for the disk."""
 
 
 class _Busy(enum.Enum):
@@ -376,6 +397,7 @@ class _Request(Generic[T]):
     wait_for_lock: bool
     settled: Callable[[], None] | None
     transaction: bool = True
+    lazy: bool = False
 
     def settle(self, result: T | None, error: BaseException | None) -> None:
         # A RuntimeError means the caller's loop is closed: nobody is waiting any more.

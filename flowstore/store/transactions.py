@@ -201,13 +201,28 @@ class SQLTransactions:
         lock (a StoreError)."""
         return await self._on_writer(action, lambda conn: work(conn, *args, **kwargs), False)
 
+    async def _write_lazily(
+        self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`_write` for work that is simply done again if a power cut undoes it (deleting
+        old runs, giving pages back): on SQLite its commit does not wait for the disk, so it
+        holds the write lock for less; the next checkpoint makes it durable."""
+        return await self._on_writer(
+            action, lambda conn: work(conn, *args, **kwargs), True, lazy=True
+        )
+
     async def _on_writer(
-        self, action: str, work: Callable[[Connection], T], wait_for_lock: bool
+        self,
+        action: str,
+        work: Callable[[Connection], T],
+        wait_for_lock: bool,
+        *,
+        lazy: bool = False,
     ) -> T:
         self._check_file()
         try:
             if self._writer is not None:
-                return await self._writer.run(work, wait_for_lock=wait_for_lock)
+                return await self._writer.run(work, wait_for_lock=wait_for_lock, lazy=lazy)
             async with self.engine.begin() as conn:
                 return await conn.run_sync(work)
         except TRANSLATED as error:

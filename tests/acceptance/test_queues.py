@@ -80,6 +80,10 @@ async def test_three_worker_processes_keep_every_queue_limit(migrated_url: str) 
                 for row in await client.store.read_transitions(run_id)
                 if row.status == "running" and row.payload and "owner" in row.payload
             }
+            removed = run_flowstore("queues", "remove", "paced", env=env).stdout
+            assert removed.strip() == "removed queue paced"
+            gone = run_flowstore("queues", "remove", "paced", env=env, check=False)
+            assert "no queue is named 'paced' (stored: customers, two)" in gone.stderr
     finally:
         for worker in workers:
             worker.send_signal(signal.SIGTERM)

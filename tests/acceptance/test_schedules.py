@@ -5,6 +5,7 @@ once, none missing and none twice, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -55,6 +56,10 @@ async def test_every_tick_starts_once_while_a_worker_is_killed(migrated_url: str
             runs = await asyncio.wait_for(
                 asyncio.gather(*(client.wait(run_id) for _, run_id in ticks if run_id)), 60
             )
+            listed = run_flowstore("schedules", "ticks", "every-second", "--json", env=env)
+            assert len(json.loads(listed.stdout)) == min(len(ticks), 20)
+            run_flowstore("schedules", "remove", "every-second", env=env)
+            assert await client.list_schedules() == []
     finally:
         for worker in workers[1:]:
             worker.send_signal(signal.SIGTERM)
