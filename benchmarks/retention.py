@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import statistics
 import sys
@@ -43,6 +44,7 @@ from flowstore import Client, Engine, RunStatus, Workflow  # noqa: E402
 from flowstore.runtime.retention import delete_old_runs  # noqa: E402
 from flowstore.store import RunQuery, WorkerId  # noqa: E402
 from flowstore.store.plans import query_plans, reads_every_run  # noqa: E402
+from flowstore.store.sqlite_threads import SQLiteThreads  # noqa: E402
 
 seeded = Workflow("seeded")
 
@@ -132,6 +134,41 @@ def explain_slow_runs(runs: list[Any], steps: list[Any], slow_ms: float) -> None
         print(f"  a run of {took:.0f} ms, with {steps_seen}")
 
 
+class LockTimes:
+    """How long each write transaction of this process held SQLite's write lock, from the
+    moment it had it (its work begins after `BEGIN IMMEDIATE`) to its commit's end: the
+    longest a worker in another process can wait on the delete. Wraps the writer threads'
+    transaction runner of this process while the delete runs."""
+
+    def __init__(self) -> None:
+        self.held_ms: list[float] = []
+        self._real = SQLiteThreads._run
+
+    def __enter__(self) -> LockTimes:
+        real, held = self._real, self.held_ms
+
+        def timed(threads: Any, conn: Any, request: Any) -> Any:
+            if not request.transaction:
+                return real(threads, conn, request)
+            began: list[float] = []
+
+            def work(connection: Any) -> Any:
+                began.append(time.perf_counter())
+                return request.work(connection)
+
+            try:
+                return real(threads, conn, dataclasses.replace(request, work=work))
+            finally:
+                if began:
+                    held.append((time.perf_counter() - began[0]) * 1000)
+
+        SQLiteThreads._run = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        SQLiteThreads._run = self._real  # type: ignore[method-assign]
+
+
 def p50_and_max(durations: list[float]) -> str:
     if not durations:
         return "no runs"
@@ -189,6 +226,7 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
         for line in plan.splitlines():
             print(f"    {line}")
 
+    locks = LockTimes()
     worker = await start_worker("benchmarks.retention:steady", url, poll=0.1, env=env)
     try:
         async with Client(url, poll_seconds=0.05) as client:
@@ -197,7 +235,8 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
 
             async def collect() -> Any:
                 started = time.perf_counter()
-                sweep = await delete_old_runs(store, ended_before=cutoff)
+                with locks:
+                    sweep = await delete_old_runs(store, ended_before=cutoff)
                 return sweep, time.perf_counter() - started
 
             during, failed_during, (sweep, took), during_runs = await steady_runs(
@@ -215,6 +254,8 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
         f"step giving space back {sweep.longest_reclaim_ms:.0f} ms"
     )
     print(f"runs left: {left:,} (and the {len(before) + len(during)} the worker ran)")
+    if locks.held_ms:
+        print(f"the delete's transactions held the write lock: {p50_and_max(locks.held_ms)}")
     if before_space.file_bytes:
         mb = 2**20
         print(
