@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import os
 import socket
@@ -347,8 +346,13 @@ class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
         graph, checked = self._checked(workflow, inputs)
         queue, queue_key = queue_of(graph.spec.config, checked, queue=queue, queue_key=queue_key)
         if queue is not None:  # its turn comes through a claim, as for any worker
-            new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None)
-            new = dataclasses.replace(new, queue=queue, queue_key=queue_key)
+            new = self._new_run(
+                graph,
+                checked,
+                id=RunId(run_id) if run_id else None,
+                queue=queue,
+                queue_key=queue_key,
+            )
             record = await submit_run(self.store, new)
             take = functools.partial(self._take, record.id)
             return await self._drive(record.id, graph, checked, observe, None, take)
@@ -405,6 +409,8 @@ class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
         id: RunId | None = None,
         parent_run_id: RunId | None = None,
         priority: int = 0,
+        queue: str | None = None,
+        queue_key: str | None = None,
     ) -> NewRun:
         """A run of `graph`, queued, or owned by this engine from the start; its secret fields
         sealed when the engine has a secrets key."""
@@ -421,6 +427,8 @@ class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
             parent_run_id=parent_run_id,
             priority=priority,
             owner=self.worker_id if owned else None,
+            queue=queue,
+            queue_key=queue_key,
             lease_seconds=self.lease_seconds,
         )
 
@@ -540,8 +548,14 @@ class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
         """
         graph, checked = self._checked(workflow, inputs)
         queue, queue_key = queue_of(graph.spec.config, checked, queue=queue, queue_key=queue_key)
-        new = self._new_run(graph, checked, id=RunId(run_id) if run_id else None, priority=priority)
-        new = dataclasses.replace(new, queue=queue, queue_key=queue_key)
+        new = self._new_run(
+            graph,
+            checked,
+            id=RunId(run_id) if run_id else None,
+            priority=priority,
+            queue=queue,
+            queue_key=queue_key,
+        )
         record = await submit_run(self.store, new)
         for loop in self._loops:
             loop.wake()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError
 from flowstore.runtime.definitions import Definitions
-from flowstore.runtime.loops import Loops
+from flowstore.runtime.loops import Loops, closure
 from flowstore.store.records import (
     Change,
     CheckpointChange,
@@ -41,18 +41,7 @@ if TYPE_CHECKING:
     from flowstore.runtime.models import Run
     from flowstore.store.protocol import Store
 
-__all__ = ["RunForking", "downstream_of"]
-
-
-def downstream_of(graph: Graph, node: str) -> set[str]:
-    """`node` and every node that depends on it, directly or not."""
-    found, stack = {node}, [node]
-    while stack:
-        for child in graph.nodes[stack.pop()].downstream:
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
+__all__ = ["RunForking"]
 
 
 class RunForking:
@@ -127,7 +116,7 @@ class RunForking:
                     f"node {from_node!r} is inside the body of loop {loop!r}: fork from "
                     "the node the loop goes back to, or one before it"
                 )
-        again = downstream_of(graph, from_node)
+        again = closure(graph, from_node, "down")
         checked = validate_inputs(graph, {**self._opened(source.inputs), **(inputs or {})})
         changes: list[Change] = [
             EventChange("forked", {"from_run": source.id, "from_node": from_node})

@@ -16,10 +16,11 @@ from typing import Any
 from flowstore.definition.graph import CompiledNode, Graph
 from flowstore.errors import ExecutionError
 
-__all__ = ["Loops"]
+__all__ = ["Loops", "closure"]
 
 
-def _closure(graph: Graph, start: str, direction: str) -> set[str]:
+def closure(graph: Graph, start: str, direction: str) -> set[str]:
+    """`start` and every node downstream (`down`) or upstream (`up`) of it."""
     found, stack = {start}, [start]
     while stack:
         node = graph.nodes[stack.pop()]
@@ -40,7 +41,7 @@ class Loops:
         for name, node in graph.nodes.items():
             if node.spec.loop is None:
                 continue
-            body = _closure(graph, node.spec.loop.back_to, "down") & _closure(graph, name, "up")
+            body = closure(graph, node.spec.loop.back_to, "down") & closure(graph, name, "up")
             for member in body:
                 if member in self._loop_of:
                     raise ExecutionError(
