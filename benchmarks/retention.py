@@ -14,7 +14,8 @@ On one database (a new SQLite file by default; `--url` for PostgreSQL):
    90% of the ended runs (`delete_old_runs`, the code of `flowstore gc`). Prints how long
    the delete took, its batches, the longest, the space given back, and the worker's runs
    before and during it (p50 and slowest, from the stored start and end times), with any
-   run that failed and any "database is locked" the worker logged.
+   run that failed and any "database is locked" the worker logged. Then the worker alone for
+   as long as the delete took: how many runs a noisy machine makes slow with no delete.
 
 Goals: every query as fast at `--runs` as at 100 (within noise), no plan that reads every
 run, no failure, no run during the delete slower than twice the slowest before. Never
@@ -220,7 +221,8 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
     for name, plan in plans.items():
         # PostgreSQL chooses by its statistics: a whole table when most of it matches (the
         # tests check, with sequential scans off, that an index serves each query).
-        sorts = name in ("claim waiting", "claim running")  # the due ones, the free ones
+        # The due ones, the free ones, the ids with a prefix.
+        sorts = name in ("claim waiting", "claim running", "find a short id")
         flag = "READS EVERY RUN" if reads_every_run(plan, sorts=sorts) else "ok"
         print(f"plan of {name}: {flag if sqlite else 'as PostgreSQL chose it'}")
         for line in plan.splitlines():
@@ -243,6 +245,8 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
                 client, steady_seconds, collect()
             )
             after_space = await store.space_use()
+            # The machine's own noise: the worker alone again, for as long as the delete took.
+            alone, failed_alone, _, _ = await steady_runs(client, took, None)
             left = len(await store.list_runs(RunQuery(limit=runs)))
     finally:
         worker.terminate()
@@ -264,17 +268,21 @@ async def main(url: str, runs: int, repeat: int, steady_seconds: float, at_once:
         )
     print(f"worker's runs before the delete: {p50_and_max(before)} ({len(before)} runs)")
     print(f"worker's runs during the delete: {p50_and_max(during)} ({len(during)} runs)")
-    if before and during:
+    print(f"worker's runs alone, as long again: {p50_and_max(alone)} ({len(alone)} runs)")
+    if before and during and alone:
         usual = statistics.median(before)
         slow = sum(duration > 2 * usual for duration in during)
         slow_before = sum(duration > 2 * usual for duration in before)
+        slow_alone = sum(duration > 2 * usual for duration in alone)
         print(
             f"runs over twice the usual {usual:.0f} ms: {slow} of {len(during)} during the "
-            f"delete, {slow_before} of {len(before)} before it"
+            f"delete, {slow_alone} of {len(alone)} in as long again with no delete, "
+            f"{slow_before} of {len(before)} before it"
         )
         print(f"slowest during / slowest before: {max(during) / max(before):.2f}")
         explain_slow_runs(during_runs, sweep.steps, 2 * usual)
-    print(f"failed runs: {failed_before + failed_during}; 'database is locked' logged: {locked}")
+    failed = failed_before + failed_during + failed_alone
+    print(f"failed runs: {failed}; 'database is locked' logged: {locked}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from flowstore.store.engine import WRITE_OPTION, StoreSettings, create_engine, set_foreign_keys
-from flowstore.store.schema import PREFIX, VERSION_TABLE, metadata
+from flowstore.store.schema import POSTGRESQL_ONLY_INDEXES, PREFIX, VERSION_TABLE, metadata
 
 config = context.config
 if config.config_file_name is not None:
@@ -29,7 +29,8 @@ def _include_object(
     # flowstore may share a database with an application: look only at its own tables.
     if type_ == "table":
         return bool(name and name.startswith(PREFIX))
-    return True
+    # An index made for PostgreSQL alone is not in the metadata Alembic compares with.
+    return not (type_ == "index" and name in POSTGRESQL_ONLY_INDEXES)
 
 
 def _configure(connection: Connection) -> None:

@@ -122,6 +122,23 @@ async def test_runs_are_listed_newest_first_with_filters(store: SQLStore, clock:
 # ------------------------------------------------------------------------ claims and leases
 
 
+async def test_a_short_id_finds_exactly_the_runs_that_start_with_it(store: SQLStore) -> None:
+    ids = ["ab%1", "ab_2", "ab/3", "abc", "abd", "AB4", "abé", "ab", "b"]
+    for run_id in ids:
+        await store.create_run(new_run(id=RunId(run_id)))
+
+    assert await store.find_run_ids("ab") == ["ab", "ab%1", "ab/3", "ab_2", "abc", "abd", "abé"]
+    # `%`, `_` and `/` are themselves, not wildcards or escapes; case counts.
+    assert await store.find_run_ids("ab%") == ["ab%1"]
+    assert await store.find_run_ids("ab_") == ["ab_2"]
+    assert await store.find_run_ids("ab/") == ["ab/3"]
+    assert await store.find_run_ids("AB") == ["AB4"]
+    assert await store.find_run_ids("abé") == ["abé"]
+    assert await store.find_run_ids("abc") == ["abc"]
+    assert await store.find_run_ids("x") == []
+    assert len(await store.find_run_ids("ab", limit=2)) == 2
+
+
 async def test_a_claim_takes_the_highest_priority_oldest_run(
     store: SQLStore, clock: FakeClock
 ) -> None:

@@ -16,12 +16,14 @@ from sqlalchemy.engine import Connection
 from flowstore.errors import SchemaError
 from flowstore.store import StoreSettings, migrate, open_store
 from flowstore.store.engine import create_engine
-from flowstore.store.schema import PREFIX, VERSION_TABLE, metadata
+from flowstore.store.schema import POSTGRESQL_ONLY_INDEXES, PREFIX, VERSION_TABLE, metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
+    if type_ == "index":
+        return name not in POSTGRESQL_ONLY_INDEXES  # compared by `_dialect_indexes`
     return type_ != "table" or bool(name and name.startswith(PREFIX) and name != VERSION_TABLE)
 
 
@@ -34,7 +36,21 @@ def _differences(connection: Connection) -> list[Any]:
             "version_table": VERSION_TABLE,
         },
     )
-    return list(compare_metadata(context, metadata))
+    return list(compare_metadata(context, metadata)) + _dialect_indexes(connection)
+
+
+def _dialect_indexes(connection: Connection) -> list[Any]:
+    """The indexes made for PostgreSQL alone that are missing, or there on SQLite."""
+    postgres = connection.dialect.name == "postgresql"
+    found = {
+        index["name"]
+        for table in _flowstore_tables(connection) - {VERSION_TABLE}
+        for index in inspect(connection).get_indexes(table)
+    }
+    wanted = POSTGRESQL_ONLY_INDEXES if postgres else frozenset()
+    return [("index", name, "missing") for name in wanted - found] + [
+        ("index", name, "not wanted") for name in (POSTGRESQL_ONLY_INDEXES - wanted) & found
+    ]
 
 
 def _flowstore_tables(connection: Connection) -> set[str]:

@@ -228,10 +228,12 @@ def find_run_ids(conn: Connection, prefix: str, *, limit: int) -> list[RunId]:
 def find_run_ids_query(prefix: str, *, limit: int, dialect: str) -> Select[Any]:
     """The SELECT of `find_run_ids`. On SQLite, whose LIKE ignores case and reads every row,
     a range of the primary key (text compares byte by byte there): from `prefix` to the
-    prefix with its last character's successor. PostgreSQL's LIKE is exact, and its
-    collation may not order a range the same way."""
+    prefix with its last character's successor. PostgreSQL's collation may not order a range
+    that way: there, LIKE with the whole pattern as one value, which the planner reads as a
+    range of `ix_flowstore_runs_id_prefix` (pattern operators, exact in any collation)."""
     if dialect != "sqlite" or not prefix or prefix[-1] == "\U0010ffff":
-        stmt = select(runs.c.id).where(runs.c.id.startswith(prefix, autoescape=True))
+        escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        stmt = select(runs.c.id).where(runs.c.id.like(escaped + "%", escape="/"))
     else:
         after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         stmt = select(runs.c.id).where(runs.c.id >= prefix, runs.c.id < after)
