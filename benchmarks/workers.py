@@ -7,10 +7,11 @@ import sys
 
 
 async def start_worker(
-    workflow: str, url: str, *, poll: float, env: dict[str, str]
+    workflow: str, url: str, *, poll: float, env: dict[str, str], concurrency: int = 4
 ) -> asyncio.subprocess.Process:
-    """`flowstore worker --workflows WORKFLOW` on `url`, 4 runs at once, once it says it
-    runs (its stderr piped: the caller reads what it logs when it has stopped it)."""
+    """`flowstore worker --workflows WORKFLOW` on `url`, `concurrency` runs at once (4 by
+    default), once it says it runs (its stderr piped: the caller reads what it logs when it
+    has stopped it)."""
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -21,7 +22,7 @@ async def start_worker(
         "--url",
         url,
         "--concurrency",
-        "4",
+        str(concurrency),
         "--poll",
         str(poll),
         env=env,

@@ -34,8 +34,8 @@ class Committer:
     """Commits a run's changes in order; changes that arrive during a commit share the next.
 
     `commit` waits until its changes are durable. With no commit in flight the caller commits
-    itself, without a task or an extra turn of the event loop (a chain of nodes), and tells the
-    store it is waiting (on SQLite the commit may then run on the loop's thread). `submit`
+    itself, without a task or an extra turn of the event loop (a chain of nodes); the store
+    commits it with the other runs' writes waiting then (one fsync for them all). `submit`
     (durability `batched`) queues changes and returns at once. Changes queued during a commit
     are committed together by a flush task once it ends. After a failed commit (a lost lease)
     nothing more is written, and every later call raises that failure. With a `redactor`,
@@ -96,7 +96,7 @@ class Committer:
                 return {}
             self._busy = True
             try:
-                return await self._record(changes, metrics, spans, cache_keys, waiting=True)
+                return await self._record(changes, metrics, spans, cache_keys)
             except BaseException as error:
                 self._failure = error
                 raise
@@ -204,8 +204,6 @@ class Committer:
         metrics: Sequence[MetricPoint],
         spans: Sequence[Span],
         keys: Sequence[str] = (),
-        *,
-        waiting: bool = False,
     ) -> Mapping[str, CacheEntry]:
         # Everything numbered before `batch` has been committed or is in it (see `commit`).
         first = self._next_seq - len(batch) - len(self._pending)
@@ -220,7 +218,6 @@ class Committer:
                 cache_keys=keys,
                 expected_seq=first if batch else None,
                 create=self._create,
-                waiting=waiting,
             )
             self._create = None
         except BaseException:

@@ -215,6 +215,8 @@ class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
         except BaseException:
             await self._resources.close()
             raise
+        if not self._store.settings.read_only:
+            await self._store.warm_up()
         now = datetime.now(UTC)
         # The definitions its workers claim runs of (none without workers), for `flowstore
         # runs list` to tell which runs no live worker can take.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,6 +70,11 @@ class StoreSettings:
             SQLite (an embedded database belongs to the application) and no for PostgreSQL
             (a shared database is upgraded deliberately, with `flowstore db upgrade`).
         pool_size: Connections kept open per process (PostgreSQL).
+        idle_in_transaction_s: How long the server lets one of flowstore's connections sit
+            idle inside a transaction before it ends the session (PostgreSQL's
+            `idle_in_transaction_session_timeout`): a process frozen mid-transaction (stopped,
+            swapped out, partitioned away) cannot hold a run's row locks longer than this.
+            flowstore's own transactions never idle; 0 turns the limit off.
         max_overflow: Extra connections allowed under load (PostgreSQL).
         echo: Log every SQL statement.
         create: Create a SQLite database file that does not exist yet; with False (commands
@@ -83,6 +89,7 @@ class StoreSettings:
     value_limits: serde.ValueLimits = field(default_factory=serde.ValueLimits)
     auto_upgrade: bool | None = None
     pool_size: int = 5
+    idle_in_transaction_s: float = 60.0
     max_overflow: int = 10
     echo: bool = False
     create: bool = True
@@ -96,6 +103,10 @@ class StoreSettings:
             raise StoreError(
                 f"sqlite_synchronous={self.sqlite_synchronous!r} is not a SQLite synchronous "
                 f"level: use one of {choices}"
+            )
+        if self.idle_in_transaction_s < 0:
+            raise StoreError(
+                f"idle_in_transaction_s={self.idle_in_transaction_s!r} must be 0 or more"
             )
         if self.busy_timeout_ms < 0:
             raise StoreError(f"busy_timeout_ms={self.busy_timeout_ms!r} must be 0 or more")
@@ -155,10 +166,12 @@ def create_engine(settings: StoreSettings) -> AsyncEngine:
         "echo": settings.echo,
     }
     if url.get_backend_name() == "postgresql":
+        idle_ms = int(settings.idle_in_transaction_s * 1000)
         options.update(
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
             pool_pre_ping=True,
+            connect_args={"server_settings": {"idle_in_transaction_session_timeout": str(idle_ms)}},
         )
     if sqlite_file is not None and settings.read_only:
         url = _read_only_url(url, sqlite_file)
@@ -271,7 +284,8 @@ def extend_wal(connection: Connection) -> None:
     costs an fsync of the file's size as well as of its data, about twice a commit into
     space written before, and a fresh process's first few hundred commits would pay that.
     SQLite ignores whatever follows the WAL's valid frames (as it ignores the frames a
-    checkpoint leaves behind), and deletes the file when the last connection closes.
+    checkpoint leaves behind), and deletes the file when the last connection closes. Skipped
+    on a disk with less than 64 times that size free (256 MB for the usual 4 MB).
     """
     driver = connection.connection.driver_connection
     assert driver is not None
@@ -284,6 +298,8 @@ def extend_wal(connection: Connection) -> None:
     if not path or pages <= 0 or not wal.exists():
         return  # in memory, no checkpoints to size it by, or no WAL file yet
     size = _WAL_HEADER + pages * (_WAL_FRAME_HEADER + page_size)
+    if shutil.disk_usage(wal.parent).free < _ROOM_TO_SPARE * size:
+        return  # a small or nearly full disk: its space is worth more than the speed
     with wal.open("r+b") as file:
         end = file.seek(0, os.SEEK_END)
         if end >= size:
@@ -302,6 +318,7 @@ def checkpoint_wal(connection: Connection) -> None:
 
 
 _WAL_HEADER, _WAL_FRAME_HEADER = 32, 24  # bytes, as SQLite's WAL format lays them out
+_ROOM_TO_SPARE = 64  # `extend_wal` writes only where 64 times the WAL's size is free
 
 _SQLITE_BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED
 # ... and SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL: faults that may pass.

@@ -268,7 +268,6 @@ class Store(Protocol):
         cache_keys: Sequence[str] = (),
         expected_seq: int | None = None,
         create: NewRun | None = None,
-        waiting: bool = False,
     ) -> CommitResult:
         """Apply and log a batch of changes atomically, each with the next sequence number.
 
@@ -279,8 +278,6 @@ class Store(Protocol):
         `expected_seq`, the first change must take that sequence number (a writer that numbers
         its changes itself, to tell live readers). With `create` (a planned, owned run: see
         `plan_run`), the run is created first in the same transaction, as `create_run` would.
-        `waiting` says the caller has nothing else to do until the commit lands (a `sync`
-        chain): a small commit may then hold the event loop rather than cross threads.
 
         Raises:
             LeaseLost: The fencing number is stale, or the log does not end at

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from flowstore.logs import engine_logger
@@ -78,7 +77,7 @@ from flowstore.store.repositories import (
     waits,
 )
 from flowstore.store.schedule_records import Schedule, Tick
-from flowstore.store.transactions import SQLTransactions, fits_the_loop
+from flowstore.store.transactions import SQLTransactions
 
 __all__ = ["SQLStore", "open_store"]
 
@@ -112,8 +111,6 @@ async def open_store(
     store = SQLStore(engine, settings, clock=clock)
     if is_sqlite:
         store.watch_file()
-        if not settings.read_only:
-            await store.warm_up()
     return store
 
 
@@ -121,20 +118,27 @@ class SQLStore(SQLTransactions, Store):
     """The store over one SQLAlchemy async engine. Create it with `open_store`."""
 
     async def warm_up(self) -> None:
-        """Get SQLite ready before the first run, not during it: every connection open; the
-        WAL file written out to its working size (`extend_wal`), in a writer transaction that
-        never waits for SQLite's lock; and a run's usual commits rehearsed and rolled back
-        where a run makes them, on the event loop's connection (`commits.rehearse`), which
-        compiles their statements. When another process holds the lock, the first runs do
-        that work instead."""
+        """Get SQLite ready before the first run, not during it (an `Engine` calls this as it
+        starts; a command that only reads never does): every connection open; the WAL file
+        written out to its working size (`extend_wal`), when the disk has room to spare; and
+        a run's usual commits rehearsed and rolled back on the writer thread
+        (`commits.rehearse`), which compiles their statements. Both in writer transactions
+        that never wait for SQLite's lock: when another process holds it, the first runs do
+        that work instead. Nothing on PostgreSQL."""
+        if self._writer is None:
+            return
         try:
             await self._try_write("warming up", extend_wal)
         except Exception as error:  # only a warm-up
             log.debug("writing out the WAL failed: %s", error)
         await self.connected()
-        if self._here is not None:
-            with contextlib.suppress(Exception):  # commits.Rehearsed, or only a warm-up failed
-                self._here.write(partial(commits.rehearse, now=self._now(), encode=self._encode))
+        with contextlib.suppress(Exception):  # commits.Rehearsed, or only a warm-up failed
+            await self._try_write(
+                "rehearsing a run's commits",
+                commits.rehearse,
+                now=self._now(),
+                encode=self._encode,
+            )
 
     # ---------------------------------------------------------------- runs and leases
 
@@ -170,7 +174,7 @@ class SQLStore(SQLTransactions, Store):
         )
 
     async def get_run(self, run_id: RunId) -> RunRecord:
-        return await self._read_here(f"reading run {run_id}", runs.get_run, run_id)
+        return await self._read(f"reading run {run_id}", runs.get_run, run_id)
 
     async def list_runs(self, query: RunQuery | None = None) -> list[RunRecord]:
         return await self._read("listing runs", runs.list_runs, query or RunQuery())
@@ -299,13 +303,11 @@ class SQLStore(SQLTransactions, Store):
         cache_keys: Sequence[str] = (),
         expected_seq: int | None = None,
         create: NewRun | None = None,
-        waiting: bool = False,
     ) -> CommitResult:
         action = f"recording transitions of run {run_id}"
         if create is not None:
             action = f"creating run {run_id} of {create.workflow!r}"
-        here = waiting and fits_the_loop(changes, len(metrics) + len(spans))
-        return await (self._write_here if here else self._write)(
+        return await self._write(
             action,
             commits.record_commit,
             run_id,
@@ -402,7 +404,7 @@ class SQLStore(SQLTransactions, Store):
 
     async def get_cached(self, key: str) -> CacheEntry | None:
         # On the path of every cached node: read here, not on a thread, when SQLite allows.
-        return await self._read_here("reading the cache", cache.get_cached, key, now=self._now())
+        return await self._read("reading the cache", cache.get_cached, key, now=self._now())
 
     async def put_cached(
         self, key: str, *, workflow: str, node: str, value: Any, ttl_seconds: float | None = None

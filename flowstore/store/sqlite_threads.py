@@ -4,37 +4,37 @@ aiosqlite crosses threads three or four times per statement (about 100 us each o
 so a five-statement commit cost milliseconds, and a read of one row about one. Here a
 transaction crosses once each way: the event loop puts the work on a queue, a thread runs
 BEGIN, the work and COMMIT on its own connection, and hands the result back with
-`call_soon_threadsafe`.
+`call_soon_threadsafe`. A caller cancelled while its transaction runs does not stop it: the
+transaction commits or rolls back whole, as if the caller had crashed.
 
-Writes go to one writer thread (SQLite has one writer at a time) and begin with
-`BEGIN IMMEDIATE`, so writers in other processes queue on SQLite's lock instead of losing
-updates. Reads go to a few reader threads and begin with a deferred `BEGIN`: one consistent
-snapshot per read, never the write lock. A caller cancelled while its transaction runs does not
-stop it: the transaction commits or rolls back whole, as if the caller had crashed.
+Reads go to a few reader threads (`SQLiteThreads`) and begin with a deferred `BEGIN`: one
+consistent snapshot per read, never the write lock.
 
-The transactions on the path of a run do not cross threads at all when they need not wait:
-`LoopConnection` runs them on the event loop's thread, on a connection of its own that never
-waits for a lock. Point reads (a run, a node's cache entry) take about 8 us there (p99 about
-14 us, measured on a 2-core VM), less than the loop's own share of handing them to a thread,
-and the two handoffs they save cost about 130 us idle and 280 us next to a busy writer. The
-small commits a run waits for (a `sync` chain's) go there too while the writer thread is
-idle: a 10-node chain took 5.0-5.5 ms there against 7.5-9 ms through the writer thread (the
-fsync, 150 us, is paid either way). The loop is held for such a commit, so when commits there
-are slow (a slow disk), the next ones go back to the writer thread for a while; and that
-connection never checkpoints the WAL itself: the writer thread does, outside any
-transaction, every so many commits.
+Every write goes to one writer thread (`SQLiteWriter`), the only path to the database for
+writes: SQLite has one writer at a time anyway, and one thread that owns it can do what many
+cannot, commit together. It takes every write waiting in its queue at once (at most
+`_MOST_AT_ONCE`), runs them in one transaction that begins with `BEGIN IMMEDIATE` (so writers
+in other processes queue on SQLite's lock instead of losing updates), each inside a savepoint
+of its own, and commits once: one fsync for them all, the cost that dominates a small commit
+(about 0.2 ms here, against about 10 us per row written). A write that fails rolls back to
+its savepoint alone, and its caller gets the error; the others commit. Each caller is told
+only after that COMMIT returns, so nobody hears "durable" of rows that are not. When the
+COMMIT itself fails, every write in it gets that error, and none of them is stored.
+
+A lone write (one run, nothing else waiting) is a transaction of its own, without savepoints:
+grouping costs it nothing, and with 100 runs at once most commits share their fsync with
+dozens of others. Writes that must not share a transaction run alone: one that must not wait
+for another process's lock (`wait_for_lock=False`), one that commits without waiting for the
+disk (`lazy`), and checkpoints of the WAL, which run outside any transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import enum
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -42,7 +42,6 @@ from typing import Any, Final, Generic, TypeVar
 from sqlalchemy import Engine, select
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flowstore.logs import engine_logger
@@ -52,13 +51,12 @@ from flowstore.store.engine import (
     begin_transaction,
     checkpoint_wal,
     install_sqlite_hooks,
-    is_sqlite_busy,
     set_busy_timeout,
     set_synchronous,
 )
 from flowstore.store.schema import runs
 
-__all__ = ["BUSY", "LoopConnection", "SQLiteThreads", "sqlite_sync_engine"]
+__all__ = ["SQLiteThreads", "SQLiteWriter", "sqlite_sync_engine"]
 
 T = TypeVar("T")
 
@@ -77,7 +75,7 @@ def sqlite_sync_engine(engine: AsyncEngine, settings: StoreSettings, *, connecti
         echo=settings.echo,
         pool_size=connections,
         max_overflow=0,
-        # Each connection stays on one thread, but `LoopConnection` opens its own on another.
+        # A thread's connection is opened by SQLAlchemy's pool, on whichever thread asks.
         connect_args={"check_same_thread": False},
     )
     install_sqlite_hooks(sync, settings, begin=False)
@@ -176,16 +174,17 @@ class SQLiteThreads:
                 conn.rollback()
             with contextlib.suppress(RuntimeError):  # a loop closed already: nobody waits
                 self._loop.call_soon_threadsafe(self._one_connected)
-            while (request := self._requests.get()) is not None:
-                # Whatever fails (connecting included) goes back to the caller; the thread
-                # stays, and connects again for the next request.
+            while (requests := self._next()) is not None:
+                # Whatever fails (connecting included) goes back to the callers; the thread
+                # stays, and connects again for the next requests.
                 try:
                     if conn is None or conn.closed or conn.invalidated:
                         conn = None
                         conn = self._engine.connect()
-                    request.settle(self._run(conn, request), None)
+                    self._answer(conn, requests)
                 except BaseException as error:
-                    request.settle(None, error)
+                    for request in requests:
+                        request.settle(None, error)
                     if conn is not None and not _usable(conn):
                         with contextlib.suppress(Exception):
                             conn.close()
@@ -193,6 +192,23 @@ class SQLiteThreads:
         finally:
             if conn is not None:
                 conn.close()
+
+    def _next(self) -> list[_Request[Any]] | None:
+        """The next requests to answer (None: stop)."""
+        request = self._requests.get()
+        return None if request is None else [request]
+
+    def _answer(self, conn: Connection, requests: list[_Request[Any]]) -> None:
+        """Run the requests and settle each (an error that escapes settles those unsettled)."""
+        [request] = requests
+        try:
+            result = self._run(conn, request)
+        except Exception as error:
+            request.settle(None, error)
+            if not _usable(conn):
+                raise
+        else:
+            request.settle(result, None)
 
     def _run(self, conn: Connection, request: _Request[T]) -> T:
         if not request.transaction:  # a checkpoint: on the driver's connection
@@ -220,14 +236,111 @@ class SQLiteThreads:
             set_busy_timeout(conn, self._busy_timeout_ms)
 
 
+_MOST_AT_ONCE: Final = 256
+"""Writes that one transaction of `SQLiteWriter` takes at most: enough to share an fsync among
+hundreds of runs, few enough that it holds SQLite's lock for milliseconds, not longer."""
+
+_SAVEPOINT = "flowstore_write"
+
+
+class _Broken(Exception):
+    """The transaction could not go on (SQLite rolled it back whole): every write fails."""
+
+
+class SQLiteWriter(SQLiteThreads):
+    """The one thread that writes: each transaction takes every write waiting, each in a
+    savepoint, and commits them once (see the module's notes)."""
+
+    def __init__(self, engine: Engine, *, busy_timeout_ms: int) -> None:
+        self._held: _Request[Any] | None = None  # taken from the queue, for the next round
+        self._stopping = False
+        super().__init__(
+            engine,
+            threads=1,
+            begin="BEGIN IMMEDIATE",
+            name="flowstore-writer",
+            busy_timeout_ms=busy_timeout_ms,
+        )
+
+    def _next(self) -> list[_Request[Any]] | None:
+        first, self._held = self._held, None
+        if first is None:
+            if self._stopping:
+                return None
+            first = self._requests.get()
+            if first is None:
+                return None
+        taken = [first]
+        if not first.shares:
+            return taken
+        while len(taken) < _MOST_AT_ONCE:
+            try:
+                more = self._requests.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:  # closing: answer what was taken first
+                self._stopping = True
+                break
+            if not more.shares:
+                self._held = more
+                break
+            taken.append(more)
+        return taken
+
+    def _answer(self, conn: Connection, requests: list[_Request[Any]]) -> None:
+        if len(requests) == 1:
+            super()._answer(conn, requests)
+            return
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            with conn.begin():
+                begin_transaction(conn, self._begin)
+                driver = conn.connection.driver_connection
+                assert isinstance(driver, sqlite3.Connection)
+                for request in requests:
+                    outcomes.append(_in_savepoint(conn, driver, request.work))
+        except _Broken as broken:
+            raise broken.__cause__ or broken from None
+        # Committed: now, and only now, each caller hears how its own write went.
+        for request, (result, error) in zip(requests, outcomes, strict=True):
+            request.settle(result, error)
+
+
+def _in_savepoint(
+    conn: Connection, driver: sqlite3.Connection, work: Callable[[Connection], T]
+) -> tuple[T | None, BaseException | None]:
+    """Run one write of a shared transaction inside a savepoint: (its result, None), or
+    (None, its error) with what it wrote rolled back. Raises `_Broken` when the transaction
+    itself is gone (SQLite rolls back a whole transaction on some errors: a full disk, I/O)."""
+    driver.execute(f"SAVEPOINT {_SAVEPOINT}")
+    try:
+        result = work(conn)
+    except Exception as error:
+        if not driver.in_transaction:
+            raise _Broken from error
+        try:
+            driver.execute(f"ROLLBACK TO {_SAVEPOINT}")
+            driver.execute(f"RELEASE {_SAVEPOINT}")
+        except sqlite3.Error as failed:
+            raise _Broken from failed
+        return None, error
+    driver.execute(f"RELEASE {_SAVEPOINT}")
+    return result, None
+
+
 def _usable(conn: Connection) -> bool:
-    """Whether a connection can take the next request (not closed, not invalidated, and
-    its database still answers)."""
+    """Whether a connection can take the next request after a failure: not closed, not
+    invalidated, its database still answers, and no transaction left open (a COMMIT that
+    failed may leave one; it is rolled back here)."""
     if conn.closed or conn.invalidated:
         return False
     try:
         driver = conn.connection.driver_connection
-        return driver is not None and driver.execute("SELECT 1").fetchone() is not None
+        if not isinstance(driver, sqlite3.Connection):
+            return False
+        if driver.in_transaction:
+            driver.execute("ROLLBACK")
+        return driver.execute("SELECT 1").fetchone() is not None
     except Exception:
         return False
 
@@ -236,160 +349,12 @@ _NORMAL = 1
 """SQLite's `synchronous=NORMAL`: in WAL mode, commits do not wait for the disk."""
 
 
-class _Busy(enum.Enum):
-    BUSY = "busy"
-
-
-BUSY: Final = _Busy.BUSY
-"""What `LoopConnection` returns when it did not run the transaction: go to the threads."""
-
-
-_COMMITS_KEPT, _COMMITS_JUDGED = 8, 3
-"""`LoopConnection` judges the disk by the median of its last 8 commits, from the third."""
-
-
-class LoopConnection:
-    """Short transactions on the event loop's own thread, on one connection that never waits.
-
-    The connection is opened on a thread at first use (opening reads the schema, which takes
-    milliseconds); until it is ready, and whenever the database is busy (SQLite's lock, WAL
-    recovery), `read` and `write` return `BUSY` at once (its busy timeout is 0) and the caller
-    goes to the threads instead. Only the thread that first used it runs on it.
-
-    The loop waits for a write's COMMIT (its fsync): when the median of the last few took
-    longer than `slow_commit_s` (a slow disk, not one stall), `writes_ok` is false for
-    `slow_pause_s`. The connection never checkpoints the WAL: `checkpoint_due` says when the
-    writer thread should (every `checkpoint_every` writes).
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        slow_commit_s: float = 0.002,
-        slow_pause_s: float = 10.0,
-        checkpoint_every: int = 100,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._engine = engine
-        self._conn: Connection | None = None
-        self._opening: asyncio.Future[Connection] | None = None
-        self._owner: int | None = None
-        self._slow_commit_s = slow_commit_s
-        self._slow_pause_s = slow_pause_s
-        self._checkpoint_every = checkpoint_every
-        self._clock = clock
-        self._commits: collections.deque[float] = collections.deque(maxlen=_COMMITS_KEPT)
-        self._writes_since_checkpoint = 0
-        self._paused_until = 0.0
-
-    def read(self, work: Callable[[Connection], T]) -> T | _Busy:
-        """Run `work` in one read transaction here, now; or return `BUSY` without running it."""
-        return self._run(work, "BEGIN", None)
-
-    def write(self, work: Callable[[Connection], T]) -> T | _Busy:
-        """Run `work` in one write transaction here, now (`BEGIN IMMEDIATE`); or return `BUSY`
-        with nothing written (SQLite's lock is held elsewhere, or the connection is not open)."""
-        done = self._run(work, "BEGIN IMMEDIATE", self._committed)
-        if done is not BUSY:
-            self._writes_since_checkpoint += 1
-        return done
-
-    @property
-    def writes_ok(self) -> bool:
-        """Whether writes may run here now (commits were not slow lately)."""
-        return self._clock() >= self._paused_until
-
-    def checkpoint_due(self) -> bool:
-        """True once every `checkpoint_every` writes here: time to checkpoint the WAL."""
-        if self._writes_since_checkpoint < self._checkpoint_every:
-            return False
-        self._writes_since_checkpoint = 0
-        return True
-
-    def _committed(self, took: float) -> None:
-        self._commits.append(took)
-        if len(self._commits) >= _COMMITS_JUDGED:
-            median = sorted(self._commits)[len(self._commits) // 2]
-            if median > self._slow_commit_s:
-                self._paused_until = self._clock() + self._slow_pause_s
-                self._commits.clear()
-
-    def _run(
-        self,
-        work: Callable[[Connection], T],
-        begin: str,
-        committed: Callable[[float], None] | None,
-    ) -> T | _Busy:
-        conn = self._connection()
-        if conn is None:
-            return BUSY
-        transaction = conn.begin()
-        try:
-            begin_transaction(conn, begin)
-            result = work(conn)
-            started = self._clock()
-            transaction.commit()
-        except (OperationalError, sqlite3.OperationalError) as error:  # BEGIN: the driver's
-            transaction.rollback()
-            if is_sqlite_busy(error):  # rolled back whole: the caller can go elsewhere
-                return BUSY
-            raise
-        except BaseException:
-            transaction.rollback()
-            raise
-        if committed is not None:
-            committed(self._clock() - started)
-        return result
-
-    async def open(self) -> None:
-        """Open the connection now, on a thread, rather than at first use."""
-        if self._owner is None:
-            self._connection()
-        if self._opening is not None:
-            await asyncio.gather(self._opening, return_exceptions=True)
-
-    def close(self) -> None:
-        """Close the connection (on the loop, before the engine is disposed)."""
-        if self._opening is not None and not self._opening.done():
-            self._opening.cancel()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def _connection(self) -> Connection | None:
-        if self._owner is None:
-            self._owner = threading.get_ident()
-            self._opening = asyncio.ensure_future(asyncio.to_thread(self._open))
-            self._opening.add_done_callback(self._opened)
-            return None
-        if self._owner != threading.get_ident():
-            return None
-        return self._conn
-
-    def _open(self) -> Connection:
-        conn = self._engine.connect()
-        set_busy_timeout(conn, 0)
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        driver.execute("PRAGMA wal_autocheckpoint=0")  # the writer thread checkpoints
-        with contextlib.suppress(Exception):  # a database without the schema yet
-            conn.execute(_WARM_UP).close()
-        conn.rollback()
-        return conn
-
-    def _opened(self, opening: asyncio.Future[Connection]) -> None:
-        # A connection that could not open leaves everything to the threads.
-        if not opening.cancelled() and opening.exception() is None:
-            self._conn = opening.result()
-
-
 def _log_failure(future: asyncio.Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("checkpointing the WAL failed: %s", future.exception())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Request(Generic[T]):
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
@@ -398,8 +363,17 @@ class _Request(Generic[T]):
     settled: Callable[[], None] | None
     transaction: bool = True
     lazy: bool = False
+    answered: bool = False
+
+    @property
+    def shares(self) -> bool:
+        """Whether it may share a transaction with other writes (see the module's notes)."""
+        return self.transaction and self.wait_for_lock and not self.lazy
 
     def settle(self, result: T | None, error: BaseException | None) -> None:
+        if self.answered:
+            return
+        self.answered = True
         # A RuntimeError means the caller's loop is closed: nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self._settle, result, error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from functools import partial
@@ -19,10 +19,10 @@ from flowstore.errors import DatabaseGone
 from flowstore.store import serde
 from flowstore.store.engine import TRANSLATED, StoreSettings, sqlite_path, store_error
 from flowstore.store.notices import Notices, WorkHeard
-from flowstore.store.records import Change, RunId
-from flowstore.store.sqlite_threads import BUSY, LoopConnection, SQLiteThreads, sqlite_sync_engine
+from flowstore.store.records import RunId
+from flowstore.store.sqlite_threads import SQLiteThreads, SQLiteWriter, sqlite_sync_engine
 
-__all__ = ["SQLTransactions", "Work", "fits_the_loop"]
+__all__ = ["SQLTransactions", "Work"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -37,37 +37,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_SMALL_COMMIT = 64
-"""Rows (changes, metrics, spans) up to which a commit its run waits for may run on the event
-loop's thread (`SQLTransactions._write_here`). A larger one, and one made in the background
-(durability `batched`, a fan-out's ends), goes to the writer thread: the loop goes on."""
-
-
-_SMALL_COMMIT_BYTES = 64 * 1024
-"""Bytes of encoded outputs up to which a commit may run on the event loop's thread: one
-large output would hold the loop while SQLite writes it."""
-
-
-def fits_the_loop(changes: Sequence[Change], telemetry_rows: int) -> bool:
-    """Whether a commit is small enough for the event loop's thread, by rows and by size."""
-    if len(changes) + telemetry_rows > _SMALL_COMMIT:
-        return False
-    size = 0
-    for change in changes:
-        output = getattr(change, "output", None)
-        if isinstance(output, str):  # encoded already (`Store.encode`)
-            size += len(output)
-    return size <= _SMALL_COMMIT_BYTES
-
-
 class SQLTransactions:
     """One SQLAlchemy async engine and the transactions run on it, for `SQLStore`.
 
     On PostgreSQL a transaction runs through the async engine with `run_sync`; on SQLite it
-    runs whole on a thread that owns a connection (`sqlite_threads`): writes on one writer
-    thread, reads on a few reader threads; and the reads and small commits on the path of a
-    run (`_read_here`, `_write_here`) on the event loop itself when SQLite is not busy.
-    Driver errors become flowstore errors here.
+    runs whole on a thread that owns a connection (`sqlite_threads`): every write on the one
+    writer thread, which commits the writes waiting together, and reads on a few reader
+    threads. Driver errors become flowstore errors here.
     """
 
     def __init__(
@@ -81,25 +57,17 @@ class SQLTransactions:
         self.settings = settings
         self._now = clock or _utcnow
         self._encode = partial(serde.encode, limits=settings.value_limits)
-        self._writer: SQLiteThreads | None = None
+        self._writer: SQLiteWriter | None = None
         self._readers: SQLiteThreads | None = None
         self._sync_engine: Engine | None = None
-        self._here: LoopConnection | None = None
         self._file: tuple[Path, int, int] | None = None
         self._notices = Notices(engine) if engine.dialect.name == "postgresql" else None
         if engine.dialect.name == "sqlite":
             sync = self._sync_engine = sqlite_sync_engine(
                 engine, settings, connections=2 + _SQLITE_READERS
             )
-            self._here = LoopConnection(sync)
             busy = int(settings.busy_timeout_ms)
-            self._writer = SQLiteThreads(
-                sync,
-                threads=1,
-                begin="BEGIN IMMEDIATE",
-                name="flowstore-writer",
-                busy_timeout_ms=busy,
-            )
+            self._writer = SQLiteWriter(sync, busy_timeout_ms=busy)
             self._readers = SQLiteThreads(
                 sync,
                 threads=_SQLITE_READERS,
@@ -148,8 +116,6 @@ class SQLTransactions:
     async def close(self) -> None:
         if self._notices is not None:
             await self._notices.close()
-        if self._here is not None:
-            self._here.close()
         for threads in (self._writer, self._readers):
             if threads is not None:
                 await threads.close()
@@ -158,13 +124,10 @@ class SQLTransactions:
         await self.engine.dispose()
 
     async def connected(self) -> None:
-        """Wait until SQLite's connections are open, the event loop's own included (nothing
-        on PostgreSQL)."""
+        """Wait until SQLite's connections are open (nothing on PostgreSQL)."""
         for threads in (self._writer, self._readers):
             if threads is not None:
                 await threads.connected()
-        if self._here is not None:
-            await self._here.open()
 
     def watch_file(self) -> None:
         """Remember which file the SQLite database is, so that every write first checks it
@@ -228,25 +191,6 @@ class SQLTransactions:
         except TRANSLATED as error:
             raise store_error(action, error) from error
 
-    async def _write_here(
-        self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """`_write` for a run's small commits: on SQLite, run on the event loop's thread when
-        the writer thread is idle (nothing queued before it) and SQLite's lock is free
-        (`LoopConnection`), else on the writer thread."""
-        here, writer = self._here, self._writer
-        if here is not None and writer is not None and writer.idle and here.writes_ok:
-            self._check_file()
-            try:
-                done = here.write(lambda conn: work(conn, *args, **kwargs))
-            except TRANSLATED as error:
-                raise store_error(action, error) from error
-            if done is not BUSY:
-                if here.checkpoint_due():
-                    writer.checkpoint()
-                return done
-        return await self._write(action, work, *args, **kwargs)
-
     async def _read(self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` in one read transaction (a consistent snapshot; no write lock)."""
         try:
@@ -256,17 +200,3 @@ class SQLTransactions:
                 return await conn.run_sync(work, *args, **kwargs)
         except TRANSLATED as error:
             raise store_error(action, error) from error
-
-    async def _read_here(
-        self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
-        """`_read` for a short point read: on SQLite, run on the event loop's thread when the
-        database is not busy (`LoopConnection`), else on a reader thread."""
-        if self._here is not None:
-            try:
-                done = self._here.read(lambda conn: work(conn, *args, **kwargs))
-            except TRANSLATED as error:
-                raise store_error(action, error) from error
-            if done is not BUSY:
-                return done
-        return await self._read(action, work, *args, **kwargs)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -15,7 +15,6 @@ from sqlalchemy.engine import Connection
 
 from flowstore.store import EventChange, NewRun, WorkerId, open_store
 from flowstore.store.sql import SQLStore
-from flowstore.store.sqlite_threads import BUSY, LoopConnection
 
 
 def _threads(name: str) -> list[threading.Thread]:
@@ -70,72 +69,7 @@ async def test_a_read_sees_one_snapshot_while_writes_go_on(sqlite_url: str) -> N
         await store.close()
 
 
-async def test_a_cache_lookup_reads_on_the_loop_without_waiting_for_the_threads(
-    sqlite_url: str,
-) -> None:
-    store: SQLStore = await open_store(sqlite_url)
-    try:
-        await store.put_cached("k", workflow="w", node="n", value={"answer": 42})
-        first = await store.get_cached("k")  # opens the loop's connection on a thread
-        for _ in range(100):
-            if store._here is not None and store._here._conn is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert store._readers is not None
-        release = threading.Event()
-        stalls = [
-            asyncio.create_task(store._readers.run(lambda _conn: release.wait(10)))
-            for _ in range(2)
-        ]
-        await asyncio.sleep(0.05)  # both reader threads are held now
-        second = await store.get_cached("k")
-        missing = await store.get_cached("other")
-        assert not any(stall.done() for stall in stalls), "the lookup waited for a reader"
-        release.set()
-        await asyncio.gather(*stalls)
-        assert first is not None and second is not None and missing is None
-        assert second.value == first.value == {"answer": 42}
-    finally:
-        await store.close()
-
-
-def test_a_loop_read_returns_busy_at_once_when_sqlite_is_locked(tmp_path: Path) -> None:
-    # A rollback journal, where a writer's EXCLUSIVE lock keeps readers out (WAL rarely does).
-    path = tmp_path / "locked.db"
-    engine = create_engine(f"sqlite+pysqlite:///{path}", connect_args={"timeout": 30})
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (x INTEGER)"))
-        conn.execute(text("INSERT INTO t VALUES (1)"))
-    reads = LoopConnection(engine)
-
-    async def main() -> None:
-        assert reads.read(_count) is BUSY  # not open yet: opens on a thread
-        for _ in range(100):
-            if reads._conn is not None:
-                break
-            await asyncio.sleep(0.01)
-        assert reads.read(_count) == 1
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")
-        started = time.monotonic()
-        assert reads.read(_count) is BUSY
-        assert time.monotonic() - started < 5, "waited for the lock (timeout 30 s)"
-        locker.execute("COMMIT")
-        locker.close()
-        assert reads.read(_count) == 1
-        reads.close()
-
-    try:
-        asyncio.run(main())
-    finally:
-        engine.dispose()
-
-
-def _count(conn: Connection) -> int:
-    return int(conn.execute(text("SELECT count(*) FROM t")).scalar_one())
-
-
-async def test_a_store_opens_at_once_while_another_process_holds_the_write_lock(
+async def test_a_store_opens_and_warms_up_at_once_while_another_process_holds_the_lock(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}"
@@ -146,13 +80,14 @@ async def test_a_store_opens_at_once_while_another_process_holds_the_write_lock(
     try:
         started = time.monotonic()
         store: SQLStore = await open_store(url)
+        await store.warm_up()  # as an engine does
         opened_in = time.monotonic() - started
     finally:
         locker.execute("COMMIT")
         locker.close()
     try:
-        # The rehearsal of the run path is skipped rather than waiting out the 10 s busy
-        # timeout; the generous bound only tells the two apart on a slow machine.
+        # The warm-up's writes are skipped rather than waiting out the 10 s busy timeout;
+        # the generous bound only tells the two apart on a slow machine.
         assert opened_in < 5, f"opening waited {opened_in:.1f} s for the lock"
         run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
         await store.record_transitions(run.id, 1, [EventChange("after")])
@@ -162,25 +97,29 @@ async def test_a_store_opens_at_once_while_another_process_holds_the_write_lock(
         await store.close()
 
 
-async def test_the_wal_is_written_out_at_open_and_loses_nothing_to_a_concurrent_writer(
+async def test_the_wal_is_written_out_by_the_warm_up_and_loses_nothing_to_a_writer(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "wal.db"
     url = f"sqlite+aiosqlite:///{path}"
     writer: SQLStore = await open_store(url)
     wal = Path(f"{path}-wal")
-    assert _size(wal) == 32 + 1000 * (24 + 4096)  # up to the autocheckpoint
+    working_size = 32 + 1000 * (24 + 4096)  # up to the autocheckpoint
+    assert (_size(wal) or 0) < working_size / 2, "opening a store wrote the WAL out"
+    await writer.warm_up()
+    assert _size(wal) == working_size
     try:
         run = await writer.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
 
         async def write() -> None:
             for i in range(300):
-                change = EventChange("e", {"i": i})  # half of them on the loop's connection
-                await writer.record_transitions(run.id, 1, [change], waiting=i % 2 == 0)
+                change = EventChange("e", {"i": i})
+                await writer.record_transitions(run.id, 1, [change])
 
-        async def reopen() -> None:  # each opening extends the WAL, when the lock is free
+        async def reopen() -> None:  # each warm-up extends the WAL, when the lock is free
             for _ in range(5):
                 other: SQLStore = await open_store(url)
+                await other.warm_up()
                 await other.close()
 
         await asyncio.gather(write(), reopen())
@@ -205,14 +144,32 @@ def _size(path: Path) -> int | None:
     return path.stat().st_size if path.exists() else None
 
 
-async def test_a_commit_waits_on_the_writer_thread_not_the_loop_while_the_lock_is_held(
+async def test_the_warm_up_leaves_the_wal_alone_on_a_disk_short_of_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "small.db"
+    store: SQLStore = await open_store(f"sqlite+aiosqlite:///{path}")
+    try:
+        real = shutil.disk_usage
+        small = real(tmp_path)._replace(free=100 * 2**20)  # 100 MB free
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: small)
+        before = _size(Path(f"{path}-wal"))
+        await store.warm_up()
+        assert _size(Path(f"{path}-wal")) == before
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        assert (await store.get_run(run.id)).last_seq == 1
+    finally:
+        await store.close()
+
+
+async def test_a_commit_waits_for_the_lock_on_the_writer_thread_not_on_the_loop(
     tmp_path: Path,
 ) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'held.db'}"
     store: SQLStore = await open_store(url)
     try:
         run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
-        await store.record_transitions(run.id, 1, [EventChange("before")], waiting=True)  # here
+        await store.record_transitions(run.id, 1, [EventChange("before")])
         locker = sqlite3.connect(
             tmp_path / "held.db", isolation_level=None, check_same_thread=False
         )
@@ -228,7 +185,7 @@ async def test_a_commit_waits_on_the_writer_thread_not_the_loop_while_the_lock_i
 
         ticking = asyncio.create_task(tick())
         started = time.monotonic()
-        await store.record_transitions(run.id, 1, [EventChange("after")], waiting=True)
+        await store.record_transitions(run.id, 1, [EventChange("after")])
         waited = time.monotonic() - started
         ticking.cancel()
         locker.close()
@@ -240,7 +197,7 @@ async def test_a_commit_waits_on_the_writer_thread_not_the_loop_while_the_lock_i
         await store.close()
 
 
-async def test_commits_on_the_loop_leave_the_wal_to_the_writer_thread_to_checkpoint(
+async def test_the_wal_stays_near_its_working_size_through_thousands_of_commits(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "busy.db"
@@ -249,7 +206,7 @@ async def test_commits_on_the_loop_leave_the_wal_to_the_writer_thread_to_checkpo
         run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
         for i in range(3000):
             change = EventChange("e", {"i": i, "pad": "x" * 500})
-            await store.record_transitions(run.id, 1, [change], waiting=True)
+            await store.record_transitions(run.id, 1, [change])
         # 3,000 commits write over 10,000 pages: without checkpoints the WAL would grow past
         # its working size (1,000 pages) several times over. A commit that comes in while a
         # checkpoint finishes may add a few pages past it.
@@ -263,52 +220,6 @@ async def test_commits_on_the_loop_leave_the_wal_to_the_writer_thread_to_checkpo
         assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         check.close()
-
-
-class _Clock:
-    """A clock that moves `step` seconds each time it is read: a commit takes `step`."""
-
-    def __init__(self) -> None:
-        self.now, self.step = 0.0, 0.0001
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
-
-
-def test_slow_commits_on_the_loop_send_the_next_ones_to_the_threads(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+pysqlite:///{tmp_path / 'slow.db'}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (x INTEGER)"))
-    clock = _Clock()
-    here = LoopConnection(engine, slow_pause_s=60, checkpoint_every=3, clock=clock)
-
-    def insert(conn: Connection) -> None:
-        conn.execute(text("INSERT INTO t VALUES (1)"))
-
-    async def main() -> None:
-        await here.open()
-        for _ in range(4):
-            assert here.write(insert) is None and here.writes_ok
-        assert here.checkpoint_due() and not here.checkpoint_due()
-        clock.step = 0.05  # one stalled commit among quick ones: still fine here
-        assert here.write(insert) is None
-        clock.step = 0.0001
-        assert here.writes_ok
-        clock.step = 0.005  # a disk slower than 2 ms a commit, commit after commit
-        for _ in range(5):
-            assert here.write(insert) is None
-        clock.step = 0.0001
-        assert not here.writes_ok, "slow commits did not send writes to the threads"
-        clock.now += 61
-        assert here.writes_ok, "writes here did not resume after the pause"
-        assert here.read(_count) == 10
-        here.close()
-
-    try:
-        asyncio.run(main())
-    finally:
-        engine.dispose()
 
 
 async def test_a_thread_that_cannot_connect_answers_with_the_error_and_recovers(
@@ -344,34 +255,3 @@ async def test_a_thread_that_cannot_connect_answers_with_the_error_and_recovers(
     finally:
         await threads.close()
         engine.dispose()
-
-
-async def test_a_commit_with_a_large_output_never_holds_the_event_loop(sqlite_url: str) -> None:
-    from flowstore.store import NodeChange, NodeStatus
-
-    store: SQLStore = await open_store(sqlite_url)
-    try:
-        assert store._here is not None
-        on_loop = []
-        real = store._here.write
-
-        def write(work: Any) -> Any:
-            on_loop.append(work)
-            return real(work)
-
-        store._here.write = write  # type: ignore[method-assign]
-        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
-        small = store.encode("x" * 100, what="a small output")
-        large = store.encode("x" * 200_000, what="a large output")
-        await store.record_transitions(
-            run.id, 1, [NodeChange("a", NodeStatus.SUCCEEDED, output=small)], waiting=True
-        )
-        assert len(on_loop) == 1
-        await store.record_transitions(
-            run.id, 1, [NodeChange("b", NodeStatus.SUCCEEDED, output=large)], waiting=True
-        )
-        assert len(on_loop) == 1  # the writer thread took it
-        outputs = await store.read_outputs(run.id)
-        assert len(outputs[("b", "")]) == 200_000
-    finally:
-        await store.close()
