@@ -199,16 +199,10 @@ class SQLiteThreads:
         return None if request is None else [request]
 
     def _answer(self, conn: Connection, requests: list[_Request[Any]]) -> None:
-        """Run the requests and settle each (an error that escapes settles those unsettled)."""
+        """Run the requests and settle each; an error that escapes is every request's (none
+        has been settled yet: `_serve` settles them all with it)."""
         [request] = requests
-        try:
-            result = self._run(conn, request)
-        except Exception as error:
-            request.settle(None, error)
-            if not _usable(conn):
-                raise
-        else:
-            request.settle(result, None)
+        request.settle(self._run(conn, request), None)
 
     def _run(self, conn: Connection, request: _Request[T]) -> T:
         if not request.transaction:  # a checkpoint: on the driver's connection
@@ -354,7 +348,7 @@ def _log_failure(future: asyncio.Future[Any]) -> None:
         log.warning("checkpointing the WAL failed: %s", future.exception())
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Request(Generic[T]):
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
@@ -363,7 +357,6 @@ class _Request(Generic[T]):
     settled: Callable[[], None] | None
     transaction: bool = True
     lazy: bool = False
-    answered: bool = False
 
     @property
     def shares(self) -> bool:
@@ -371,9 +364,6 @@ class _Request(Generic[T]):
         return self.transaction and self.wait_for_lock and not self.lazy
 
     def settle(self, result: T | None, error: BaseException | None) -> None:
-        if self.answered:
-            return
-        self.answered = True
         # A RuntimeError means the caller's loop is closed: nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self._settle, result, error)
