@@ -7,7 +7,9 @@ Workloads, on SQLite files made new for every run:
 
 - W1: a chain of N no-op steps (N = 10, 100, 500);
 - W2: a chain of N steps that each sleep 10 ms (N = 10, 50, 100, 500);
-- W3: N steps that each sleep 10 ms, all at once, then a join (N = 10, 50, 100, 500).
+- W3: N steps that each sleep 10 ms, all at once, then a join (N = 10, 50, 100, 500);
+- C: N runs of a chain of 10 no-op steps, started at once in one process (N = 100), shown
+  in steps per second: a service running many workflows at once.
 
 Engines: flowstore with `sync` and `batched` durability (SQLite WAL, synchronous FULL);
 LangGraph, a StateGraph with AsyncSqliteSaver, with its default durability and with
@@ -18,7 +20,8 @@ so.
 Every measurement is its own process (`--child`), started fresh: it imports the engine (timed,
 and the RSS after it read), builds the workload and readies the engine for it as its users
 would before work arrives (flowstore: an open `Engine` with the workflow registered;
-LangGraph: the graph compiled with its saver; DBOS: launched), runs it once, timed, and
+LangGraph: the graph compiled with its saver and the saver's tables made with `setup()`;
+DBOS: launched), runs it once, timed, and
 checks its result (a broken run cannot look fast), then reports the run's time, its peak RSS
 and the bytes its database holds. The engines take turns, one process each per round, so
 that a noisy spell of the machine falls on all of them. The table shows the median of
@@ -50,8 +53,13 @@ from typing import Annotated, Any, TypedDict
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SIZES = {"W1": (10, 100, 500), "W2": (10, 50, 100, 500), "W3": (10, 50, 100, 500)}
-QUICK_SIZES = {"W1": (10, 50), "W2": (10,), "W3": (10, 50)}
+SIZES = {
+    "W1": (10, 100, 500),
+    "W2": (10, 50, 100, 500),
+    "W3": (10, 50, 100, 500),
+    "C": (100,),
+}
+QUICK_SIZES = {"W1": (10, 50), "W2": (10,), "W3": (10, 50), "C": (10,)}
 """`--quick`: a check that every engine runs, in seconds (no figure to quote)."""
 Sizes = dict[str, tuple[int, ...]]
 TARGETS_MS = {
@@ -59,6 +67,8 @@ TARGETS_MS = {
     "W3": {10: 30, 50: 120, 100: 200, 500: 800},
 }
 """The figures flowstore was specified against (10 ms nodes, sequential and in parallel)."""
+CHAIN = 10
+"""The steps of each run of workload C."""
 TARGET_BASE_MB = 10
 TARGET_PER_NODE_KB = 100
 
@@ -120,7 +130,7 @@ async def run_flowstore(workload: str, size: int, db: Path, durability: str) -> 
         nodes = [{"name": "s0", "call": f"{steps}:{first}", "inputs": ["n"]}]
         nodes += [
             {"name": f"s{i}", "call": f"{steps}:{then}", "inputs": {"previous": f"s{i - 1}"}}
-            for i in range(1, size)
+            for i in range(1, CHAIN if workload == "C" else size)
         ]
     flow = Workflow.load(
         {
@@ -132,8 +142,12 @@ async def run_flowstore(workload: str, size: int, db: Path, durability: str) -> 
     )
     flow.compile()
     # Registered before the timer, as LangGraph compiles its graph and DBOS launches first.
-    # Registered before the timer, as LangGraph compiles its graph and DBOS launches first.
     async with Engine(f"sqlite+aiosqlite:///{db}", workers=0, workflows=[flow]) as engine:
+        if workload == "C":
+            timer = time.perf_counter()
+            ran = await asyncio.gather(*(engine.run(flow, {"n": 1}) for _ in range(size)))
+            took = time.perf_counter() - timer
+            return Measured(import_s, rss, took, sum(run.output == CHAIN for run in ran))
         timer = time.perf_counter()
         run = await engine.run(flow, {"n": 1 if workload != "W3" else 0})
         took = time.perf_counter() - timer
@@ -191,18 +205,29 @@ async def run_langgraph(workload: str, size: int, db: Path, durability: str | No
             return {"value": state["value"] + 1}
 
         previous = START
-        for index in range(size):
+        for index in range(CHAIN if workload == "C" else size):
             builder.add_node(f"s{index}", step)
             builder.add_edge(previous, f"s{index}")
             previous = f"s{index}"
         builder.add_edge(previous, END)
         state = {"value": 0}
     async with AsyncSqliteSaver.from_conn_string(str(db)) as saver:
+        await saver.setup()  # its tables, made before the timer as flowstore's are
         graph = builder.compile(checkpointer=saver)
-        config = {"configurable": {"thread_id": "bench"}, "recursion_limit": size + 10}
         options = {} if durability is None else {"durability": durability}
+
+        def config(thread: str) -> Any:
+            return {"configurable": {"thread_id": thread}, "recursion_limit": size + 10}
+
+        if workload == "C":
+            timer = time.perf_counter()
+            finals = await asyncio.gather(
+                *(graph.ainvoke(state, config(f"run-{i}"), **options) for i in range(size))
+            )
+            took = time.perf_counter() - timer
+            return Measured(import_s, rss, took, sum(f["value"] == CHAIN for f in finals))
         timer = time.perf_counter()
-        final = await graph.ainvoke(state, config, **options)
+        final = await graph.ainvoke(state, config("bench"), **options)
         took = time.perf_counter() - timer
     return Measured(import_s, rss, took, final["total"] if workload == "W3" else final["value"])
 
@@ -247,8 +272,13 @@ async def run_dbos(workload: str, size: int, db: Path) -> Measured:
     DBOS.launch()
     try:
         timer = time.perf_counter()
-        handle = await DBOS.start_workflow_async(fan if workload == "W3" else chain, size)
-        result = await handle.get_result()
+        if workload == "C":
+            handles = [await DBOS.start_workflow_async(chain, CHAIN) for _ in range(size)]
+            results = await asyncio.gather(*(handle.get_result() for handle in handles))
+            result = sum(value == CHAIN for value in results)
+        else:
+            handle = await DBOS.start_workflow_async(fan if workload == "W3" else chain, size)
+            result = await handle.get_result()
         took = time.perf_counter() - timer
     finally:
         DBOS.destroy()
@@ -362,6 +392,9 @@ def table(results: Results, engines: list[str], sizes_of: Sizes) -> str:
             row = [workload, str(size), f"{target} ms" if target else ""]
             for engine in engines:
                 took = results[(engine, workload, size)]["took_ms"]
+                if workload == "C":
+                    row.append(f"{took:,.1f} ms ({steps_per_s(size, took):,.0f} steps/s)")
+                    continue
                 per_step = f" ({took / size:.2f}/step)" if workload == "W1" else ""
                 row.append(f"{took:,.1f} ms{per_step}")
             mine = results[("flowstore-sync", workload, size)]["took_ms"]
@@ -369,6 +402,11 @@ def table(results: Results, engines: list[str], sizes_of: Sizes) -> str:
                 row.append(ratio(mine, results[(peer, workload, size)]["took_ms"]))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def steps_per_s(runs: int, took_ms: float) -> float:
+    """Workload C's throughput: its runs' steps over the time they all took."""
+    return runs * CHAIN / (took_ms / 1000)
 
 
 def footprint(results: Results, engines: list[str], sizes_of: Sizes) -> str:
@@ -430,6 +468,13 @@ def goals(results: Results, engines: list[str], sizes_of: Sizes) -> str:
                 f"- W3 N={widest}: flowstore `sync` is {times:.1f}x faster than "
                 f"{ENGINES[engine]} (goal at N=500: 8x)"
             )
+    slow = max(sizes_of["W2"])
+    said.append(
+        f"- W2 N={slow} (10 ms of sleep in each step): flowstore `sync` "
+        f"{took('flowstore-sync', 'W2', slow):,.0f} ms"
+        + (" (goal at N=500: at most 5,400 ms)" if slow == 500 else "")
+    )
+    said += many_runs(results, engines, sizes_of)
     for workload, size in (("W1", large), ("W3", widest)):
         mine = results[("flowstore-sync", workload, size)]["peak_kb"]
         for peer in (engine for engine in engines if not engine.startswith("flowstore")):
@@ -448,12 +493,36 @@ def goals(results: Results, engines: list[str], sizes_of: Sizes) -> str:
     return "\n".join(said)
 
 
+def many_runs(results: Results, engines: list[str], sizes_of: Sizes) -> list[str]:
+    """Workload C's goals: flowstore `sync` against each peer, in steps per second."""
+    many = max(sizes_of["C"])
+
+    def per_s(engine: str) -> float:
+        return steps_per_s(many, results[(engine, "C", many)]["took_ms"])
+
+    said = []
+    for engine in ("flowstore-sync", "flowstore-batched"):
+        said.append(f"- C={many}: {ENGINES[engine]} {per_s(engine):,.0f} steps/s")
+    for peer, goal in (("langgraph-sync", 30), ("langgraph", 30), ("dbos", 50)):
+        if peer in engines:
+            said.append(
+                f"- C={many}: flowstore `sync` does {per_s('flowstore-sync') / per_s(peer):.1f}x "
+                f"the steps/s of {ENGINES[peer]}, {per_s(peer):,.0f} (goal at C=100: {goal}x)"
+            )
+    return said
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the tables to this file")
     parser.add_argument(
         "--quick", action="store_true", help="small sizes only: check that every engine runs"
+    )
+    parser.add_argument(
+        "--workloads",
+        default=",".join(SIZES),
+        help="which to run (default: all); footprint and goals need all of them",
     )
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "WORKLOAD", "N", "DB"))
     args = parser.parse_args()
@@ -465,7 +534,14 @@ def main() -> None:
         child(engine, workload, int(size), Path(db))
         return
     engines, missing = available()
-    sizes_of = QUICK_SIZES if args.quick else SIZES
+    chosen = args.workloads.split(",")
+    if unknown := sorted(set(chosen) - set(SIZES)):
+        parser.error(f"unknown workloads {', '.join(unknown)}: choose from {', '.join(SIZES)}")
+    sizes_of = {
+        workload: sizes
+        for workload, sizes in (QUICK_SIZES if args.quick else SIZES).items()
+        if workload in chosen
+    }
     results: Results = {}
     for workload, sizes in sizes_of.items():
         for size in sizes:
@@ -494,15 +570,20 @@ def main() -> None:
         "Time of one run (flowstore / peer: below 1, flowstore is faster):",
         "",
         table(results, engines, sizes_of),
-        "",
-        "Footprint:",
-        "",
-        footprint(results, engines, sizes_of),
-        "",
-        "Goals:",
-        "",
-        goals(results, engines, sizes_of),
     ]
+    if sizes_of.keys() == SIZES.keys():
+        report += [
+            "",
+            "Footprint:",
+            "",
+            footprint(results, engines, sizes_of),
+            "",
+            "Goals:",
+            "",
+            goals(results, engines, sizes_of),
+        ]
+    elif "C" in sizes_of:
+        report += ["", "Goals:", "", "\n".join(many_runs(results, engines, sizes_of))]
     text = "\n".join(report)
     print(text)
     if args.output:

@@ -67,7 +67,7 @@ class SQLTransactions:
                 engine, settings, connections=2 + _SQLITE_READERS
             )
             busy = int(settings.busy_timeout_ms)
-            self._writer = SQLiteWriter(sync, busy_timeout_ms=busy)
+            self._writer = SQLiteWriter(sync, busy_timeout_ms=busy, check=self._check_file)
             self._readers = SQLiteThreads(
                 sync,
                 threads=_SQLITE_READERS,
@@ -130,9 +130,9 @@ class SQLTransactions:
                 await threads.connected()
 
     def watch_file(self) -> None:
-        """Remember which file the SQLite database is, so that every write first checks it
-        is still there (a file deleted or replaced under an open store would swallow every
-        commit without an error)."""
+        """Remember which file the SQLite database is, so that every write transaction first
+        checks it is still there (a file deleted or replaced under an open store would
+        swallow every commit without an error)."""
         path = sqlite_path(self.settings.url)
         if path is not None:
             stat = path.stat()
@@ -182,7 +182,6 @@ class SQLTransactions:
         *,
         lazy: bool = False,
     ) -> T:
-        self._check_file()
         try:
             if self._writer is not None:
                 return await self._writer.run(work, wait_for_lock=wait_for_lock, lazy=lazy)

@@ -4,13 +4,15 @@ savepoint, each caller told only once the transaction is durable."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowstore.errors import LeaseLost, StoreUnavailable
+from flowstore.errors import DatabaseGone, LeaseLost, StoreUnavailable
 from flowstore.store import EventChange, NewRun, RunId, WorkerId, open_store
 from flowstore.store.sql import SQLStore
 from flowstore.store.sqlite_threads import SQLiteWriter
@@ -129,3 +131,48 @@ def _sleep(seconds: float) -> None:
     import time
 
     time.sleep(seconds)
+
+
+async def test_the_callers_of_a_shared_commit_are_woken_together(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = await _runs(store, 20)
+    sizes = _batches(monkeypatch)
+    loop = asyncio.get_running_loop()
+    wakes: list[object] = []
+    real_wake = loop.call_soon_threadsafe
+
+    def wake(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        wakes.append(callback)
+        return real_wake(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon_threadsafe", wake)
+    gate = asyncio.ensure_future(store._write("holding the writer", lambda conn: _sleep(0.2)))
+    await asyncio.sleep(0.05)
+    wakes.clear()
+    await asyncio.gather(
+        *(store.record_transitions(run_id, 1, [EventChange("e")]) for run_id in runs)
+    )
+    await gate
+    # The twenty writes shared one transaction, and their callers heard of it in one wake-up
+    # of the loop (a wake-up per write cost more than the writes); the held write had one.
+    assert sizes[-2:] == [1, 20]
+    assert len(wakes) == 2, wakes
+
+
+async def test_a_database_file_replaced_under_the_store_fails_each_write_and_stores_nothing(
+    store: SQLStore, sqlite_url: str, tmp_path: Path
+) -> None:
+    [run_id] = await _runs(store, 1)
+    path = Path(sqlite_url.split("///", 1)[1])
+    os.replace(path, tmp_path / "moved.db")
+    await asyncio.to_thread(path.write_bytes, b"")  # another file under the same name
+
+    results = await asyncio.gather(
+        *(store.record_transitions(run_id, 1, [EventChange("e")]) for _ in range(5)),
+        return_exceptions=True,
+    )
+
+    assert all(isinstance(result, DatabaseGone) for result in results), results
+    assert f"the database file {path} was replaced" in str(results[0])
+    assert await asyncio.to_thread(path.read_bytes) == b""
