@@ -3,7 +3,8 @@
 SQLite gets one connect hook (WAL, busy timeout, foreign keys, synchronous level) and a begin
 hook that issues `BEGIN IMMEDIATE` for write transactions, so a read-modify-write takes SQLite's
 write lock before it reads and concurrent writers queue instead of losing updates. PostgreSQL
-goes through asyncpg.
+goes through asyncpg, from a pool whose connections are pinged only after lying idle
+(`install_idle_ping`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import importlib.util
 import os
 import shutil
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -170,7 +172,6 @@ def create_engine(settings: StoreSettings) -> AsyncEngine:
         options.update(
             pool_size=settings.pool_size,
             max_overflow=settings.max_overflow,
-            pool_pre_ping=True,
             connect_args={"server_settings": {"idle_in_transaction_session_timeout": str(idle_ms)}},
         )
     if sqlite_file is not None and settings.read_only:
@@ -178,7 +179,44 @@ def create_engine(settings: StoreSettings) -> AsyncEngine:
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
         install_sqlite_hooks(engine.sync_engine, settings)
+    else:
+        install_idle_ping(engine.sync_engine)
     return engine
+
+
+_PING_AFTER_IDLE_S: Final = 1.0
+"""How long a pooled PostgreSQL connection may lie unused before it is pinged on checkout."""
+
+_RETURNED_AT: Final = "flowstore_returned_at"
+
+
+def install_idle_ping(engine: Engine) -> None:
+    """Ping a pooled connection on checkout only when it has lain idle for over a second,
+    and replace it when the ping fails.
+
+    SQLAlchemy's `pool_pre_ping` pings at every checkout: a round trip before every
+    transaction, a third of a run's commit here. A connection returned less than a second
+    ago was working then; one idle longer may have been closed by a restarted server, a
+    proxy or a timeout, so it is checked as `pool_pre_ping` would. A connection that breaks
+    while in use fails that transaction (a `StoreUnavailable` its caller handles), and the
+    pool replaces it and every connection older than the failure.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def returned(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def taken(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        returned_at = record.info.get(_RETURNED_AT)
+        if returned_at is None or time.monotonic() - returned_at < _PING_AFTER_IDLE_S:
+            return  # new, or in use a moment ago
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError(f"a pooled connection is gone: {error}") from error
+        if not alive:
+            raise exc.DisconnectionError("a pooled connection did not answer a ping")
 
 
 def _read_only_url(url: URL, file: Path) -> URL:

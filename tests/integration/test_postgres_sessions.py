@@ -1,14 +1,25 @@
-"""PostgreSQL: a process frozen inside a transaction cannot hold a run's row locks forever."""
+"""PostgreSQL sessions: a process frozen inside a transaction cannot hold a run's row locks
+forever, a pooled connection is checked before use only after lying idle, and a run's commit
+is one statement."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, func, select, text
 
 from flowstore.errors import StoreError
-from flowstore.store import NewRun, StoreSettings, WorkerId, open_store
+from flowstore.store import (
+    EventChange,
+    NewRun,
+    NodeChange,
+    NodeStatus,
+    StoreSettings,
+    WorkerId,
+    open_store,
+)
 from flowstore.store.schema import runs
 
 
@@ -53,3 +64,92 @@ async def test_a_transaction_left_idle_is_ended_by_the_server_and_its_locks_free
 def test_the_idle_limit_must_not_be_negative() -> None:
     with pytest.raises(StoreError, match="idle_in_transaction_s=-1 must be 0 or more"):
         StoreSettings(idle_in_transaction_s=-1)
+
+
+async def test_a_pooled_connection_closed_while_idle_is_replaced_before_it_is_used(
+    postgres_url: str,
+) -> None:
+    store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True, pool_size=1))
+    other = await open_store(StoreSettings(url=postgres_url))
+    try:
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        async with store.engine.connect() as conn:
+            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+        # The server ends the pooled session while nobody uses it (a restart, a proxy).
+        async with other.engine.connect() as conn:
+            await conn.execute(select(func.pg_terminate_backend(pid)))
+        await asyncio.sleep(1.2)
+
+        await store.record_transitions(run.id, run.fencing, [EventChange("after")])
+
+        assert [t.name for t in await store.read_transitions(run.id)][-1] == "after"
+    finally:
+        await store.close()
+        await other.close()
+
+
+async def test_a_connection_used_a_moment_ago_is_taken_without_a_ping(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True))
+    try:
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        pings: list[Any] = []
+        dialect = store.engine.sync_engine.dialect
+        real_ping = dialect.do_ping
+
+        def ping(dbapi_connection: Any) -> bool:
+            pings.append(dbapi_connection)
+            return real_ping(dbapi_connection)
+
+        monkeypatch.setattr(dialect, "do_ping", ping)
+        for i in range(5):
+            await store.record_transitions(run.id, run.fencing, [EventChange(f"e{i}")])
+        assert pings == []  # each transaction took the connection the last one returned
+        await asyncio.sleep(1.2)
+        await store.record_transitions(run.id, run.fencing, [EventChange("later")])
+        assert len(pings) == 1
+    finally:
+        await store.close()
+
+
+async def test_a_commit_of_node_changes_is_one_statement_and_notifies_its_readers(
+    postgres_url: str,
+) -> None:
+    store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True))
+    try:
+        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+        statements: list[str] = []
+
+        def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        wake = asyncio.Event()
+        event.listen(store.engine.sync_engine, "before_cursor_execute", executed)
+        async with store.watch(run.id, wake):
+            changes = [
+                NodeChange("a", NodeStatus.SUCCEEDED, output={"x": 1}),
+                EventChange("token", "hi", "b", attempt=1),
+                NodeChange("b", NodeStatus.RUNNING, attempt=1, input={"a": {"x": 1}}),
+            ]
+            result = await store.record_transitions(
+                run.id, run.fencing, changes, expected_seq=run.last_seq + 1
+            )
+            async with asyncio.timeout(5):
+                await wake.wait()
+        event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
+
+        # The run row, both node rows, the three log rows and the notice: one round trip.
+        assert len(statements) == 1, statements
+        assert (result.first_seq, result.last_seq) == (run.last_seq + 1, run.last_seq + 3)
+        log = await store.read_transitions(run.id)
+        assert [(t.seq, t.node, t.name) for t in log[-3:]] == [
+            (run.last_seq + 1, "a", None),
+            (run.last_seq + 2, "b", "token"),
+            (run.last_seq + 3, "b", None),
+        ]
+        nodes = {n.node: n for n in await store.read_node_executions(run.id)}
+        assert (nodes["a"].status, nodes["a"].output) == (NodeStatus.SUCCEEDED, {"x": 1})
+        assert (nodes["b"].status, nodes["b"].input) == (NodeStatus.RUNNING, {"a": {"x": 1}})
+    finally:
+        await store.close()

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost, RunNotFound
-from flowstore.store.notices import notify_run
 from flowstore.store.records import (
     Change,
     CommitResult,
@@ -51,9 +50,7 @@ def record_commit(
     result = transitions.record_transitions(
         conn, run_id, fencing, changes, now=now, encode=encode, expected_seq=expected_seq
     )
-    if changes and conn.dialect.name == "postgresql":
-        notify_run(conn, run_id)  # readers in other processes wake when this commit lands
-        queues.tell_place_freed(conn, run_id, changes)
+    queues.tell_place_freed(conn, run_id, changes)
     telemetry.record_metrics(conn, metrics, now=now)
     telemetry.record_spans(conn, spans, encode=encode)
     if not cache_keys:
@@ -88,9 +85,7 @@ def end_run(
         transitions.record_transitions(conn, run_id, fencing, changes, now=now, encode=encode)
     except (LeaseLost, RunNotFound):
         return False
-    if conn.dialect.name == "postgresql":
-        notify_run(conn, run_id)
-        queues.tell_place_freed(conn, run_id, changes)
+    queues.tell_place_freed(conn, run_id, changes)
     return True
 
 

@@ -9,16 +9,30 @@ upserts the node rows, appends the log rows and stores the checkpoint.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Executable, Table, bindparam, case, func, or_, select, update
+from sqlalchemy import (
+    Executable,
+    Table,
+    Update,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost
 from flowstore.store import prepared
+from flowstore.store.notices import CHANNEL
 from flowstore.store.records import (
     MEMORY_EVENTS,
     UNSET,
@@ -113,7 +127,8 @@ def record_transitions(
     """Append `changes` to the run's log and apply them, all or nothing.
 
     With `expected_seq`, the first change must take that sequence number (the writer numbered
-    the changes itself, and told live readers so).
+    the changes itself, and told live readers so). On PostgreSQL, readers of the run in other
+    processes are notified, once this commits, that its log grew.
 
     Raises:
         LeaseLost: `fencing` is not the run's current fencing number, the run has ended, or
@@ -139,24 +154,70 @@ def record_transitions(
     reserving.update({f"r_{name}": value for name, value in run_values.items()})
     if expected_seq is not None:
         reserving["r_after"] = expected_seq - 1
-    reserve = _reserve(tuple(sorted(run_values)), expected_seq is not None)
-    reserved = prepared.execute(conn, reserve, reserving)
-    last_seq = reserved[0][0] if reserved else None
-    if last_seq is None:
-        raise _refused(conn, run_id, fencing, expected_seq)
+    columns = tuple(sorted(run_values))
+    notify = bool(changes) and conn.dialect.name == "postgresql"
+    if notify and expected_seq is not None:
+        # The numbers are known before the run row is checked: one statement, one round trip.
+        rows = _rows(changes, expected_seq, run_id, now, encode, run_values)
+        last_seq = _reserve_and_append(conn, columns, reserving, rows)
+        if last_seq is None:
+            raise _refused(conn, run_id, fencing, expected_seq)
+    else:
+        reserved = prepared.execute(
+            conn, _reserve(columns, expected_seq is not None, notify), reserving
+        )
+        last_seq = reserved[0][0] if reserved else None
+        if last_seq is None:
+            raise _refused(conn, run_id, fencing, expected_seq)
+        rows = _rows(changes, last_seq - len(changes) + 1, run_id, now, encode, run_values)
+        if rows.nodes:
+            _upsert_nodes(conn, run_id, rows.nodes.values(), now)
+        if rows.log:
+            _execute_rows(conn, _append_log, transitions, rows.log)
     first_seq = last_seq - len(changes) + 1
+    prepared.execute_many(conn, _APPEND_CHECKPOINT, rows.checkpoints)
+    if rows.errors:
+        conn.execute(error_reports.insert(), rows.errors)
+    for memory_change in rows.memory:
+        memory.apply_change(conn, run_id, memory_change, now=now, encode=encode)
+    for wait_change in rows.waits:
+        waits.apply_change(conn, run_id, wait_change, now=now)
+    for change in changes:
+        if isinstance(change, RunChange) and change.status is RunStatus.WAITING:
+            # A signal sent while the run was still running (before this commit) makes it
+            # due at once: its sender saw it running, and woke nobody.
+            waits.due_if_signalled(conn, run_id, change.signals, now=now)
+    return CommitResult(first_seq=first_seq, last_seq=last_seq)
 
-    # Rows are lists in the order of their table's columns: a batch of hundreds is built
-    # without a dict per row (see `_execute_rows`).
-    log_rows: list[list[Any]] = []
-    node_rows: dict[tuple[str, str], _NodeRow] = {}
-    checkpoint_rows: list[dict[str, Any]] = []
-    error_rows: list[dict[str, Any]] = []
-    memory_changes: list[MemoryChange] = []
-    wait_changes: list[WaitChange] = []
+
+@dataclass(slots=True)
+class _Rows:
+    """What a batch of changes writes besides the run row."""
+
+    # Lists in the order of their table's columns: a batch of hundreds is built without a
+    # dict per row (see `_execute_rows`).
+    log: list[list[Any]] = field(default_factory=list)
+    nodes: dict[tuple[str, str], _NodeRow] = field(default_factory=dict)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    memory: list[MemoryChange] = field(default_factory=list)
+    waits: list[WaitChange] = field(default_factory=list)
+
+
+def _rows(
+    changes: Sequence[Change],
+    first_seq: int,
+    run_id: RunId,
+    now: datetime,
+    encode: Encoder,
+    run_values: dict[str, Any],
+) -> _Rows:
+    """The rows `changes` write, numbered from `first_seq`."""
+    rows = _Rows()
+    log_rows = rows.log
     for seq, change in enumerate(changes, start=first_seq):
         if isinstance(change, NodeChange):
-            error = _fold_node(node_rows, change, seq, run_id, now, encode)
+            error = _fold_node(rows.nodes, change, seq, run_id, now, encode)
             log_rows.append(
                 [
                     run_id,
@@ -195,7 +256,7 @@ def record_transitions(
                     now,
                 ]
             )
-            error_rows.append(_error_row(run_id, change, now, encode))
+            rows.errors.append(_error_row(run_id, change, now, encode))
         elif isinstance(change, EventChange):
             payload = encode(change.payload, what=_EventPayload(change.name))
             log_rows.append(
@@ -217,38 +278,21 @@ def record_transitions(
             log_rows.append(
                 [run_id, seq, _EVENT, "wait", change.node, change.key, None, None, summary, now]
             )
-            wait_changes.append(change)
+            rows.waits.append(change)
         elif isinstance(change, MessageChange | EntityChange | MemoryClearChange):
             summary = encode(change.summary(), what="a memory change")
             name = MEMORY_EVENTS[type(change)]
             node = None if isinstance(change, MemoryClearChange) else change.node
             key = "" if isinstance(change, MemoryClearChange) else change.key
             log_rows.append([run_id, seq, _EVENT, name, node, key, None, None, summary, now])
-            memory_changes.append(change)
+            rows.memory.append(change)
         else:
             state = encode(change.state, what=f"checkpoint of run {run_id}")
             log_rows.append([run_id, seq, _CHECKPOINT, None, None, "", None, None, None, now])
-            checkpoint_rows.append(
+            rows.checkpoints.append(
                 {"run_id": run_id, "seq": seq, "state": state, "created_at": now}
             )
-
-    if node_rows:
-        _upsert_nodes(conn, run_id, node_rows.values(), now)
-    if log_rows:
-        _execute_rows(conn, _append_log, transitions, log_rows)
-    prepared.execute_many(conn, _APPEND_CHECKPOINT, checkpoint_rows)
-    if error_rows:
-        conn.execute(error_reports.insert(), error_rows)
-    for memory_change in memory_changes:
-        memory.apply_change(conn, run_id, memory_change, now=now, encode=encode)
-    for wait_change in wait_changes:
-        waits.apply_change(conn, run_id, wait_change, now=now)
-    for change in changes:
-        if isinstance(change, RunChange) and change.status is RunStatus.WAITING:
-            # A signal sent while the run was still running (before this commit) makes it
-            # due at once: its sender saw it running, and woke nobody.
-            waits.due_if_signalled(conn, run_id, change.signals, now=now)
-    return CommitResult(first_seq=first_seq, last_seq=last_seq)
+    return rows
 
 
 def _error_row(
@@ -321,9 +365,10 @@ class _Where:
 
 # Statements built once: building and cache-keying a statement costs more than running it.
 @cache
-def _reserve(columns: tuple[str, ...], expected: bool) -> Executable:
+def _reserve(columns: tuple[str, ...], expected: bool, notify: bool = False) -> Update:
     """Check the fencing number and that the run has not ended (and with `expected`, where
-    the log is), reserve sequence numbers, and set `columns` of the run."""
+    the log is), reserve sequence numbers, and set `columns` of the run; with `notify`
+    (PostgreSQL), tell the run's readers once this commits."""
     stmt = update(runs).where(
         runs.c.id == bindparam("r_run_id"),
         runs.c.fencing == bindparam("r_fencing"),
@@ -331,11 +376,80 @@ def _reserve(columns: tuple[str, ...], expected: bool) -> Executable:
     )
     if expected:
         stmt = stmt.where(runs.c.last_seq == bindparam("r_after"))
-    return (
-        stmt.values(last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now"))
-        .values({name: bindparam(f"r_{name}", type_=runs.c[name].type) for name in columns})
-        .returning(runs.c.last_seq)
+    stmt = stmt.values(
+        last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now")
+    ).values({name: bindparam(f"r_{name}", type_=runs.c[name].type) for name in columns})
+    if notify:
+        return stmt.returning(runs.c.last_seq, func.pg_notify(CHANNEL, bindparam("r_run_id")))
+    return stmt.returning(runs.c.last_seq)
+
+
+def _reserve_and_append(
+    conn: Connection, columns: tuple[str, ...], reserving: dict[str, Any], rows: _Rows
+) -> int | None:
+    """PostgreSQL: reserve the numbers (as `_reserve` does, expected and notifying), upsert
+    the node rows and append the log rows in one statement, each table's rows sent as one
+    array per column; the rows are written only if the run row was. The run's last sequence
+    number, or None when the run row refused the write (nothing was written)."""
+    parameters = dict(reserving)
+    log_columns = _UNNESTED[transitions.name]
+    for index, name in log_columns:
+        parameters[f"l_{name}"] = [row[index] for row in rows.log]
+    node_columns = _UNNESTED[node_executions.name]
+    run_id, now = reserving["r_run_id"], reserving["r_now"]
+    nodes = [_node_values(run_id, row, now) for row in rows.nodes.values()]
+    for index, name in node_columns:
+        parameters[f"n_{name}"] = [row[index] for row in nodes]
+    statement = _reserving_and_appending(columns, bool(nodes))
+    found = conn.execute(statement, parameters).first()
+    return None if found is None else int(found[0])
+
+
+_CONSTANT = {"run_id": "r_run_id", "created_at": "r_now", "updated_at": "r_now"}
+"""Columns every row of a batch shares: one parameter, not an array."""
+
+_UNNESTED = {
+    table.name: [
+        (index, column.name) for index, column in enumerate(table.c) if column.name not in _CONSTANT
+    ]
+    for table in (transitions, node_executions)
+}
+"""(position in a row, name) of the columns sent as arrays."""
+
+
+@cache
+def _reserving_and_appending(columns: tuple[str, ...], with_nodes: bool) -> Executable:
+    reserved = _reserve(columns, True).cte("reserved")
+    written = exists(select(reserved.c.last_seq))
+    appends = [_append_from_arrays(transitions, "l", written)]
+    if with_nodes:
+        appends.append(_append_from_arrays(node_executions, "n", written))
+    notify = func.pg_notify(CHANNEL, bindparam("r_run_id"))
+    return select(reserved.c.last_seq, notify).add_cte(*appends)
+
+
+def _append_from_arrays(table: Table, prefix: str, written: Any) -> Any:
+    """INSERT (for node executions: upsert) the rows of `table` held in arrays named
+    `{prefix}_{column}`, when `written`: a CTE of `_reserving_and_appending`."""
+    unnested = _UNNESTED[table.name]
+    arrays = func.unnest(
+        *(bindparam(f"{prefix}_{name}", type_=ARRAY(table.c[name].type)) for _, name in unnested)
     )
+    source = arrays.table_valued(*(name for _, name in unnested)).render_derived(name=prefix)
+    values = [
+        bindparam(_CONSTANT[column.name], type_=column.type)
+        if column.name in _CONSTANT
+        else source.c[column.name]
+        for column in table.c
+    ]
+    chosen = select(*values).where(written)
+    if table is transitions:
+        return table.insert().from_select(list(table.c.keys()), chosen).cte(f"{prefix}_rows")
+    insert = postgresql.insert(table).from_select(list(table.c.keys()), chosen)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.run_id, table.c.node, table.c.exec_key],
+        set_=_node_folding(insert.excluded),
+    ).cte(f"{prefix}_rows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,57 +506,61 @@ def _append_log(dialect: str) -> Executable:
 def _node_upsert(dialect: str) -> Executable:
     """INSERT a node execution, or fold the change into its row; UNSET fields arrive as NULL."""
     stmt = upsert_for(dialect, node_executions)
-    new = stmt.excluded
     table = node_executions.c
     upserted: Executable = stmt.on_conflict_do_update(
         index_elements=[table.run_id, table.node, table.exec_key],
-        set_={
-            "status": new.status,
-            "attempt": case((new.attempt > table.attempt, new.attempt), else_=table.attempt),
-            "input": func.coalesce(new.input, table.input),
-            "output": func.coalesce(new.output, table.output),
-            "error": case(
-                (new.status == NodeStatus.SUCCEEDED.value, None),
-                else_=func.coalesce(new.error, table.error),
-            ),
-            "started_at": func.coalesce(new.started_at, table.started_at),
-            "finished_at": new.finished_at,
-            "updated_seq": new.updated_seq,
-            "duration_ms": case(
-                (new.status == NodeStatus.RUNNING.value, None),
-                else_=func.coalesce(new.duration_ms, table.duration_ms),
-            ),
-            "span_id": func.coalesce(new.span_id, table.span_id),
-        },
+        set_=_node_folding(stmt.excluded),
     )
     return upserted
 
 
+def _node_folding(new: Any) -> dict[str, Any]:
+    """How a node execution row takes in a batch's net change `new` (the row proposed)."""
+    table = node_executions.c
+    return {
+        "status": new.status,
+        "attempt": case((new.attempt > table.attempt, new.attempt), else_=table.attempt),
+        "input": func.coalesce(new.input, table.input),
+        "output": func.coalesce(new.output, table.output),
+        "error": case(
+            (new.status == NodeStatus.SUCCEEDED.value, None),
+            else_=func.coalesce(new.error, table.error),
+        ),
+        "started_at": func.coalesce(new.started_at, table.started_at),
+        "finished_at": new.finished_at,
+        "updated_seq": new.updated_seq,
+        "duration_ms": case(
+            (new.status == NodeStatus.RUNNING.value, None),
+            else_=func.coalesce(new.duration_ms, table.duration_ms),
+        ),
+        "span_id": func.coalesce(new.span_id, table.span_id),
+    }
+
+
 def _upsert_nodes(conn: Connection, run_id: RunId, rows: Iterable[_NodeRow], now: datetime) -> None:
     _execute_rows(
-        conn,
-        _node_upsert,
-        node_executions,
-        [
-            [
-                run_id,
-                row.node,
-                row.key,
-                row.status,
-                row.attempt,
-                row.input,
-                row.output,
-                row.error,
-                now,
-                row.started_at,
-                row.finished_at,
-                row.seq,
-                row.duration_ms,
-                row.span_id,
-            ]
-            for row in rows
-        ],
+        conn, _node_upsert, node_executions, [_node_values(run_id, row, now) for row in rows]
     )
+
+
+def _node_values(run_id: RunId, row: _NodeRow, now: datetime) -> list[Any]:
+    """A node execution row's values in the order of its table's columns."""
+    return [
+        run_id,
+        row.node,
+        row.key,
+        row.status,
+        row.attempt,
+        row.input,
+        row.output,
+        row.error,
+        now,
+        row.started_at,
+        row.finished_at,
+        row.seq,
+        row.duration_ms,
+        row.span_id,
+    ]
 
 
 def read_transitions(
