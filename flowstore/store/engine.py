@@ -71,13 +71,18 @@ class StoreSettings:
         auto_upgrade: Apply pending migrations when the store opens. `None` means yes for
             SQLite (an embedded database belongs to the application) and no for PostgreSQL
             (a shared database is upgraded deliberately, with `flowstore db upgrade`).
-        pool_size: Connections kept open per process (PostgreSQL).
+        pool_size: Connections kept open per process (PostgreSQL): one listens for notices
+            once anything waits for them; the others carry transactions, which wait for a
+            connection when all are busy.
         idle_in_transaction_s: How long the server lets one of flowstore's connections sit
             idle inside a transaction before it ends the session (PostgreSQL's
             `idle_in_transaction_session_timeout`): a process frozen mid-transaction (stopped,
             swapped out, partitioned away) cannot hold a run's row locks longer than this.
             flowstore's own transactions never idle; 0 turns the limit off.
-        max_overflow: Extra connections allowed under load (PostgreSQL).
+        max_overflow: Extra connections opened under load and closed as soon as they are
+            returned (PostgreSQL); 0 by default: under a steady load of many runs,
+            opening and closing connections (and preparing their statements again) cost
+            more than waiting for a pooled one.
         echo: Log every SQL statement.
         create: Create a SQLite database file that does not exist yet; with False (commands
             that only read), a missing file is an error instead.
@@ -92,7 +97,7 @@ class StoreSettings:
     auto_upgrade: bool | None = None
     pool_size: int = 5
     idle_in_transaction_s: float = 60.0
-    max_overflow: int = 10
+    max_overflow: int = 0
     echo: bool = False
     create: bool = True
     read_only: bool = False
@@ -112,6 +117,17 @@ class StoreSettings:
             )
         if self.busy_timeout_ms < 0:
             raise StoreError(f"busy_timeout_ms={self.busy_timeout_ms!r} must be 0 or more")
+        if self.pool_size < 1 or self.max_overflow < 0:
+            raise StoreError(
+                f"pool_size={self.pool_size!r}, max_overflow={self.max_overflow!r}: the pool "
+                "needs at least one connection, and no fewer than 0 extra ones"
+            )
+        if self.pool_size + self.max_overflow < 2:
+            raise StoreError(
+                f"pool_size={self.pool_size!r} with max_overflow={self.max_overflow!r} leaves "
+                "PostgreSQL no connection for transactions while one listens for notices: "
+                "give pool_size 2 or more"
+            )
 
 
 def normalize_url(url: str | URL) -> URL:

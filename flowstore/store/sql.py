@@ -307,7 +307,10 @@ class SQLStore(SQLTransactions, Store):
         action = f"recording transitions of run {run_id}"
         if create is not None:
             action = f"creating run {run_id} of {create.workflow!r}"
-        return await self._write(
+        alone = commits.is_one_statement(
+            changes, metrics, spans, cache_keys, expected_seq=expected_seq, create=create
+        )
+        return await (self._write_alone if alone else self._write)(
             action,
             commits.record_commit,
             run_id,

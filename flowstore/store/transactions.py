@@ -157,6 +157,21 @@ class SQLTransactions:
         """Run `work` in one write transaction."""
         return await self._on_writer(action, lambda conn: work(conn, *args, **kwargs), True)
 
+    async def _write_alone(
+        self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """`_write` for work that is a single statement: on PostgreSQL it runs without BEGIN
+        and COMMIT (the statement is a transaction of its own), two round trips fewer of
+        three. Work that may run more statements must not come here unless those only read."""
+        if self._writer is not None:
+            return await self._write(action, work, *args, **kwargs)
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                return await conn.run_sync(lambda sync: work(sync, *args, **kwargs))
+        except TRANSLATED as error:
+            raise store_error(action, error) from error
+
     async def _try_write(
         self, action: str, work: Work[P, T], *args: P.args, **kwargs: P.kwargs
     ) -> T:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, func, select, text
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 
 from flowstore.errors import StoreError
 from flowstore.store import (
@@ -69,15 +70,19 @@ def test_the_idle_limit_must_not_be_negative() -> None:
 async def test_a_pooled_connection_closed_while_idle_is_replaced_before_it_is_used(
     postgres_url: str,
 ) -> None:
-    store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True, pool_size=1))
+    store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True, pool_size=2))
     other = await open_store(StoreSettings(url=postgres_url))
     try:
         run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
-        async with store.engine.connect() as conn:
-            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
-        # The server ends the pooled session while nobody uses it (a restart, a proxy).
+        async with store.engine.connect() as first, store.engine.connect() as second:
+            pids = [
+                (await conn.execute(text("SELECT pg_backend_pid()"))).scalar()
+                for conn in (first, second)
+            ]
+        # The server ends every pooled session while nobody uses them (a restart, a proxy).
         async with other.engine.connect() as conn:
-            await conn.execute(select(func.pg_terminate_backend(pid)))
+            for pid in pids:
+                await conn.execute(select(func.pg_terminate_backend(pid)))
         await asyncio.sleep(1.2)
 
         await store.record_transitions(run.id, run.fencing, [EventChange("after")])
@@ -114,12 +119,21 @@ async def test_a_connection_used_a_moment_ago_is_taken_without_a_ping(
 
 
 async def test_a_commit_of_node_changes_is_one_statement_and_notifies_its_readers(
-    postgres_url: str,
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True))
     try:
         run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
         statements: list[str] = []
+        begun: list[str] = []
+        real_begin = AsyncAdapt_asyncpg_connection._start_transaction
+
+        async def begin(self: AsyncAdapt_asyncpg_connection) -> None:
+            if self.isolation_level != "autocommit":
+                begun.append("BEGIN")
+            await real_begin(self)
+
+        monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", begin)
 
         def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
             statements.append(statement)
@@ -139,8 +153,10 @@ async def test_a_commit_of_node_changes_is_one_statement_and_notifies_its_reader
                 await wake.wait()
         event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
 
-        # The run row, both node rows, the three log rows and the notice: one round trip.
+        # The run row, both node rows, the three log rows and the notice: one statement, a
+        # transaction of its own (no BEGIN, no COMMIT).
         assert len(statements) == 1, statements
+        assert begun == []
         assert (result.first_seq, result.last_seq) == (run.last_seq + 1, run.last_seq + 3)
         log = await store.read_transitions(run.id)
         assert [(t.seq, t.node, t.name) for t in log[-3:]] == [
@@ -153,3 +169,11 @@ async def test_a_commit_of_node_changes_is_one_statement_and_notifies_its_reader
         assert (nodes["b"].status, nodes["b"].input) == (NodeStatus.RUNNING, {"a": {"x": 1}})
     finally:
         await store.close()
+
+
+def test_a_pool_leaves_a_connection_for_transactions_beside_the_listening_one() -> None:
+    with pytest.raises(StoreError, match="pool_size=1 with max_overflow=0 leaves PostgreSQL"):
+        StoreSettings(pool_size=1)
+    with pytest.raises(StoreError, match="pool_size=0, max_overflow=2: the pool needs"):
+        StoreSettings(pool_size=0, max_overflow=2)
+    assert StoreSettings(pool_size=1, max_overflow=1).pool_size == 1

@@ -26,7 +26,7 @@ from flowstore.store.records import (
 )
 from flowstore.store.repositories import cache, queues, runs, telemetry, transitions
 
-__all__ = ["Rehearsed", "end_run", "record_commit", "rehearse"]
+__all__ = ["Rehearsed", "end_run", "is_one_statement", "record_commit", "rehearse"]
 
 
 def record_commit(
@@ -61,6 +61,30 @@ def record_commit(
         if entry is not None:
             found[key] = entry
     return CommitResult(result.first_seq, result.last_seq, found)
+
+
+def is_one_statement(
+    changes: Sequence[Change],
+    metrics: Sequence[MetricPoint],
+    spans: Sequence[Span],
+    cache_keys: Sequence[str],
+    *,
+    expected_seq: int | None,
+    create: NewRun | None,
+) -> bool:
+    """Whether `record_commit` writes this commit in one statement on PostgreSQL (most of a
+    run's commits: nodes ending and starting, events): node and log rows only, numbered by
+    the caller, with no run to create, no telemetry, no cache lookups, nothing else."""
+    return (
+        expected_seq is not None
+        and bool(changes)
+        and not (metrics or spans or cache_keys or create)
+        and all(type(change) in _NODE_AND_LOG_ONLY for change in changes)
+    )
+
+
+_NODE_AND_LOG_ONLY = frozenset({NodeChange, EventChange})
+"""The changes that write nothing besides a log row (and a node row)."""
 
 
 def end_run(
