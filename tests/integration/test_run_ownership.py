@@ -206,20 +206,26 @@ async def test_the_heartbeat_outlives_any_store_error(
 
     @flow.node
     async def step(n: int) -> int:
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(3.0)
         return n
 
     caplog.set_level(logging.WARNING, logger="flowstore")
-    async with Engine(migrated_url, workflows=[flow], workers=0, lease_seconds=0.9) as engine:
+    # A beat every 0.8 s: beats fail until one has, and the next renews the lease with over
+    # half a second to spare (a slow commit on a shared machine must not end it).
+    async with Engine(migrated_url, workflows=[flow], workers=0, lease_seconds=2.4) as engine:
         failing = {"on": True}
+        one_failed = asyncio.Event()
+
+        def fails(_: int) -> bool:
+            one_failed.set()
+            return failing["on"]
+
         fault = Fault(
-            engine.store,
-            "heartbeat",
-            lambda _: failing["on"],
-            StoreError("the database system is starting up"),
+            engine.store, "heartbeat", fails, StoreError("the database system is starting up")
         )
         task = asyncio.create_task(engine.run(flow, {"n": 7}, run_id="r1"))
-        await asyncio.sleep(0.5)  # fewer than a lease of failed beats
+        async with asyncio.timeout(2.0):  # fewer than a lease of failed beats
+            await one_failed.wait()
         failing["on"] = False
         run = await task
         fault.undo()
