@@ -36,6 +36,7 @@ __all__ = [
     "StoreSettings",
     "begin_transaction",
     "create_engine",
+    "install_idle_ping",
     "install_sqlite_hooks",
     "normalize_url",
     "store_error",

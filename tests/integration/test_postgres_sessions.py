@@ -5,6 +5,7 @@ is one statement."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,14 @@ from flowstore.store import (
     open_store,
 )
 from flowstore.store.schema import runs
+from flowstore.store.sql import SQLStore
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[SQLStore]:
+    store: SQLStore = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True))
+    yield store
+    await store.close()
 
 
 async def test_a_transaction_left_idle_is_ended_by_the_server_and_its_locks_freed(
@@ -94,81 +103,73 @@ async def test_a_pooled_connection_closed_while_idle_is_replaced_before_it_is_us
 
 
 async def test_a_connection_used_a_moment_ago_is_taken_without_a_ping(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True))
-    try:
-        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
-        pings: list[Any] = []
-        dialect = store.engine.sync_engine.dialect
-        real_ping = dialect.do_ping
+    run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+    pings: list[Any] = []
+    dialect = store.engine.sync_engine.dialect
+    real_ping = dialect.do_ping
 
-        def ping(dbapi_connection: Any) -> bool:
-            pings.append(dbapi_connection)
-            return real_ping(dbapi_connection)
+    def ping(dbapi_connection: Any) -> bool:
+        pings.append(dbapi_connection)
+        return real_ping(dbapi_connection)
 
-        monkeypatch.setattr(dialect, "do_ping", ping)
-        for i in range(5):
-            await store.record_transitions(run.id, run.fencing, [EventChange(f"e{i}")])
-        assert pings == []  # each transaction took the connection the last one returned
-        await asyncio.sleep(1.2)
-        await store.record_transitions(run.id, run.fencing, [EventChange("later")])
-        assert len(pings) == 1
-    finally:
-        await store.close()
+    monkeypatch.setattr(dialect, "do_ping", ping)
+    for i in range(5):
+        await store.record_transitions(run.id, run.fencing, [EventChange(f"e{i}")])
+    assert pings == []  # each transaction took the connection the last one returned
+    await asyncio.sleep(1.2)
+    await store.record_transitions(run.id, run.fencing, [EventChange("later")])
+    assert len(pings) == 1
 
 
 async def test_a_commit_of_node_changes_is_one_statement_and_notifies_its_readers(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = await open_store(StoreSettings(url=postgres_url, auto_upgrade=True))
-    try:
-        run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
-        statements: list[str] = []
-        begun: list[str] = []
-        real_begin = AsyncAdapt_asyncpg_connection._start_transaction
+    run = await store.create_run(NewRun("w", "1", "h", {}, owner=WorkerId("a")))
+    statements: list[str] = []
+    begun: list[str] = []
+    real_begin = AsyncAdapt_asyncpg_connection._start_transaction
 
-        async def begin(self: AsyncAdapt_asyncpg_connection) -> None:
-            if self.isolation_level != "autocommit":
-                begun.append("BEGIN")
-            await real_begin(self)
+    async def begin(self: AsyncAdapt_asyncpg_connection) -> None:
+        if self.isolation_level != "autocommit":
+            begun.append("BEGIN")
+        await real_begin(self)
 
-        monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", begin)
+    monkeypatch.setattr(AsyncAdapt_asyncpg_connection, "_start_transaction", begin)
 
-        def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-            statements.append(statement)
+    def executed(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
 
-        wake = asyncio.Event()
-        event.listen(store.engine.sync_engine, "before_cursor_execute", executed)
-        async with store.watch(run.id, wake):
-            changes = [
-                NodeChange("a", NodeStatus.SUCCEEDED, output={"x": 1}),
-                EventChange("token", "hi", "b", attempt=1),
-                NodeChange("b", NodeStatus.RUNNING, attempt=1, input={"a": {"x": 1}}),
-            ]
-            result = await store.record_transitions(
-                run.id, run.fencing, changes, expected_seq=run.last_seq + 1
-            )
-            async with asyncio.timeout(5):
-                await wake.wait()
-        event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
-
-        # The run row, both node rows, the three log rows and the notice: one statement, a
-        # transaction of its own (no BEGIN, no COMMIT).
-        assert len(statements) == 1, statements
-        assert begun == []
-        assert (result.first_seq, result.last_seq) == (run.last_seq + 1, run.last_seq + 3)
-        log = await store.read_transitions(run.id)
-        assert [(t.seq, t.node, t.name) for t in log[-3:]] == [
-            (run.last_seq + 1, "a", None),
-            (run.last_seq + 2, "b", "token"),
-            (run.last_seq + 3, "b", None),
+    wake = asyncio.Event()
+    event.listen(store.engine.sync_engine, "before_cursor_execute", executed)
+    async with store.watch(run.id, wake):
+        changes = [
+            NodeChange("a", NodeStatus.SUCCEEDED, output={"x": 1}),
+            EventChange("token", "hi", "b", attempt=1),
+            NodeChange("b", NodeStatus.RUNNING, attempt=1, input={"a": {"x": 1}}),
         ]
-        nodes = {n.node: n for n in await store.read_node_executions(run.id)}
-        assert (nodes["a"].status, nodes["a"].output) == (NodeStatus.SUCCEEDED, {"x": 1})
-        assert (nodes["b"].status, nodes["b"].input) == (NodeStatus.RUNNING, {"a": {"x": 1}})
-    finally:
-        await store.close()
+        result = await store.record_transitions(
+            run.id, run.fencing, changes, expected_seq=run.last_seq + 1
+        )
+        async with asyncio.timeout(5):
+            await wake.wait()
+    event.remove(store.engine.sync_engine, "before_cursor_execute", executed)
+
+    # The run row, both node rows, the three log rows and the notice: one statement, a
+    # transaction of its own (no BEGIN, no COMMIT).
+    assert len(statements) == 1, statements
+    assert begun == []
+    assert (result.first_seq, result.last_seq) == (run.last_seq + 1, run.last_seq + 3)
+    log = await store.read_transitions(run.id)
+    assert [(t.seq, t.node, t.name) for t in log[-3:]] == [
+        (run.last_seq + 1, "a", None),
+        (run.last_seq + 2, "b", "token"),
+        (run.last_seq + 3, "b", None),
+    ]
+    nodes = {n.node: n for n in await store.read_node_executions(run.id)}
+    assert (nodes["a"].status, nodes["a"].output) == (NodeStatus.SUCCEEDED, {"x": 1})
+    assert (nodes["b"].status, nodes["b"].input) == (NodeStatus.RUNNING, {"a": {"x": 1}})
 
 
 def test_a_pool_leaves_a_connection_for_transactions_beside_the_listening_one() -> None:

@@ -3,7 +3,9 @@
 `record_transitions` is the write path of every run. In one transaction it checks the
 caller's fencing number and reserves a gapless range of sequence numbers with a single
 `UPDATE ... RETURNING` on the run row (which also serializes writers of the same run), then
-upserts the node rows, appends the log rows and stores the checkpoint.
+upserts the node rows, appends the log rows and stores the checkpoint. On PostgreSQL, when
+the caller numbered the changes, the run row, node rows and log rows are one statement
+(`_reserve_and_append`): one round trip instead of one per table.
 """
 
 from __future__ import annotations
