@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from flowstore.runtime.redaction import Redactor
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRun
-from flowstore.store.protocol import Store
+from flowstore.store.protocol import RunLog
 from flowstore.store.records import (
     CacheEntry,
     Change,
@@ -46,13 +46,13 @@ class Committer:
     that the log agrees. So a `live` run can show each change to its readers, with its final
     sequence number, the moment it arrives, before it is committed.
 
-    With `create` (the planned run the claim is of: `Store.plan_run`), the first commit
+    With `create` (the planned run the claim is of: `RunLog.plan_run`), the first commit
     creates the run too, so a run executed at once is stored with its first start.
     """
 
     def __init__(
         self,
-        store: Store,
+        store: RunLog,
         claim: Claim,
         observe: Observer | None,
         redactor: Redactor | None = None,

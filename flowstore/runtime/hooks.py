@@ -12,7 +12,7 @@ from flowstore.hooks import Hook, HookEvent, HookKind, Hooks
 from flowstore.logs import engine_logger
 from flowstore.runtime.redaction import Redactor
 from flowstore.store import serde
-from flowstore.store.protocol import Store
+from flowstore.store.protocol import TelemetryStore
 from flowstore.store.records import (
     UNSET,
     Change,
@@ -38,7 +38,7 @@ class RunHooks:
     def __init__(
         self,
         hooks: Hooks,
-        store: Store,
+        store: TelemetryStore,
         run_id: RunId,
         workflow: str,
         redactor: Redactor | None = None,

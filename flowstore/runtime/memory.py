@@ -36,7 +36,7 @@ from typing import Any
 from flowstore.definition.spec import MemoryConfig
 from flowstore.errors import ExecutionError, InvalidValue
 from flowstore.store import serde
-from flowstore.store.protocol import Store
+from flowstore.store.protocol import MemoryStore
 from flowstore.store.records import (
     Entity,
     EntityChange,
@@ -135,7 +135,7 @@ class Memory:
     """Conversation threads and entities: `Engine.memory`, or `NodeContext.memory` in a node."""
 
     def __init__(
-        self, store: Store, config: MemoryConfig, stage: MemoryStage | None = None
+        self, store: MemoryStore, config: MemoryConfig, stage: MemoryStage | None = None
     ) -> None:
         self._store = store
         self._config = config
@@ -156,7 +156,7 @@ class Thread:
     """One conversation thread."""
 
     def __init__(
-        self, thread_id: str, store: Store, config: MemoryConfig, stage: MemoryStage | None
+        self, thread_id: str, store: MemoryStore, config: MemoryConfig, stage: MemoryStage | None
     ) -> None:
         self.thread_id = thread_id
         self._store = store
@@ -309,7 +309,7 @@ class Thread:
 class Entities:
     """The entities of one namespace."""
 
-    def __init__(self, namespace: str, store: Store, stage: MemoryStage | None) -> None:
+    def __init__(self, namespace: str, store: MemoryStore, stage: MemoryStage | None) -> None:
         self.namespace = namespace
         self._store = store
         self._stage = stage

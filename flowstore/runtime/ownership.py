@@ -30,7 +30,7 @@ from typing import TypeVar
 from flowstore.errors import DatabaseGone, LeaseLost, StoreError, StoreUnavailable
 from flowstore.logs import engine_logger
 from flowstore.runtime.calls import error_value
-from flowstore.store.protocol import Store
+from flowstore.store.protocol import WorkerStore
 from flowstore.store.records import Claim, RunChange, RunId, RunStatus, WorkerInfo
 
 __all__ = ["HeldRun", "HeldRuns", "heartbeat", "hold_run"]
@@ -155,7 +155,7 @@ class HeldRuns:
 
 
 async def hold_run(
-    store: Store,
+    store: WorkerStore,
     claim: Claim,
     held_runs: HeldRuns,
     execute: Callable[[HeldRun], Awaitable[T]],
@@ -188,7 +188,7 @@ async def _shielded(work: Awaitable[None]) -> None:
         raise
 
 
-async def _leave(store: Store, claim: Claim, error: BaseException, closing: bool) -> None:
+async def _leave(store: WorkerStore, claim: Claim, error: BaseException, closing: bool) -> None:
     """End or release a run whose executor stopped with `error`."""
     run_id = claim.run.id
     if isinstance(error, DatabaseGone):
@@ -210,7 +210,7 @@ async def _leave(store: Store, claim: Claim, error: BaseException, closing: bool
         await _release(store, claim)
 
 
-async def _release(store: Store, claim: Claim) -> bool:
+async def _release(store: WorkerStore, claim: Claim) -> bool:
     """Release the run's lease; on failure, leave it to expire (the heartbeat no longer
     renews it)."""
     try:
@@ -225,7 +225,7 @@ async def _release(store: Store, claim: Claim) -> bool:
 
 
 async def heartbeat(
-    store: Store,
+    store: WorkerStore,
     worker: WorkerInfo,
     held_runs: HeldRuns,
     *,

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 
 from flowstore.errors import ConfigurationError
 from flowstore.logs import engine_logger
-from flowstore.store.protocol import Store
+from flowstore.store.protocol import RetentionStore
 from flowstore.store.records import RunStatus
 
 __all__ = ["ENDED", "Retention", "Sweep", "delete_old_runs", "keep_deleting"]
@@ -85,7 +85,7 @@ class Sweep:
 
 
 async def delete_old_runs(
-    store: Store,
+    store: RetentionStore,
     *,
     ended_before: datetime,
     statuses: Collection[RunStatus] = ENDED,
@@ -122,7 +122,7 @@ async def delete_old_runs(
     return sweep
 
 
-async def _give_back(store: Store, sweep: Sweep, step_seconds: float) -> None:
+async def _give_back(store: RetentionStore, sweep: Sweep, step_seconds: float) -> None:
     """Give the free pages back to the file system (SQLite with incremental auto-vacuum),
     in steps of about `step_seconds`, once the deletes are done: moving pages is slower,
     and less even, than deleting rows, so it starts small."""
@@ -147,7 +147,7 @@ def _scaled(size: int, goal: float, took: float, least: int, most: int) -> int:
     return max(least, min(most, int(size * scale)))
 
 
-async def keep_deleting(store: Store, retention: Retention) -> None:
+async def keep_deleting(store: RetentionStore, retention: Retention) -> None:
     """An engine's background retention: a pass every `retention.every`, for as long as the
     engine runs (a failure is logged, and the next pass tries again)."""
     period = retention.every.total_seconds()

@@ -16,7 +16,7 @@ from flowstore.definition.validation import restored_output
 from flowstore.runtime.loops import Loops
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.telemetry import new_span_id
-from flowstore.store.protocol import Store
+from flowstore.store.protocol import RunLog
 from flowstore.store.records import Change, Claim, NodeChange, NodeStatus
 
 __all__ = ["RunState", "ready", "restore"]
@@ -103,7 +103,7 @@ class RunState:
 
 
 async def restore(
-    store: Store,
+    store: RunLog,
     claim: Claim,
     state: RunState,
     loops: Loops,

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from flowstore.errors import ExecutionError, InvalidValue
-from flowstore.store.protocol import Store
+from flowstore.store.protocol import RunStore
 from flowstore.store.records import Change, RunId, Wait, WaitChange
 
 __all__ = ["NO_DEFAULT", "NodeWaits", "RunWaits", "SignalTimeout"]
@@ -64,7 +64,11 @@ class RunWaits:
     """The waits of one run: what its nodes waited for before, and how they wait now."""
 
     def __init__(
-        self, store: Store, run_id: RunId, commit: Commit, models: Mapping[str, Any] | None = None
+        self,
+        store: RunStore,
+        run_id: RunId,
+        commit: Commit,
+        models: Mapping[str, Any] | None = None,
     ) -> None:
         self._models = models or {}
         self._store = store
