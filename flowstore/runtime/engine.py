@@ -45,6 +45,7 @@ from flowstore.runtime.models import Run
 from flowstore.runtime.ownership import HeldRun, HeldRuns, heartbeat, hold_run
 from flowstore.runtime.reading import RunReading
 from flowstore.runtime.redaction import Redactor
+from flowstore.runtime.requests import RunRequests
 from flowstore.runtime.resources import SharedResources
 from flowstore.runtime.resumption import RunTakeover
 from flowstore.runtime.retention import Retention, keep_deleting
@@ -52,7 +53,7 @@ from flowstore.runtime.schedules import ScheduleLoop
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.streams import LiveRuns
 from flowstore.runtime.streams import follow as follow_run
-from flowstore.runtime.submission import checked_signal, queue_of, submit_run
+from flowstore.runtime.submission import queue_of, submit_run
 from flowstore.runtime.waiting import RunWaiters
 from flowstore.runtime.worker import ClaimLoop, Trouble, dead_local_workers, process_identity
 from flowstore.store.queue_records import Queue
@@ -61,7 +62,6 @@ from flowstore.store.records import (
     NewRun,
     RunId,
     RunStatus,
-    Signal,
     WorkerId,
     WorkerInfo,
 )
@@ -75,7 +75,7 @@ __all__ = ["Engine"]
 _log = engine_logger("flowstore.engine")
 
 
-class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
+class Engine(RunTakeover, RunRequests, RunForking, RunReading, EngineSchedules):
     """Runs workflows durably; use it as an async context manager.
 
     Args:
@@ -363,30 +363,6 @@ class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
         assert new.id is not None
         return await self._drive(new.id, graph, checked, observe, new, lambda: self._again(new))
 
-    async def signal(
-        self, run_id: str, name: str, payload: Any = None, *, idempotency_key: str | None = None
-    ) -> Signal:
-        """Send the run a signal named `name` with a JSON `payload`; a node that waits for it
-        (`NodeContext.wait_for_signal`) takes it, once. Sent before the wait, it is kept until
-        then. With `idempotency_key`, sending again is harmless.
-
-        Raises:
-            InvalidValue: The payload does not match the model the workflow declares for the
-                signal (`Workflow(signals=...)`); nothing was sent.
-            RunNotFound: No run has this id.
-            RunEnded: The run has ended.
-        """
-        record = await self.store.get_run(RunId(run_id))
-        graph = self._definitions.by_hash.get(record.graph_hash)
-        model = None if graph is None else graph.signal_models.get(name)
-        payload = checked_signal(model, run_id, name, payload)
-        signal: Signal = await self.store.send_signal(
-            RunId(run_id), name, payload, idempotency_key=idempotency_key
-        )
-        for loop in self._loops:
-            loop.wake()
-        return signal
-
     def _checked(
         self, workflow: Workflow, inputs: Mapping[str, Any] | None
     ) -> tuple[Graph, dict[str, Any]]:
@@ -511,57 +487,6 @@ class Engine(RunTakeover, RunForking, RunReading, EngineSchedules):
     def _claimable(self) -> list[str]:
         """The graph hashes of the definitions registered here."""
         return list(self._definitions.by_hash)
-
-    async def cancel(self, run_id: str) -> Run:
-        """Cancel a run: at once when it is queued; when it runs, its owner (this engine or
-        another process) cancels its running nodes and ends it `cancelled` within a second
-        or so. Returns the run as it is now; `wait` for it to end."""
-        record = await self.store.request_cancel(RunId(run_id))
-        held = self._held.get(record.id)
-        if held is not None:
-            held.cancelled.set()
-        if record.status.is_terminal:
-            self._run_ended(record.id)
-        return self._run(record)
-
-    async def submit(
-        self,
-        workflow: Workflow,
-        inputs: Mapping[str, Any] | None = None,
-        *,
-        run_id: str | None = None,
-        priority: int = 0,
-        queue: str | None = None,
-        queue_key: str | None = None,
-    ) -> str:
-        """Queue a run durably and return its id; a worker of any engine that knows the
-        workflow executes it (this engine's own workers are woken at once). With `run_id`,
-        submitting again is harmless: the run that has that id is returned.
-
-        In a queue (`queue`, else the workflow's `config.queue`), the run waits until the
-        queue's limits let a worker start it; `queue_key` (else the input the workflow's
-        `config.queue_key` names) is its key for a per-key limit. Higher `priority` runs
-        are started first, in or out of queues.
-
-        Raises:
-            InvalidValue: The inputs do not match the workflow's declared inputs.
-            IntegrityConflict: `run_id` is the id of a run of another workflow.
-            QueueNotFound: No queue of that name is stored.
-        """
-        graph, checked = self._checked(workflow, inputs)
-        queue, queue_key = queue_of(graph.spec.config, checked, queue=queue, queue_key=queue_key)
-        new = self._new_run(
-            graph,
-            checked,
-            id=RunId(run_id) if run_id else None,
-            priority=priority,
-            queue=queue,
-            queue_key=queue_key,
-        )
-        record = await submit_run(self.store, new)
-        for loop in self._loops:
-            loop.wake()
-        return str(record.id)
 
     async def _dead_local_workers(self) -> list[WorkerId]:
         return await dead_local_workers(self.store, self.worker_id)

@@ -18,7 +18,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
 from flowstore.store.records import RunQuery, RunStatus, WorkerId
-from flowstore.store.repositories import queues, retention, runs
+from flowstore.store.repositories import ownership, queues, retention, runs
 from flowstore.store.schema import PREFIX
 
 __all__ = ["query_plans", "reads_every_run"]
@@ -54,13 +54,13 @@ def _hot_queries(dialect: str) -> dict[str, Any]:
         closed_to_resume=frozenset({"full"}),
         full_keys={"llm": ("customer-1",)},
     )
-    candidates = runs.claim_candidates(
+    candidates = ownership.claim_candidates(
         now, workflows=None, run_id=None, graph_hashes=hashes, dead=[WorkerId("gone")], gate=gate
     )
     queries: dict[str, Any] = {
         f"claim {kind}": query for kind, query in zip(kinds, candidates, strict=True)
     }
-    queries["next due waiting run"] = runs.next_wake_query(hashes)
+    queries["next due waiting run"] = ownership.next_wake_query(hashes)
     queries["list runs"] = runs.list_runs_query(RunQuery(limit=100))
     queries["list waiting runs"] = runs.list_runs_query(
         RunQuery(statuses=frozenset({RunStatus.WAITING}), limit=100)

@@ -138,7 +138,7 @@ runs = Table(
     Index(None, "queue", "started_at"),
 )
 
-# The claim order of each status (`runs.claim_run`): its first row is the next run to claim,
+# The claim order of each status (`ownership.claim_run`): its first row is the next run to claim,
 # of the runs in no queue, and of each queue's (the key comes last, so a claim that passes
 # over the keys at their limit reads the index alone). Each index holds only its own runs: a
 # queue's backlog is never read by a claim of the runs in no queue.

@@ -24,7 +24,7 @@ from flowstore.store.records import (
     Span,
     WorkerId,
 )
-from flowstore.store.repositories import cache, queues, runs, telemetry, transitions
+from flowstore.store.repositories import cache, history, queues, runs, telemetry, transitions
 
 __all__ = ["Rehearsed", "end_run", "is_one_statement", "record_commit", "rehearse"]
 
@@ -102,7 +102,7 @@ def end_run(
     ended, another worker owns it, or it was never created."""
     changes: list[Change] = [
         NodeChange(node, NodeStatus.CANCELLED, key=key)
-        for node, key in transitions.in_flight(conn, run_id)
+        for node, key in history.in_flight(conn, run_id)
     ]
     changes.append(ending)
     try:

@@ -1,6 +1,6 @@
 """Queues: their limits, their state, and the room each has at a claim.
 
-A claim (`runs.claim_run`) asks `claim_gate` which queues may start or resume a run now, and
+A claim (`ownership.claim_run`) asks `claim_gate` which queues may start or resume a run now, and
 which of their keys are at their limit, then looks for the next run of each open queue
 through the claim index. On PostgreSQL `claim_gate` locks the stored queues' rows for the
 rest of the claim, so two claims never both count the same free place; on SQLite the claim's

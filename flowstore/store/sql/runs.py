@@ -29,9 +29,10 @@ from flowstore.store.records import (
 )
 from flowstore.store.repositories import (
     commits,
+    history,
+    ownership,
     runs,
     signals,
-    transitions,
     waits,
 )
 from flowstore.store.transactions import SQLTransactions
@@ -135,7 +136,7 @@ class SQLWorkers(SQLTransactions, WorkerStore):
     ) -> Claim | None:
         return await self._write(
             "claiming a run",
-            runs.claim_run,
+            ownership.claim_run,
             owner,
             clock=self._now,
             lease_seconds=lease_seconds,
@@ -147,7 +148,7 @@ class SQLWorkers(SQLTransactions, WorkerStore):
 
     async def next_wake_at(self, graph_hashes: Collection[str]) -> datetime | None:
         return await self._read(
-            "reading when a waiting run is due", runs.next_wake_at, graph_hashes
+            "reading when a waiting run is due", ownership.next_wake_at, graph_hashes
         )
 
     async def renew_lease(
@@ -155,7 +156,7 @@ class SQLWorkers(SQLTransactions, WorkerStore):
     ) -> datetime:
         return await self._write(
             f"renewing the lease of run {run_id}",
-            runs.renew_lease,
+            ownership.renew_lease,
             run_id,
             owner,
             fencing,
@@ -165,7 +166,7 @@ class SQLWorkers(SQLTransactions, WorkerStore):
 
     async def release_lease(self, run_id: RunId, owner: WorkerId, fencing: int) -> bool:
         return await self._write(
-            f"releasing the lease of run {run_id}", runs.release_lease, run_id, owner, fencing
+            f"releasing the lease of run {run_id}", ownership.release_lease, run_id, owner, fencing
         )
 
     async def reopen_run(
@@ -195,7 +196,7 @@ class SQLWorkers(SQLTransactions, WorkerStore):
         return await self._read(f"reading cancel requests of {owner}", runs.cancel_requests, owner)
 
     async def register_worker(self, worker: WorkerInfo) -> None:
-        await self._write(f"registering worker {worker.id}", runs.register_worker, worker)
+        await self._write(f"registering worker {worker.id}", ownership.register_worker, worker)
 
     async def heartbeat(
         self,
@@ -207,7 +208,7 @@ class SQLWorkers(SQLTransactions, WorkerStore):
     ) -> frozenset[RunId]:
         return await self._write(
             f"recording a heartbeat of worker {worker.id}",
-            runs.heartbeat,
+            ownership.heartbeat,
             worker,
             leases,
             now=self._now(),
@@ -217,11 +218,11 @@ class SQLWorkers(SQLTransactions, WorkerStore):
 
     async def list_workers(self, *, heartbeat_since: datetime | None = None) -> list[WorkerInfo]:
         return await self._read(
-            "listing workers", runs.list_workers, heartbeat_since=heartbeat_since
+            "listing workers", ownership.list_workers, heartbeat_since=heartbeat_since
         )
 
     async def remove_worker(self, worker_id: WorkerId) -> bool:
-        return await self._write(f"removing worker {worker_id}", runs.remove_worker, worker_id)
+        return await self._write(f"removing worker {worker_id}", ownership.remove_worker, worker_id)
 
 
 class SQLRunLog(SQLTransactions, RunLog):
@@ -265,7 +266,7 @@ class SQLRunLog(SQLTransactions, RunLog):
     ) -> list[Transition]:
         return await self._read(
             f"reading the transitions of run {run_id}",
-            transitions.read_transitions,
+            history.read_transitions,
             run_id,
             after_seq=after_seq,
             limit=limit,
@@ -274,7 +275,7 @@ class SQLRunLog(SQLTransactions, RunLog):
     async def read_events(self, run_id: RunId, name: str, *, node: str, key: str) -> list[Any]:
         return await self._read(
             f"reading the {name} events of run {run_id}",
-            transitions.read_events,
+            history.read_events,
             run_id,
             name,
             node=node,
@@ -283,7 +284,7 @@ class SQLRunLog(SQLTransactions, RunLog):
 
     async def read_node_executions(self, run_id: RunId) -> list[NodeExecution]:
         return await self._read(
-            f"reading the node executions of run {run_id}", transitions.read_node_executions, run_id
+            f"reading the node executions of run {run_id}", history.read_node_executions, run_id
         )
 
     async def read_outputs(
@@ -291,7 +292,7 @@ class SQLRunLog(SQLTransactions, RunLog):
     ) -> dict[tuple[str, str], Any]:
         return await self._read(
             f"reading the outputs of run {run_id}",
-            transitions.read_outputs,
+            history.read_outputs,
             run_id,
             at_seq=at_seq,
             after_seq=after_seq,
@@ -302,7 +303,7 @@ class SQLRunLog(SQLTransactions, RunLog):
     ) -> Checkpoint | None:
         return await self._read(
             f"reading the checkpoint of run {run_id}",
-            transitions.read_checkpoint,
+            history.read_checkpoint,
             run_id,
             at_seq=at_seq,
         )
