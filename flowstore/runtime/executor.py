@@ -234,7 +234,7 @@ async def _execute(
     debug_log = DebugLog(log, redactor) if debug else None
     attempts: dict[tuple[str, str], int] = {}
     recovered = await restore(store, claim, state, loops, attempts, sealer)
-    if claim.run.last_seq > 1:  # taken up again: what its nodes waited for before
+    if claim.resumes:  # taken up again: what its nodes waited for before
         waits.load(await store.read_waits(claim.run.id))
     # Nodes that wait (a time or a signal), and when the earliest of them is due.
     waiting: dict[str, datetime | None] = {}

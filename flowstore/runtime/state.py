@@ -116,7 +116,7 @@ async def restore(
     `attempts` gets each execution's attempt count, so a recovered node's attempts (and its
     retry policy's budget) carry on from where the crash left them.
     """
-    if claim.run.last_seq <= 1:
+    if not claim.resumes:
         return []
     checkpoint = await store.read_checkpoint(claim.run.id)
     loops.restore(checkpoint.state if checkpoint is not None else None)

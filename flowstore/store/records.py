@@ -293,6 +293,14 @@ class Claim:
     fencing: int
     lease_expires_at: datetime
 
+    @property
+    def resumes(self) -> bool:
+        """Whether an executor may have written for the run before: False for a run its
+        owner creates (nothing is logged yet) and for the first claim of a queued run
+        (fencing number 1; its log holds its creation and this claim), whose state needs no
+        reading back."""
+        return self.run.last_seq > 1 and not (self.fencing == 1 and self.run.last_seq == 2)
+
 
 @dataclass(frozen=True, slots=True)
 class RunQuery:

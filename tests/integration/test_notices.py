@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from flowstore import Client, Engine, RunStatus, Workflow
 from flowstore.runtime.worker import ClaimLoop
 from flowstore.store import NewRun, RunChange, WorkerId, open_store
+from flowstore.store.queue_records import Queue
 from flowstore.store.records import Claim, RunId
 
 
@@ -54,6 +55,40 @@ async def test_workers_elsewhere_hear_of_each_run_that_becomes_claimable(
             else:
                 await asyncio.sleep(0.2)
                 assert heard == []
+    finally:
+        await writer.close()
+        await listener.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_run_in_a_queue_that_ends_or_waits_frees_its_place_for_workers_everywhere(
+    migrated_url: str,
+) -> None:
+    listener = await open_store(migrated_url)
+    writer = await open_store(migrated_url)
+    heard: list[str] = []
+    owner = WorkerId("a")
+    try:
+        await writer.set_queue(Queue("q", concurrency=1))
+        queued = [
+            await writer.create_run(NewRun("w", "1", "h", {}, owner=owner, queue="q"))
+            for _ in range(2)
+        ]
+        free = await writer.create_run(NewRun("w", "1", "h", {}, owner=owner))
+        async with listener.watch_work(heard.append) as told:
+            assert told
+            # Outside a queue, a run that ends frees no place: nobody is woken.
+            await writer.record_transitions(free.id, 1, [RunChange(RunStatus.SUCCEEDED)])
+            await asyncio.sleep(0.3)
+            assert heard == []
+            # Numbered by the writer (one statement with the log) and not: both tell.
+            await writer.record_transitions(
+                queued[0].id, 1, [RunChange(RunStatus.WAITING, signals=("go",))], expected_seq=2
+            )
+            await _heard(heard, "")
+            heard.clear()
+            await writer.record_transitions(queued[1].id, 1, [RunChange(RunStatus.FAILED)])
+            await _heard(heard, "")
     finally:
         await writer.close()
         await listener.close()

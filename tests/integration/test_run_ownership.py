@@ -14,7 +14,7 @@ from flowstore import Workflow
 from flowstore.errors import StoreError, StoreUnavailable
 from flowstore.events import RunEvent
 from flowstore.runtime.engine import Engine
-from flowstore.store import NodeStatus, RunId, RunStatus
+from flowstore.store import NodeChange, NodeStatus, RunId, RunStatus, WorkerId
 from tests.support.faults import Fault
 
 LOCKED = StoreUnavailable("recording transitions: database is locked")
@@ -450,3 +450,54 @@ async def test_runs_held_while_their_first_commit_is_in_flight_keep_their_lease(
         monkeypatch.setattr(engine.store, "record_transitions", late)
         runs = await asyncio.gather(*(engine.run(flow, {"n": n}) for n in range(20)))
     assert [run.output for run in runs] == list(range(20))
+
+
+async def test_a_first_claim_reads_nothing_back_and_a_later_one_restores_what_was_done(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: dict[str, int] = {}
+    flow = chain(calls)
+    reads: list[str] = []
+    async with Engine(migrated_url, workflows=[flow], workers=0) as engine:
+        store = engine.store
+
+        def spying(name: str) -> Any:
+            read = getattr(store, name)
+
+            def spy(*args: Any) -> Any:
+                reads.append(name)
+                return read(*args)
+
+            return spy
+
+        for name in ("read_checkpoint", "read_node_executions", "read_waits"):
+            monkeypatch.setattr(store, name, spying(name))
+        # Its first claim: nothing was done before, so nothing is read back.
+        fresh = await engine.submit(flow, {"n": 1})
+        run = await engine.resume(fresh)
+        assert (run.status, run.output, calls, reads) == (
+            RunStatus.SUCCEEDED,
+            3,
+            {"a": 1, "b": 1},
+            [],
+        )
+        # Another worker claimed this one, did `a` and let it go: the next claim reads that
+        # back, and `a` does not run again.
+        calls.clear()
+        taken = await engine.submit(flow, {"n": 1})
+        other = WorkerId("other")
+        claim = await store.claim_run(other, lease_seconds=30, run_id=RunId(taken))
+        assert claim is not None and not claim.resumes
+        done = store.encode(2, what="a's output")
+        await store.record_transitions(
+            claim.run.id,
+            claim.fencing,
+            [
+                NodeChange("a", NodeStatus.RUNNING, attempt=1, input={"n": 1}),
+                NodeChange("a", NodeStatus.SUCCEEDED, output=done),
+            ],
+        )
+        assert await store.release_lease(claim.run.id, other, claim.fencing)
+        run = await engine.resume(taken)
+        assert (run.status, run.output, calls) == (RunStatus.SUCCEEDED, 3, {"b": 1})
+        assert "read_node_executions" in reads

@@ -24,7 +24,7 @@ from flowstore.store.records import (
     Span,
     WorkerId,
 )
-from flowstore.store.repositories import cache, history, queues, runs, telemetry, transitions
+from flowstore.store.repositories import cache, history, runs, telemetry, transitions
 
 __all__ = ["Rehearsed", "end_run", "is_one_statement", "record_commit", "rehearse"]
 
@@ -50,7 +50,6 @@ def record_commit(
     result = transitions.record_transitions(
         conn, run_id, fencing, changes, now=now, encode=encode, expected_seq=expected_seq
     )
-    queues.tell_place_freed(conn, run_id, changes)
     telemetry.record_metrics(conn, metrics, now=now)
     telemetry.record_spans(conn, spans, encode=encode)
     if not cache_keys:
@@ -109,7 +108,6 @@ def end_run(
         transitions.record_transitions(conn, run_id, fencing, changes, now=now, encode=encode)
     except (LeaseLost, RunNotFound):
         return False
-    queues.tell_place_freed(conn, run_id, changes)
     return True
 
 

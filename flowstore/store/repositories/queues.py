@@ -18,9 +18,8 @@ from sqlalchemy import Select, delete, func, select
 from sqlalchemy.engine import Connection
 
 from flowstore.errors import IntegrityConflict, QueueNotFound
-from flowstore.store.notices import notify_work
 from flowstore.store.queue_records import Queue, QueueState
-from flowstore.store.records import Change, RunChange, RunId, RunStatus
+from flowstore.store.records import RunStatus
 from flowstore.store.repositories._common import upsert
 from flowstore.store.schema import queues, runs
 
@@ -36,7 +35,6 @@ __all__ = [
     "remove_queue",
     "set_queue",
     "started_since_query",
-    "tell_place_freed",
 ]
 
 _UNENDED = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.WAITING.value)
@@ -200,20 +198,6 @@ def claim_gate(conn: Connection, stored: Sequence[Queue], *, now: datetime) -> C
         closed_to_resume=full,
         full_keys={name: keys for name, keys in full_keys.items() if keys},
     )
-
-
-def tell_place_freed(conn: Connection, run_id: RunId, changes: Sequence[Change]) -> None:
-    """On PostgreSQL, when `changes` end the run or make it wait and it is in a queue, wake
-    idle workers everywhere once this commits: its place is free for the queue's next run."""
-    if conn.dialect.name != "postgresql" or not any(
-        isinstance(change, RunChange)
-        and (change.status.is_terminal or change.status is RunStatus.WAITING)
-        for change in changes
-    ):
-        return
-    queue = conn.execute(select(runs.c.queue).where(runs.c.id == run_id)).scalar()
-    if queue is not None:
-        notify_work(conn, "")  # the queue's next run may be of any definition
 
 
 def _at_limit(counts: dict[str, int], limit: int | None) -> tuple[str, ...]:

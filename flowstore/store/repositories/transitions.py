@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection
 
 from flowstore.errors import LeaseLost
 from flowstore.store import prepared
-from flowstore.store.notices import CHANNEL
+from flowstore.store.notices import CHANNEL, notify_work
 from flowstore.store.records import (
     MEMORY_EVENTS,
     UNSET,
@@ -109,7 +109,9 @@ def record_transitions(
 
     With `expected_seq`, the first change must take that sequence number (the writer numbered
     the changes itself, and told live readers so). On PostgreSQL, readers of the run in other
-    processes are notified, once this commits, that its log grew.
+    processes are notified, once this commits, that its log grew; and when the changes end
+    the run or make it wait and it is in a queue, idle workers everywhere are told its place
+    is free for the queue's next run.
 
     Raises:
         LeaseLost: `fencing` is not the run's current fencing number, the run has ended, or
@@ -117,8 +119,10 @@ def record_transitions(
         RunNotFound: There is no such run.
     """
     run_values: dict[str, Any] = {}
+    frees = False  # the run ends or waits: it gives its place in a queue up
     for change in changes:
         if isinstance(change, RunChange):
+            frees = frees or change.status.is_terminal or change.status is RunStatus.WAITING
             run_values["status"] = change.status.value
             if change.output is not UNSET:
                 run_values["output"] = encode(change.output, what=f"output of run {run_id}")
@@ -137,19 +141,22 @@ def record_transitions(
         reserving["r_after"] = expected_seq - 1
     columns = tuple(sorted(run_values))
     notify = bool(changes) and conn.dialect.name == "postgresql"
+    # On PostgreSQL the run row tells its queue as it is reserved (no read of its own).
+    queued = notify and frees
     if notify and expected_seq is not None:
         # The numbers are known before the run row is checked: one statement, one round trip.
         rows = _rows(changes, expected_seq, run_id, now, encode, run_values)
-        last_seq = _reserve_and_append(conn, columns, reserving, rows)
-        if last_seq is None:
+        reserved = _reserve_and_append(conn, columns, reserving, rows, queued)
+        if reserved is None:
             raise _refused(conn, run_id, fencing, expected_seq)
+        last_seq, queue = reserved
     else:
-        reserved = prepared.execute(
-            conn, _reserve(columns, expected_seq is not None, notify), reserving
+        found = prepared.execute(
+            conn, _reserve(columns, expected_seq is not None, notify, queued), reserving
         )
-        last_seq = reserved[0][0] if reserved else None
-        if last_seq is None:
+        if not found:
             raise _refused(conn, run_id, fencing, expected_seq)
+        last_seq, queue = found[0][0], found[0][-1] if queued else None
         rows = _rows(changes, last_seq - len(changes) + 1, run_id, now, encode, run_values)
         if rows.nodes:
             _upsert_nodes(conn, run_id, rows.nodes.values(), now)
@@ -168,6 +175,8 @@ def record_transitions(
             # A signal sent while the run was still running (before this commit) makes it
             # due at once: its sender saw it running, and woke nobody.
             waits.due_if_signalled(conn, run_id, change.signals, now=now)
+    if queue is not None:
+        notify_work(conn, "")  # the queue's next run may be of any definition
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
 
 
@@ -346,10 +355,13 @@ class _Where:
 
 # Statements built once: building and cache-keying a statement costs more than running it.
 @cache
-def _reserve(columns: tuple[str, ...], expected: bool, notify: bool = False) -> Update:
+def _reserve(
+    columns: tuple[str, ...], expected: bool, notify: bool = False, queue: bool = False
+) -> Update:
     """Check the fencing number and that the run has not ended (and with `expected`, where
     the log is), reserve sequence numbers, and set `columns` of the run; with `notify`
-    (PostgreSQL), tell the run's readers once this commits."""
+    (PostgreSQL), tell the run's readers once this commits. Returns the last sequence number
+    reserved (and with `queue`, last, the run's queue)."""
     stmt = update(runs).where(
         runs.c.id == bindparam("r_run_id"),
         runs.c.fencing == bindparam("r_fencing"),
@@ -360,18 +372,26 @@ def _reserve(columns: tuple[str, ...], expected: bool, notify: bool = False) -> 
     stmt = stmt.values(
         last_seq=runs.c.last_seq + bindparam("r_count"), updated_at=bindparam("r_now")
     ).values({name: bindparam(f"r_{name}", type_=runs.c[name].type) for name in columns})
+    returned: list[Any] = [runs.c.last_seq]
     if notify:
-        return stmt.returning(runs.c.last_seq, func.pg_notify(CHANNEL, bindparam("r_run_id")))
-    return stmt.returning(runs.c.last_seq)
+        returned.append(func.pg_notify(CHANNEL, bindparam("r_run_id")))
+    if queue:
+        returned.append(runs.c.queue)
+    return stmt.returning(*returned)
 
 
 def _reserve_and_append(
-    conn: Connection, columns: tuple[str, ...], reserving: dict[str, Any], rows: _Rows
-) -> int | None:
+    conn: Connection,
+    columns: tuple[str, ...],
+    reserving: dict[str, Any],
+    rows: _Rows,
+    queue: bool,
+) -> tuple[int, str | None] | None:
     """PostgreSQL: reserve the numbers (as `_reserve` does, expected and notifying), upsert
     the node rows and append the log rows in one statement, each table's rows sent as one
     array per column; the rows are written only if the run row was. The run's last sequence
-    number, or None when the run row refused the write (nothing was written)."""
+    number and (with `queue`) its queue, or None when the run row refused the write (nothing
+    was written)."""
     parameters = dict(reserving)
     log_columns = _UNNESTED[transitions.name]
     for index, name in log_columns:
@@ -381,9 +401,11 @@ def _reserve_and_append(
     nodes = [_node_values(run_id, row, now) for row in rows.nodes.values()]
     for index, name in node_columns:
         parameters[f"n_{name}"] = [row[index] for row in nodes]
-    statement = _reserving_and_appending(columns, bool(nodes))
+    statement = _reserving_and_appending(columns, bool(nodes), queue)
     found = conn.execute(statement, parameters).first()
-    return None if found is None else int(found[0])
+    if found is None:
+        return None
+    return int(found[0]), found[1] if queue else None
 
 
 _CONSTANT = {"run_id": "r_run_id", "created_at": "r_now", "updated_at": "r_now"}
@@ -399,14 +421,15 @@ _UNNESTED = {
 
 
 @cache
-def _reserving_and_appending(columns: tuple[str, ...], with_nodes: bool) -> Executable:
-    reserved = _reserve(columns, True).cte("reserved")
+def _reserving_and_appending(columns: tuple[str, ...], with_nodes: bool, queue: bool) -> Executable:
+    reserved = _reserve(columns, True, queue=queue).cte("reserved")
     written = exists(select(reserved.c.last_seq))
     appends = [_append_from_arrays(transitions, "l", written)]
     if with_nodes:
         appends.append(_append_from_arrays(node_executions, "n", written))
     notify = func.pg_notify(CHANNEL, bindparam("r_run_id"))
-    return select(reserved.c.last_seq, notify).add_cte(*appends)
+    returned = [reserved.c.last_seq, *([reserved.c.queue] if queue else []), notify]
+    return select(*returned).add_cte(*appends)
 
 
 def _append_from_arrays(table: Table, prefix: str, written: Any) -> Any:
