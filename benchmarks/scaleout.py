@@ -8,7 +8,9 @@ PostgreSQL database emptied and migrated again) gets `--runs` submitted runs of 
 10 no-op nodes (`sync` durability); then P `flowstore worker` processes start, each running
 up to `--concurrency` runs at once, and drain it. Prints runs/s and steps/s per P, from the
 stored times (the first start to the last end, so starting the processes is not counted),
-and the speed-up over one process. Every run must succeed.
+and the speed-up over one process. Every run must succeed. It also prints the CPU seconds
+the worker processes used, in all, and (on Linux, when the PostgreSQL server runs on this
+machine) the server's: what the processes have to share when the server is on their cores.
 
 Goal on the reference machine (2 cores; printed, never asserted): on PostgreSQL two processes
 drain at least 1.6 times what one drains. On SQLite every process writes through one file
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -43,9 +47,34 @@ async def submit_all(url: str, count: int) -> None:
             await asyncio.gather(*(engine.submit(chain, {"n": 0}) for _ in batch))
 
 
+def server_cpu_seconds() -> float | None:
+    """CPU seconds used so far by the processes of a PostgreSQL server on this machine (Linux);
+    None when there are none to see."""
+    ticks, seen = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+        except OSError:  # gone meanwhile
+            continue
+        if fields[0].endswith("(postgres"):
+            seen = True
+            ticks += sum(int(value) for value in fields[1].split()[11:15])  # utime .. cstime
+    return ticks / os.sysconf("SC_CLK_TCK") if seen else None
+
+
+def _seconds(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.1f}"
+
+
+def _children_cpu_seconds() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 async def drain(url: str, count: int, processes: int, concurrency: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     await submit_all(url, count)
+    workers_before, server_before = _children_cpu_seconds(), server_cpu_seconds()
     workers = [
         await start_worker(
             "benchmarks.scaleout:chain", url, poll=0.05, env=env, concurrency=concurrency
@@ -71,6 +100,10 @@ async def drain(url: str, count: int, processes: int, concurrency: int) -> dict[
             worker.terminate()
         for worker in workers:
             await worker.communicate()
+    server_after = server_cpu_seconds()
+    server = None
+    if server_before is not None and server_after is not None and url.startswith("postgresql"):
+        server = server_after - server_before
     failed = [run.id for run in runs if run.status is not RunStatus.SUCCEEDED]
     if failed:
         raise SystemExit(f"{len(failed)} runs did not succeed, such as {failed[0]}")
@@ -81,6 +114,8 @@ async def drain(url: str, count: int, processes: int, concurrency: int) -> dict[
         "seconds": took,
         "runs_per_s": count / took,
         "steps_per_s": count * SHAPES["chain"] / took,
+        "workers_cpu_s": _children_cpu_seconds() - workers_before,
+        "server_cpu_s": float("nan") if server is None else server,
     }
 
 
@@ -97,7 +132,10 @@ def main() -> None:
         args.runs, counts = 50, "1,2"
     print(f"database: {args.url or 'SQLite (WAL, synchronous FULL), a new file each'}")
     print(f"{args.runs:,} runs of a 10-node chain, {args.concurrency} at once per process")
-    print(f"{'processes':>9}{'seconds':>10}{'runs/s':>10}{'steps/s':>10}{'speed-up':>10}")
+    print(
+        f"{'processes':>9}{'seconds':>10}{'runs/s':>10}{'steps/s':>10}{'speed-up':>10}"
+        f"{'workers CPU s':>15}{'server CPU s':>14}"
+    )
     one = None
     with tempfile.TemporaryDirectory() as scratch:
         for processes in (int(count) for count in counts.split(",")):
@@ -108,7 +146,8 @@ def main() -> None:
             one = one or figures["runs_per_s"]
             print(
                 f"{processes:>9}{figures['seconds']:>10.1f}{figures['runs_per_s']:>10,.0f}"
-                f"{figures['steps_per_s']:>10,.0f}{figures['runs_per_s'] / one:>9.2f}x",
+                f"{figures['steps_per_s']:>10,.0f}{figures['runs_per_s'] / one:>9.2f}x"
+                f"{figures['workers_cpu_s']:>15.1f}{_seconds(figures['server_cpu_s']):>14}",
                 flush=True,
             )
 
