@@ -46,7 +46,7 @@ class Committer:
     that the log agrees. So a `live` run can show each change to its readers, with its final
     sequence number, the moment it arrives, before it is committed.
 
-    With `create` (the planned run the claim is of: `RunLog.plan_run`), the first commit
+    With `create` (the planned run the claim is of: `Store.plan_run`), the first commit
     creates the run too, so a run executed at once is stored with its first start.
     """
 

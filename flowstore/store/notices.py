@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from flowstore.logs import engine_logger
 from flowstore.store.records import RunId
 
-__all__ = ["CHANNEL", "WORK_CHANNEL", "Notices", "notify_run", "notify_work"]
+__all__ = ["CHANNEL", "WORK_CHANNEL", "Notices", "notify_work"]
 
 CHANNEL = "flowstore_runs"
 WORK_CHANNEL = "flowstore_work"
@@ -37,11 +37,6 @@ log = engine_logger("flowstore.store")
 
 _RELISTEN_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 """The pauses between attempts to listen again, the last one repeated."""
-
-
-def notify_run(conn: Connection, run_id: RunId) -> None:
-    """Tell the run's readers, once this transaction commits, that its log grew."""
-    conn.execute(select(func.pg_notify(CHANNEL, str(run_id))))
 
 
 def notify_work(conn: Connection, graph_hash: str) -> None:

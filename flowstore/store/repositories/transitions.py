@@ -5,14 +5,13 @@ caller's fencing number and reserves a gapless range of sequence numbers with a 
 `UPDATE ... RETURNING` on the run row (which also serializes writers of the same run), then
 upserts the node rows, appends the log rows and stores the checkpoint. On PostgreSQL, when
 the caller numbered the changes, the run row, node rows and log rows are one statement
-(`_reserve_and_append`): one round trip instead of one per table. Reading the history back
-is `history.py`.
+(`_reserve_and_append`): one round trip instead of one per table. The rows themselves are
+built by `log_rows.py`; reading the history back is `history.py`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -37,62 +36,24 @@ from flowstore.errors import LeaseLost
 from flowstore.store import prepared
 from flowstore.store.notices import CHANNEL, notify_work
 from flowstore.store.records import (
-    MEMORY_EVENTS,
     UNSET,
     Change,
     CommitResult,
-    EntityChange,
-    ErrorChange,
-    EventChange,
-    MemoryChange,
-    MemoryClearChange,
-    MessageChange,
-    NodeChange,
     NodeStatus,
     RunChange,
     RunId,
     RunStatus,
-    TransitionKind,
-    WaitChange,
 )
 from flowstore.store.repositories import memory, waits
 from flowstore.store.repositories._common import Encoder, driver_rows, upsert_for
+from flowstore.store.repositories.log_rows import NodeRow, Rows, build_rows, node_values
 from flowstore.store.repositories.ownership import lease_lost
 from flowstore.store.schema import checkpoints, error_reports, node_executions, runs, transitions
 
 __all__ = ["record_transitions"]
 
-_NODE, _RUN, _EVENT, _CHECKPOINT = (
-    TransitionKind.NODE.value,
-    TransitionKind.RUN.value,
-    TransitionKind.EVENT.value,
-    TransitionKind.CHECKPOINT.value,
-)
-
 _OPEN = {"r_queued": RunStatus.QUEUED.value, "r_running": RunStatus.RUNNING.value}
 """The statuses of a run that can still be written to (bound parameters of `_reserve`)."""
-
-_NODE_ENDED = frozenset(
-    {NodeStatus.SUCCEEDED, NodeStatus.FAILED, NodeStatus.SKIPPED, NodeStatus.CANCELLED}
-)
-
-
-@dataclass(slots=True)
-class _NodeRow:
-    """The net effect of a batch's changes on one node execution row."""
-
-    node: str
-    key: str
-    status: str
-    attempt: int
-    input: Any
-    output: Any
-    error: Any
-    started_at: datetime | None
-    finished_at: datetime | None
-    seq: int
-    duration_ms: float | None = None
-    span_id: str | None = None
 
 
 def record_transitions(
@@ -145,7 +106,7 @@ def record_transitions(
     queued = notify and frees
     if notify and expected_seq is not None:
         # The numbers are known before the run row is checked: one statement, one round trip.
-        rows = _rows(changes, expected_seq, run_id, now, encode, run_values)
+        rows = build_rows(changes, expected_seq, run_id, now, encode, run_values)
         reserved = _reserve_and_append(conn, columns, reserving, rows, queued)
         if reserved is None:
             raise _refused(conn, run_id, fencing, expected_seq)
@@ -157,7 +118,7 @@ def record_transitions(
         if not found:
             raise _refused(conn, run_id, fencing, expected_seq)
         last_seq, queue = found[0][0], found[0][-1] if queued else None
-        rows = _rows(changes, last_seq - len(changes) + 1, run_id, now, encode, run_values)
+        rows = build_rows(changes, last_seq - len(changes) + 1, run_id, now, encode, run_values)
         if rows.nodes:
             _upsert_nodes(conn, run_id, rows.nodes.values(), now)
         if rows.log:
@@ -178,179 +139,6 @@ def record_transitions(
     if queue is not None:
         notify_work(conn, "")  # the queue's next run may be of any definition
     return CommitResult(first_seq=first_seq, last_seq=last_seq)
-
-
-@dataclass(slots=True)
-class _Rows:
-    """What a batch of changes writes besides the run row."""
-
-    # Lists in the order of their table's columns: a batch of hundreds is built without a
-    # dict per row (see `_execute_rows`).
-    log: list[list[Any]] = field(default_factory=list)
-    nodes: dict[tuple[str, str], _NodeRow] = field(default_factory=dict)
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    memory: list[MemoryChange] = field(default_factory=list)
-    waits: list[WaitChange] = field(default_factory=list)
-
-
-def _rows(
-    changes: Sequence[Change],
-    first_seq: int,
-    run_id: RunId,
-    now: datetime,
-    encode: Encoder,
-    run_values: dict[str, Any],
-) -> _Rows:
-    """The rows `changes` write, numbered from `first_seq`."""
-    rows = _Rows()
-    log_rows = rows.log
-    for seq, change in enumerate(changes, start=first_seq):
-        if isinstance(change, NodeChange):
-            error = _fold_node(rows.nodes, change, seq, run_id, now, encode)
-            log_rows.append(
-                [
-                    run_id,
-                    seq,
-                    _NODE,
-                    None,
-                    change.node,
-                    change.key,
-                    change.status.value,
-                    change.attempt,
-                    error,
-                    now,
-                ]
-            )
-        elif isinstance(change, RunChange):
-            error = run_values.get("error") if change.error is not UNSET else None
-            status = change.status.value
-            log_rows.append([run_id, seq, _RUN, None, None, "", status, None, error, now])
-        elif isinstance(change, ErrorChange):
-            summary = {
-                "type": change.error_type,
-                "message": change.message,
-                "outcome": change.outcome,
-            }
-            log_rows.append(
-                [
-                    run_id,
-                    seq,
-                    _EVENT,
-                    "error",
-                    change.node,
-                    change.key,
-                    None,
-                    change.attempt,
-                    encode(summary, what=f"error of run {run_id}"),
-                    now,
-                ]
-            )
-            rows.errors.append(_error_row(run_id, change, now, encode))
-        elif isinstance(change, EventChange):
-            payload = encode(change.payload, what=_EventPayload(change.name))
-            log_rows.append(
-                [
-                    run_id,
-                    seq,
-                    _EVENT,
-                    change.name,
-                    change.node,
-                    change.key,
-                    None,
-                    change.attempt,
-                    payload,
-                    now,
-                ]
-            )
-        elif isinstance(change, WaitChange):
-            summary = encode(change.summary(), what="a wait")
-            log_rows.append(
-                [run_id, seq, _EVENT, "wait", change.node, change.key, None, None, summary, now]
-            )
-            rows.waits.append(change)
-        elif isinstance(change, MessageChange | EntityChange | MemoryClearChange):
-            summary = encode(change.summary(), what="a memory change")
-            name = MEMORY_EVENTS[type(change)]
-            node = None if isinstance(change, MemoryClearChange) else change.node
-            key = "" if isinstance(change, MemoryClearChange) else change.key
-            log_rows.append([run_id, seq, _EVENT, name, node, key, None, None, summary, now])
-            rows.memory.append(change)
-        else:
-            state = encode(change.state, what=f"checkpoint of run {run_id}")
-            log_rows.append([run_id, seq, _CHECKPOINT, None, None, "", None, None, None, now])
-            rows.checkpoints.append(
-                {"run_id": run_id, "seq": seq, "state": state, "created_at": now}
-            )
-    return rows
-
-
-def _error_row(
-    run_id: RunId, change: ErrorChange, now: datetime, encode: Encoder
-) -> dict[str, Any]:
-    details = change.details
-    return {
-        "run_id": run_id,
-        "node": change.node,
-        "exec_key": change.key,
-        "attempt": change.attempt,
-        "error_type": change.error_type,
-        "message": change.message,
-        "traceback": change.traceback,
-        "outcome": change.outcome,
-        "details": None
-        if details is None
-        else encode(details, what=f"details of an error in run {run_id}"),
-        "created_at": now,
-    }
-
-
-def _fold_node(
-    rows: dict[tuple[str, str], _NodeRow],
-    change: NodeChange,
-    seq: int,
-    run_id: RunId,
-    now: datetime,
-    encode: Encoder,
-) -> Any:
-    """Fold a node change into the batch's net row for that execution; return its error."""
-    row = rows.get((change.node, change.key))
-    if row is None:
-        row = rows[(change.node, change.key)] = _NodeRow(
-            change.node, change.key, "", 0, None, None, None, None, None, seq
-        )
-    row.status = change.status.value
-    row.seq = seq
-    if change.attempt is not None:
-        row.attempt = max(row.attempt, change.attempt)
-    if change.input is not UNSET:
-        row.input = encode(change.input, what=_Where(run_id, change, "input"))
-    if change.output is not UNSET:
-        row.output = encode(change.output, what=_Where(run_id, change, "output"))
-    error = None
-    if change.error is not UNSET:
-        error = row.error = encode(change.error, what=_Where(run_id, change, "error"))
-    if change.duration_ms is not None:
-        row.duration_ms = change.duration_ms
-    if change.span_id is not None:
-        row.span_id = change.span_id
-    if change.status is NodeStatus.RUNNING:
-        row.started_at = now
-    row.finished_at = now if change.status in _NODE_ENDED else None
-    return error
-
-
-@dataclass(frozen=True, slots=True)
-class _Where:
-    """Names a value of a node change in errors; formatted only when an error is raised."""
-
-    run_id: RunId
-    change: NodeChange
-    field: str
-
-    def __str__(self) -> str:
-        key = f" [{self.change.key}]" if self.change.key else ""
-        return f"{self.field} of node {self.change.node!r}{key} in run {self.run_id}"
 
 
 # Statements built once: building and cache-keying a statement costs more than running it.
@@ -384,7 +172,7 @@ def _reserve_and_append(
     conn: Connection,
     columns: tuple[str, ...],
     reserving: dict[str, Any],
-    rows: _Rows,
+    rows: Rows,
     queue: bool,
 ) -> tuple[int, str | None] | None:
     """PostgreSQL: reserve the numbers (as `_reserve` does, expected and notifying), upsert
@@ -398,7 +186,7 @@ def _reserve_and_append(
         parameters[f"l_{name}"] = [row[index] for row in rows.log]
     node_columns = _UNNESTED[node_executions.name]
     run_id, now = reserving["r_run_id"], reserving["r_now"]
-    nodes = [_node_values(run_id, row, now) for row in rows.nodes.values()]
+    nodes = [node_values(run_id, row, now) for row in rows.nodes.values()]
     for index, name in node_columns:
         parameters[f"n_{name}"] = [row[index] for row in nodes]
     statement = _reserving_and_appending(columns, bool(nodes), queue)
@@ -448,23 +236,12 @@ def _append_from_arrays(table: Table, prefix: str, written: Any) -> Any:
     ]
     chosen = select(*values).where(written)
     if table is transitions:
-        return table.insert().from_select(list(table.c.keys()), chosen).cte(f"{prefix}_rows")
+        return table.insert().from_select(list(table.c.keys()), chosen).cte(f"{prefix}build_rows")
     insert = postgresql.insert(table).from_select(list(table.c.keys()), chosen)
     return insert.on_conflict_do_update(
         index_elements=[table.c.run_id, table.c.node, table.c.exec_key],
         set_=_node_folding(insert.excluded),
-    ).cte(f"{prefix}_rows")
-
-
-@dataclass(frozen=True, slots=True)
-class _EventPayload:
-    """Names an event's payload in an error, formatted only then (tokens come by the
-    hundred thousand)."""
-
-    name: str
-
-    def __str__(self) -> str:
-        return f"payload of event {self.name!r}"
+    ).cte(f"{prefix}build_rows")
 
 
 def _refused(conn: Connection, run_id: RunId, fencing: int, expected_seq: int | None) -> LeaseLost:
@@ -541,27 +318,7 @@ def _node_folding(new: Any) -> dict[str, Any]:
     }
 
 
-def _upsert_nodes(conn: Connection, run_id: RunId, rows: Iterable[_NodeRow], now: datetime) -> None:
+def _upsert_nodes(conn: Connection, run_id: RunId, rows: Iterable[NodeRow], now: datetime) -> None:
     _execute_rows(
-        conn, _node_upsert, node_executions, [_node_values(run_id, row, now) for row in rows]
+        conn, _node_upsert, node_executions, [node_values(run_id, row, now) for row in rows]
     )
-
-
-def _node_values(run_id: RunId, row: _NodeRow, now: datetime) -> list[Any]:
-    """A node execution row's values in the order of its table's columns."""
-    return [
-        run_id,
-        row.node,
-        row.key,
-        row.status,
-        row.attempt,
-        row.input,
-        row.output,
-        row.error,
-        now,
-        row.started_at,
-        row.finished_at,
-        row.seq,
-        row.duration_ms,
-        row.span_id,
-    ]
