@@ -1,5 +1,5 @@
-"""SQLite's writer commits the writes waiting together: one transaction, each write in a
-savepoint, each caller told only once the transaction is durable."""
+"""SQLite's writer commits the writes waiting together: one transaction (each write in a
+savepoint of its own when one of them fails), each caller told only once it is durable."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from flowstore.errors import DatabaseGone, LeaseLost, StoreUnavailable
 from flowstore.store import EventChange, NewRun, RunId, WorkerId, open_store
+from flowstore.store.repositories import transitions
 from flowstore.store.sql import SQLStore
 from flowstore.store.sqlite_threads import SQLiteWriter
 
@@ -89,6 +90,44 @@ async def test_a_write_that_fails_in_a_shared_commit_is_rolled_back_alone(
     for run_id in runs:
         log = await store.read_transitions(run_id)
         assert len(log) == (1 if run_id == stale else 3)
+
+
+async def test_a_write_that_fails_after_writing_leaves_nothing_and_the_others_land_once(
+    store: SQLStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runs = await _runs(store, 20)
+    sizes = _batches(monkeypatch)
+    broken = runs[11]
+
+    def write_then_fail(conn: Any) -> None:
+        transitions.record_transitions(
+            conn, broken, 1, [EventChange("half")], now=store._now(), encode=store.encode
+        )
+        raise ValueError("failed after writing")
+
+    gate = asyncio.ensure_future(store._write("holding the writer", lambda conn: _sleep(0.2)))
+    await asyncio.sleep(0.05)
+    results = await asyncio.gather(
+        *(
+            store._write("failing", write_then_fail)
+            if run_id == broken
+            else store.record_transitions(run_id, 1, [EventChange("a"), EventChange("b")])
+            for run_id in runs
+        ),
+        return_exceptions=True,
+    )
+    await gate
+
+    # One transaction took all twenty; the failing write was rolled back (its event too),
+    # and every other write is stored once, though the transaction ran twice.
+    assert sizes[-2:] == [1, 20]
+    assert isinstance(results[11], ValueError)
+    assert not any(isinstance(result, BaseException) for i, result in enumerate(results) if i != 11)
+    for run_id in runs:
+        log = await store.read_transitions(run_id)
+        assert [t.seq for t in log] == ([1] if run_id == broken else [1, 2, 3])
+    after = await store.record_transitions(broken, 1, [EventChange("after")])
+    assert after.last_seq == 2
 
 
 async def test_when_the_shared_commit_fails_every_write_in_it_fails_and_none_is_stored(
