@@ -19,8 +19,9 @@ fsync for them all, the cost that dominates a small commit (about 0.2 ms here, a
 10 us per row written). When a write fails, the transaction is rolled back and run again with
 each write inside a savepoint of its own: the failing one rolls back to its savepoint alone,
 and its caller gets the error; the others commit. (Savepoints on every transaction would
-cost each write half as much again, and writes rarely fail. So a write's work must depend on
-nothing but the database and its arguments, as every store write does: it may run twice.)
+cost SQLite's part of each write about a quarter more, and writes rarely fail. So a write's
+work must depend on nothing but the database and its arguments, as every store write does:
+it may run twice.)
 Each caller is told only after that COMMIT returns, so nobody hears "durable" of rows that are
 not. When the COMMIT itself fails, every write in it gets that error, and none is stored.
 
@@ -309,8 +310,8 @@ class SQLiteWriter(SQLiteThreads):
         self, conn: Connection, requests: list[_Request[Any]]
     ) -> list[tuple[Any, BaseException | None]]:
         """Every write in one transaction, as if they were one. No savepoints: inside one,
-        SQLite first copies each page a statement changes, which made every write cost half
-        as much again. Raises `_OneFailed` (all rolled back) when a write fails."""
+        SQLite first copies each page a statement changes, about a quarter more work for
+        each write. Raises `_OneFailed` (all rolled back) when a write fails."""
         outcomes: list[tuple[Any, BaseException | None]] = []
         with conn.begin():
             begin_transaction(conn, self._begin)
