@@ -24,6 +24,7 @@ from flowstore.cli import (
     runs,
     schedules,
     secrets,
+    ui,
     worker,
 )
 from flowstore.cli.common import HelpFormatter
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     queues.add_commands(commands)
     schedules.add_commands(commands)
     secrets.add_commands(commands)
+    ui.add_commands(commands)
     worker.add_commands(commands)
     return parser
 

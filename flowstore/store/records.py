@@ -312,6 +312,9 @@ class RunQuery:
         created_after: Only runs created at or after this time.
         created_before: Only runs created before this time.
         parent_run_id: Only the child runs of this run.
+        id_prefix: Only runs whose id starts with this text (`%` and `_` are no wildcards).
+        listed_after: Only runs listed after this one, given as its (creation time, id):
+            the next page of a listing that ended with it.
         limit: At most this many runs.
     """
 
@@ -320,6 +323,8 @@ class RunQuery:
     created_after: datetime | None = None
     created_before: datetime | None = None
     parent_run_id: RunId | None = None
+    id_prefix: str | None = None
+    listed_after: tuple[datetime, RunId] | None = None
     limit: int = 100
 
 

@@ -9,7 +9,8 @@ its blocks in order:
 - `yaml`: saved (`# file: NAME`) or, for a workflow, checked with `flowstore validate`;
 - `sh`: one command per line, expected to succeed (or to exit N when its comment says
   `# exits N`); `RUN` stands for the newest run's id. `flowstore worker` is
-  started, and stopped with SIGTERM once it runs; benchmarks run with
+  started, and stopped with SIGTERM once it runs; `flowstore ui` likewise, once it has
+  served its runs page (on a free port); benchmarks run with
   `FLOWSTORE_BENCH_SMOKE=1` (the same code, small sizes).
 
 Lines left out, and why, are in `NOT_RUN_HERE`. The SQL blocks run on both backends in
@@ -24,9 +25,12 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +135,9 @@ def _run_command(command: str, workdir: Path, where: str, expected: int = 0) -> 
     if "worker" in words[3:4] and expected == 0:
         _run_worker(words, workdir, where)
         return
+    if "ui" in words[3:4] and expected == 0:
+        _run_inspector(words, workdir, where)
+        return
     done = subprocess.run(
         words, cwd=cwd, env=_env(workdir), capture_output=True, text=True, timeout=600
     )
@@ -149,6 +156,33 @@ def _run_worker(words: list[str], workdir: Path, where: str) -> None:
     worker.send_signal(signal.SIGTERM)
     _, rest = worker.communicate(timeout=60)
     assert worker.returncode == 0, f"{where}: {first}{rest}"
+
+
+def _run_inspector(words: list[str], workdir: Path, where: str) -> None:
+    """Start `flowstore ui` on a free port, read its runs page, stop it with SIGTERM."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    if "--port" in words:
+        words = words[: words.index("--port")] + words[words.index("--port") + 2 :]
+    server = subprocess.Popen(
+        [*words, "--port", str(port)], cwd=workdir, env=_env(workdir), stderr=subprocess.PIPE
+    )
+    try:
+        page = None
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+                    page = answer.read().decode()
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert page is not None and "<h1>Runs</h1>" in page, f"{where}: the inspector did not serve"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, errors = server.communicate(timeout=60)
+    # Its server (uvicorn) stops cleanly, then ends by the signal, so its parent sees why.
+    assert server.returncode in (0, -signal.SIGTERM), f"{where}: {errors.decode()}"
 
 
 def _run_page(page: Path, workdir: Path) -> None:

@@ -119,6 +119,31 @@ async def test_runs_are_listed_newest_first_with_filters(store: SQLStore, clock:
     assert len(await store.list_runs(RunQuery(limit=2))) == 2
 
 
+async def test_runs_are_listed_page_after_page_and_by_the_start_of_their_id(
+    store: SQLStore, clock: FakeClock
+) -> None:
+    made = []
+    for i in range(7):
+        made.append(await store.create_run(new_run("w", id=RunId(f"ab{i % 2}-{i}"))))
+        if i % 3 == 2:
+            clock.advance(1)  # some runs share a creation time: the id breaks the tie
+    newest_first = [r.id for r in sorted(made, key=lambda r: (r.created_at, r.id), reverse=True)]
+
+    pages, after = [], None
+    while True:
+        page = await store.list_runs(RunQuery(listed_after=after, limit=3))
+        if not page:
+            break
+        pages.append([r.id for r in page])
+        after = (page[-1].created_at, page[-1].id)
+    assert pages == [newest_first[:3], newest_first[3:6], newest_first[6:]]
+
+    odd = [run_id for run_id in newest_first if run_id.startswith("ab1")]
+    assert [r.id for r in await store.list_runs(RunQuery(id_prefix="ab1"))] == odd
+    assert await store.list_runs(RunQuery(id_prefix="ab_")) == []  # no wildcard
+    assert len(await store.list_runs(RunQuery(id_prefix="AB"))) == 0  # case counts
+
+
 # ------------------------------------------------------------------------ claims and leases
 
 

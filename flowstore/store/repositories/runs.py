@@ -9,9 +9,12 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Executable,
     Select,
+    and_,
     bindparam,
+    or_,
     select,
     update,
 )
@@ -182,12 +185,13 @@ _GET_RUN = select(runs).where(runs.c.id == bindparam("run_id"))
 
 def list_runs(conn: Connection, query: RunQuery) -> list[RunRecord]:
     """The runs matching `query`, newest first."""
-    result = conn.execute(list_runs_query(query))
+    result = conn.execute(list_runs_query(query, dialect=conn.dialect.name))
     return [RunRecord.from_row(row) for row in result.mappings()]
 
 
-def list_runs_query(query: RunQuery) -> Select[Any]:
-    """The SELECT of `list_runs` (an index on status or workflow, then creation, serves it)."""
+def list_runs_query(query: RunQuery, *, dialect: str = "sqlite") -> Select[Any]:
+    """The SELECT of `list_runs` (an index on status or workflow, then creation, serves it;
+    a page after a given run starts where that run is in the index)."""
     stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(query.limit)
     if query.workflow is not None:
         stmt = stmt.where(runs.c.workflow == query.workflow)
@@ -199,6 +203,16 @@ def list_runs_query(query: RunQuery) -> Select[Any]:
         stmt = stmt.where(runs.c.created_at < query.created_before)
     if query.parent_run_id is not None:
         stmt = stmt.where(runs.c.parent_run_id == query.parent_run_id)
+    if query.id_prefix:
+        stmt = stmt.where(_id_starts_with(query.id_prefix, dialect))
+    if query.listed_after is not None:
+        created_at, run_id = query.listed_after
+        stmt = stmt.where(
+            or_(
+                runs.c.created_at < created_at,
+                and_(runs.c.created_at == created_at, runs.c.id < run_id),
+            )
+        )
     return stmt
 
 
@@ -209,18 +223,22 @@ def find_run_ids(conn: Connection, prefix: str, *, limit: int) -> list[RunId]:
 
 
 def find_run_ids_query(prefix: str, *, limit: int, dialect: str) -> Select[Any]:
-    """The SELECT of `find_run_ids`. On SQLite, whose LIKE ignores case and reads every row,
-    a range of the primary key (text compares byte by byte there): from `prefix` to the
+    """The SELECT of `find_run_ids`."""
+    stmt = select(runs.c.id).where(_id_starts_with(prefix, dialect))
+    return stmt.order_by(runs.c.id).limit(limit)
+
+
+def _id_starts_with(prefix: str, dialect: str) -> ColumnElement[bool]:
+    """Run ids that start with `prefix`. On SQLite, whose LIKE ignores case and reads every
+    row, a range of the primary key (text compares byte by byte there): from `prefix` to the
     prefix with its last character's successor. PostgreSQL's collation may not order a range
     that way: there, LIKE with the whole pattern as one value, which the planner reads as a
     range of `ix_flowstore_runs_id_prefix` (pattern operators, exact in any collation)."""
     if dialect != "sqlite" or not prefix or prefix[-1] == "\U0010ffff":
         escaped = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
-        stmt = select(runs.c.id).where(runs.c.id.like(escaped + "%", escape="/"))
-    else:
-        after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        stmt = select(runs.c.id).where(runs.c.id >= prefix, runs.c.id < after)
-    return stmt.order_by(runs.c.id).limit(limit)
+        return runs.c.id.like(escaped + "%", escape="/")
+    after = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(runs.c.id >= prefix, runs.c.id < after)
 
 
 def ended_runs(conn: Connection, run_ids: Sequence[RunId]) -> list[RunId]:

@@ -1,0 +1,268 @@
+"""The inspector's pages and actions, as one Starlette application.
+
+Every page reads through a `Client` (the CLI's reads: runs, node executions, errors, the
+log, waits), and every value read is rendered by Jinja2 with autoescaping on: a node output
+holding `<script>` is shown as that text.
+
+Actions (cancel a run, send it a signal) exist only when the inspector is started with an
+action token; without one it is read-only and every action answers 403. With one, a person
+signs in once by giving the token (`/sign-in`), which sets an HttpOnly, SameSite=Strict
+cookie. An action then needs three things: that cookie, a form field `csrf` (an HMAC of the
+token that only the inspector's own pages carry), and, when the browser says where the
+request comes from (`Origin`, `Sec-Fetch-Site`), this server. A page of another site can
+neither read the field nor make the browser send the cookie with its request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from jinja2 import Environment, PackageLoader
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from flowstore.errors import FlowstoreError, RunNotFound
+from flowstore.store.engine import StoreSettings
+from flowstore.store.records import RunId, RunQuery, RunStatus
+
+__all__ = ["create_app"]
+
+PAGE_SIZE = 50
+_COOKIE = "flowstore_ui_token"
+
+
+def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlette:
+    """The inspector on the database of `settings`; read-only unless `token` is given."""
+    from flowstore.runtime.client import Client
+
+    templates = Environment(
+        loader=PackageLoader("flowstore.ui", "templates"), autoescape=True, trim_blocks=True
+    )
+    templates.filters["pretty"] = _pretty
+    templates.filters["when"] = _when
+    templates.filters["took"] = _took
+    state: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with Client(settings=settings) as client:
+            state["client"] = client
+            yield
+
+    def render(request: Request, name: str, status_code: int = 200, **values: Any) -> Response:
+        signed_in = token is not None and _signed_in(request, token)
+        page = templates.get_template(name).render(
+            actions=signed_in,
+            can_sign_in=token is not None and not signed_in,
+            csrf=_csrf(token) if signed_in and token is not None else "",
+            **values,
+        )
+        return HTMLResponse(page, status_code=status_code)
+
+    async def runs_page(request: Request) -> Response:
+        client = state["client"]
+        try:
+            query, filters = _runs_query(request)
+        except ValueError as error:
+            return render(request, "error.html", 400, message=str(error))
+        runs = await client.store.list_runs(query)
+        more = len(runs) > PAGE_SIZE
+        runs = runs[:PAGE_SIZE]
+        following = None
+        if more:
+            last = runs[-1]
+            following = {**filters, "after": f"{last.created_at.isoformat()}|{last.id}"}
+        return render(
+            request,
+            "runs.html",
+            runs=runs,
+            filters=filters,
+            statuses=[status.value for status in RunStatus],
+            following=following,
+        )
+
+    async def run_page(request: Request) -> Response:
+        client = state["client"]
+        given = request.path_params["run_id"]
+        try:
+            run_id = await client.expand_run_id(given)
+        except FlowstoreError as error:
+            return render(request, "error.html", 404, message=str(error))
+        if run_id != given:
+            return RedirectResponse(f"/runs/{run_id}", status_code=303)
+        run = await client.get_run(run_id)
+        store = client.store
+        return render(
+            request,
+            "run.html",
+            run=run,
+            executions=await store.read_node_executions(RunId(run_id)),
+            errors=await store.list_errors(run_id=RunId(run_id), limit=1000),
+            log=await store.read_transitions(RunId(run_id)),
+            waits=[wait for wait in await store.read_waits(RunId(run_id)) if wait.outcome is None],
+            ended=run.status.is_terminal,
+        )
+
+    async def cancel(request: Request) -> Response:
+        refused = await _refused(request, token)
+        if refused is not None:
+            return refused
+        run_id = request.path_params["run_id"]
+        try:
+            await state["client"].cancel(run_id)
+        except FlowstoreError as error:
+            return render(request, "error.html", _status_of(error), message=str(error))
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+    async def signal(request: Request) -> Response:
+        refused = await _refused(request, token)
+        if refused is not None:
+            return refused
+        run_id = request.path_params["run_id"]
+        form = await request.form()
+        name = str(form.get("name", "")).strip()
+        text = str(form.get("payload", "")).strip()
+        try:
+            payload = json.loads(text) if text else None
+        except json.JSONDecodeError as error:
+            message = f"the signal's payload is not JSON: {error.msg} (line {error.lineno})"
+            return render(request, "error.html", 400, message=message)
+        if not name:
+            return render(request, "error.html", 400, message="the signal needs a name")
+        try:
+            await state["client"].signal(run_id, name, payload)
+        except FlowstoreError as error:
+            return render(request, "error.html", _status_of(error), message=str(error))
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+    async def sign_in_page(request: Request) -> Response:
+        if token is None:
+            return render(request, "error.html", 404, message="this inspector is read-only")
+        return render(request, "sign_in.html")
+
+    async def sign_in(request: Request) -> Response:
+        if token is None or not _same_site(request):
+            return _forbidden()
+        form = await request.form()
+        if not hmac.compare_digest(str(form.get("token", "")).encode(), token.encode()):
+            return render(request, "sign_in.html", 403, wrong=True)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(_COOKIE, token, httponly=True, samesite="strict")
+        return response
+
+    static = StaticFiles(packages=[("flowstore.ui", "static")])
+    return Starlette(
+        routes=[
+            Route("/", runs_page),
+            Route("/runs/{run_id}", run_page),
+            Route("/runs/{run_id}/cancel", cancel, methods=["POST"]),
+            Route("/runs/{run_id}/signal", signal, methods=["POST"]),
+            Route("/sign-in", sign_in_page),
+            Route("/sign-in", sign_in, methods=["POST"]),
+            Mount("/static", static, name="static"),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def _runs_query(request: Request) -> tuple[RunQuery, dict[str, str]]:
+    """The runs page's query from its URL, and the filters it was given (to link pages)."""
+    given = {key: value.strip() for key, value in request.query_params.items() if value.strip()}
+    filters: dict[str, str] = {
+        key: given[key] for key in ("workflow", "status", "id", "since") if key in given
+    }
+    statuses = None
+    if "status" in filters:
+        try:
+            statuses = frozenset({RunStatus(filters["status"])})
+        except ValueError:
+            known = ", ".join(status.value for status in RunStatus)
+            raise ValueError(f"status {filters['status']!r} is not one of {known}") from None
+    since = _time(filters["since"], "since") if "since" in filters else None
+    after = None
+    if "after" in given:
+        created, _, run_id = given["after"].partition("|")
+        after = (_time(created, "after"), RunId(run_id))
+    query = RunQuery(
+        workflow=filters.get("workflow"),
+        statuses=statuses,
+        created_after=since,
+        id_prefix=filters.get("id"),
+        listed_after=after,
+        limit=PAGE_SIZE + 1,
+    )
+    return query, filters
+
+
+def _time(text: str, field: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{field} {text!r} is not a date or time (2026-11-28T09:30)") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _csrf(token: str) -> str:
+    """The value the inspector's own forms carry: an HMAC of the token, which a page of
+    another site cannot read."""
+    return hmac.new(token.encode(), b"flowstore ui actions", hashlib.sha256).hexdigest()
+
+
+def _signed_in(request: Request, token: str) -> bool:
+    return hmac.compare_digest(request.cookies.get(_COOKIE, "").encode(), token.encode())
+
+
+def _same_site(request: Request) -> bool:
+    """Whether the browser, when it says, says the request comes from this server."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+async def _refused(request: Request, token: str | None) -> Response | None:
+    """The answer to an action that must not run (None: it may)."""
+    if token is None or not _signed_in(request, token) or not _same_site(request):
+        return _forbidden()
+    form = await request.form()
+    if not hmac.compare_digest(str(form.get("csrf", "")).encode(), _csrf(token).encode()):
+        return _forbidden()
+    return None
+
+
+def _forbidden() -> Response:
+    return HTMLResponse(
+        "actions need the inspector's action token: start it with --token, and sign in",
+        status_code=403,
+    )
+
+
+def _status_of(error: FlowstoreError) -> int:
+    return 404 if isinstance(error, RunNotFound) else 409
+
+
+def _pretty(value: Any) -> str:
+    """A stored value as indented JSON text (escaped where it is shown)."""
+    return json.dumps(value, indent=2, default=str, ensure_ascii=False)
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _took(started: datetime | None, finished: datetime | None) -> str:
+    if started is None or finished is None:
+        return ""
+    milliseconds = (finished - started).total_seconds() * 1000
+    return f"{milliseconds:.0f} ms" if milliseconds < 10_000 else f"{milliseconds / 1000:.1f} s"
