@@ -22,11 +22,12 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -81,13 +82,20 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
         if more:
             last = runs[-1]
             following = {**filters, "after": f"{last.created_at.isoformat()}|{last.id}"}
+        # The first page follows new runs; later ones stay as they are.
+        live = (
+            None
+            if "after" in request.query_params
+            else "/?" + urlencode({**filters, "part": "table"})
+        )
         return render(
             request,
-            "runs.html",
+            "runs_table.html" if request.query_params.get("part") == "table" else "runs.html",
             runs=runs,
             filters=filters,
             statuses=[status.value for status in RunStatus],
             following=following,
+            live=live,
         )
 
     async def run_page(request: Request) -> Response:
@@ -99,18 +107,44 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
             return render(request, "error.html", 404, message=str(error))
         if run_id != given:
             return RedirectResponse(f"/runs/{run_id}", status_code=303)
-        run = await client.get_run(run_id)
-        store = client.store
-        return render(
-            request,
-            "run.html",
-            run=run,
-            executions=await store.read_node_executions(RunId(run_id)),
-            errors=await store.list_errors(run_id=RunId(run_id), limit=1000),
-            log=await store.read_transitions(RunId(run_id)),
-            waits=[wait for wait in await store.read_waits(RunId(run_id)) if wait.outcome is None],
-            ended=run.status.is_terminal,
-        )
+        log = await client.store.read_transitions(RunId(run_id))
+        values = await _run_values(client, run_id)
+        last_seq = log[-1].seq if log else 0
+        return render(request, "run.html", log=log, last_seq=last_seq, **values)
+
+    async def run_live(request: Request) -> Response:
+        """The part of a run's page that changes as it runs."""
+        client = state["client"]
+        try:
+            values = await _run_values(client, request.path_params["run_id"])
+        except FlowstoreError as error:
+            return render(request, "error.html", 404, message=str(error))
+        return render(request, "run_live.html", **values)
+
+    async def run_events(request: Request) -> Response:
+        """The run's events after `after` (or the browser's Last-Event-ID), as server-sent
+        events, live until the run ends; then an `end` event."""
+        from flowstore.events import stream_event_adapter
+
+        client = state["client"]
+        run_id = request.path_params["run_id"]
+        resumed = request.headers.get("last-event-id") or request.query_params.get("after", "0")
+        try:
+            after = int(resumed)
+            await client.get_run(run_id)
+        except ValueError:
+            return render(request, "error.html", 400, message=f"after {resumed!r}: not a number")
+        except FlowstoreError as error:
+            return render(request, "error.html", 404, message=str(error))
+
+        async def stream() -> AsyncIterator[str]:
+            async for event in client.events(run_id, after=after):
+                data = stream_event_adapter.dump_json(event).decode()
+                yield f"id: {event.seq}\ndata: {data}\n\n"
+            yield "event: end\ndata: {}\n\n"
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
     async def cancel(request: Request) -> Response:
         refused = await _refused(request, token)
@@ -164,6 +198,8 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
         routes=[
             Route("/", runs_page),
             Route("/runs/{run_id}", run_page),
+            Route("/runs/{run_id}/live", run_live),
+            Route("/runs/{run_id}/events", run_events),
             Route("/runs/{run_id}/cancel", cancel, methods=["POST"]),
             Route("/runs/{run_id}/signal", signal, methods=["POST"]),
             Route("/sign-in", sign_in_page),
@@ -172,6 +208,20 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
         ],
         lifespan=lifespan,
     )
+
+
+async def _run_values(client: Any, run_id: str) -> dict[str, Any]:
+    """What a run's page shows of the run, read now."""
+    run = await client.get_run(run_id)
+    store = client.store
+    waits = await store.read_waits(RunId(run_id))
+    return {
+        "run": run,
+        "ended": run.status.is_terminal,
+        "executions": await store.read_node_executions(RunId(run_id)),
+        "errors": await store.list_errors(run_id=RunId(run_id), limit=1000),
+        "waits": [wait for wait in waits if wait.outcome is None],
+    }
 
 
 def _runs_query(request: Request) -> tuple[RunQuery, dict[str, str]]:
