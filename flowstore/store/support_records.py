@@ -27,6 +27,7 @@ __all__ = [
     "NodeStats",
     "RunStats",
     "WaitStats",
+    "ErrorStats",
     "SpaceUse",
     "Message",
     "MetricPoint",
@@ -346,6 +347,24 @@ class WaitStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ErrorStats:
+    """A row of the `flowstore_error_stats` view: how many errors of one type one node of one
+    workflow had, by how they ended (`outcome`), and when the last was."""
+
+    workflow: str | None
+    node: str | None
+    error_type: str
+    outcome: str | None
+    errors: int
+    last_seen: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> ErrorStats:
+        """Build a record from a row of the view (numbers as Python ints)."""
+        return _numbers(cls, row)
+
+
+@dataclass(frozen=True, slots=True)
 class SpaceUse:
     """How much of a SQLite file is used (all nought on PostgreSQL).
 
@@ -360,7 +379,7 @@ class SpaceUse:
     incremental: bool
 
 
-S = TypeVar("S", "NodeStats", "RunStats", "WaitStats")
+S = TypeVar("S", "ErrorStats", "NodeStats", "RunStats", "WaitStats")
 
 
 def _numbers(cls: type[S], row: Mapping[Any, Any]) -> S:

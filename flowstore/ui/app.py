@@ -51,6 +51,8 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
     templates.filters["pretty"] = _pretty
     templates.filters["when"] = _when
     templates.filters["took"] = _took
+    templates.filters["percent"] = _percent
+    templates.filters["ms"] = _ms
     state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
@@ -146,6 +148,43 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
+    async def stats_page(request: Request) -> Response:
+        """Per workflow and node: durations, success and cache-hit rates, errors by type,
+        from the statistics views."""
+        store = state["client"].store
+        workflow = request.query_params.get("workflow", "").strip() or None
+        nodes = await store.node_stats(workflow=workflow)
+        slowest = max((node.p95_ms or 0.0 for node in nodes), default=0.0)
+        return render(
+            request,
+            "stats.html",
+            workflow=workflow or "",
+            runs=await store.run_stats(workflow=workflow),
+            nodes=nodes,
+            scale=slowest or 1.0,
+            errors=await store.error_stats(workflow=workflow),
+        )
+
+    async def workers_page(request: Request) -> Response:
+        """Live workers (a heartbeat in the last five minutes, or holding runs), how long
+        since each beat, and the runs each holds."""
+        store = state["client"].store
+        now = datetime.now(UTC)
+        workers = await store.list_workers()
+        running = await store.list_runs(
+            RunQuery(statuses=frozenset({RunStatus.RUNNING}), limit=10_000)
+        )
+        held: dict[str, list[str]] = {}
+        for run in running:
+            if run.lease_owner is not None:
+                held.setdefault(run.lease_owner, []).append(run.id)
+        shown = [
+            (worker, (now - worker.heartbeat_at).total_seconds(), held.get(worker.id, []))
+            for worker in workers
+            if held.get(worker.id) or (now - worker.heartbeat_at).total_seconds() <= 300
+        ]
+        return render(request, "workers.html", workers=shown)
+
     async def cancel(request: Request) -> Response:
         refused = await _refused(request, token)
         if refused is not None:
@@ -202,6 +241,8 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
             Route("/runs/{run_id}/events", run_events),
             Route("/runs/{run_id}/cancel", cancel, methods=["POST"]),
             Route("/runs/{run_id}/signal", signal, methods=["POST"]),
+            Route("/stats", stats_page),
+            Route("/workers", workers_page),
             Route("/sign-in", sign_in_page),
             Route("/sign-in", sign_in, methods=["POST"]),
             Mount("/static", static, name="static"),
@@ -212,13 +253,19 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
 
 async def _run_values(client: Any, run_id: str) -> dict[str, Any]:
     """What a run's page shows of the run, read now."""
+    from flowstore.ui.graph import draw
+
     run = await client.get_run(run_id)
     store = client.store
     waits = await store.read_waits(RunId(run_id))
+    executions = await store.read_node_executions(RunId(run_id))
+    latest = sorted(executions, key=lambda execution: execution.updated_seq)
+    statuses = {execution.node: execution.status.value for execution in latest}
     return {
         "run": run,
         "ended": run.status.is_terminal,
-        "executions": await store.read_node_executions(RunId(run_id)),
+        "drawing": draw(await store.get_graph_spec(run.graph_hash) or {}, statuses),
+        "executions": executions,
         "errors": await store.list_errors(run_id=RunId(run_id), limit=1000),
         "waits": [wait for wait in waits if wait.outcome is None],
     }
@@ -309,6 +356,16 @@ def _pretty(value: Any) -> str:
 
 def _when(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.0f}%"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f} ms" if value < 10_000 else f"{value / 1000:.1f} s"
 
 
 def _took(started: datetime | None, finished: datetime | None) -> str:

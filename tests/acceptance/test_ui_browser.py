@@ -172,12 +172,15 @@ async def test_a_running_node_turns_succeeded_without_a_reload(engine: Engine, p
     await _until(engine, run_id, RunStatus.RUNNING)
     await page.goto(f"/runs/{run_id}")
     await page.wait_for_selector("#node-think .status.running")
+    await page.wait_for_selector("#graph-think.running")  # the graph's box, too
+    assert await page.locator("#graph-done").get_attribute("class") == "node pending"
     await page.screenshot(path=SHOTS / "run-running.png", full_page=True)
     await page.evaluate("window.stillTheSamePage = true")
 
     release.set()
     await page.wait_for_selector("#node-think .status.succeeded", timeout=15_000)
     await page.wait_for_selector("#run-status.succeeded", timeout=15_000)
+    await page.wait_for_selector("#graph-done.succeeded")
     assert await page.evaluate("window.stillTheSamePage") is True
     assert '"HELLO!"' in (await page.text_content("#run-output") or "")
     # The log grew under the eyes of the reader, too.

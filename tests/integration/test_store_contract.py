@@ -119,6 +119,26 @@ async def test_runs_are_listed_newest_first_with_filters(store: SQLStore, clock:
     assert len(await store.list_runs(RunQuery(limit=2))) == 2
 
 
+async def test_errors_are_counted_by_workflow_node_type_and_outcome(store: SQLStore) -> None:
+    run = await store.create_run(new_run("triage"))
+    other = await store.create_run(new_run("billing"))
+    found = ((run.id, "ValueError"), (run.id, "ValueError"), (other.id, "Oops"))
+    await store.record_errors(
+        [
+            ErrorReport(run_id, "classify", kind, "bad", outcome="failed_run")
+            for run_id, kind in found
+        ]
+    )
+
+    rows = await store.error_stats()
+    assert [(r.workflow, r.node, r.error_type, r.outcome, r.errors) for r in rows] == [
+        ("triage", "classify", "ValueError", "failed_run", 2),
+        ("billing", "classify", "Oops", "failed_run", 1),
+    ]
+    assert rows[0].last_seen is not None and rows[0].last_seen.tzinfo is not None
+    assert [r.error_type for r in await store.error_stats(workflow="billing")] == ["Oops"]
+
+
 async def test_runs_are_listed_page_after_page_and_by_the_start_of_their_id(
     store: SQLStore, clock: FakeClock
 ) -> None:

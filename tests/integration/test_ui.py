@@ -158,8 +158,11 @@ async def test_a_run_page_shows_nodes_errors_tracebacks_and_the_log(
     assert "Traceback (most recent call last)" in failed and "raise RuntimeError" in failed
     assert "<td>fail</td>" in failed
 
+    assert '<g class="node failed" id="graph-fail">' in failed
+
     waiting = (await read_only.get(f"/runs/{ids['waiting']}")).text
     assert "signal <code>approve</code> (node decide" in waiting
+    assert '<g class="node waiting" id="graph-decide">' in waiting
     assert "<form" not in waiting.split("<main>")[1]  # read-only: no action form
 
     # A unique start of an id is enough: the page of the whole id answers.
@@ -244,3 +247,39 @@ async def test_a_signed_in_person_cancels_a_run(url: str, with_token: httpx.Asyn
         assert run.status is RunStatus.CANCELLED
         again = await with_token.post(f"/runs/{run_id}/cancel", data={"csrf": _csrf(page)})
         assert again.status_code == 303  # cancelling an ended run changes nothing
+
+
+async def test_statistics_show_durations_rates_and_errors_by_type(
+    runs: tuple[Engine, dict[str, str]], read_only: httpx.AsyncClient
+) -> None:
+    page = (await read_only.get("/stats")).text
+    runs_table, nodes_table, errors_table = (_rows(section) for section in page.split("<h2>")[1:4])
+    workflows = {row[0]: row for row in runs_table}
+    assert workflows["breaking"][1:4] == ["1", "0", "1"]  # runs, succeeded, failed
+    assert workflows["breaking"][5].startswith("0%")
+    [shout_row] = [row for row in nodes_table if row[1] == "shout"]
+    assert shout_row[2:4] == ["1", "100%"]  # executions, success
+    assert shout_row[6].endswith(" ms") and "<rect" in shout_row[8]
+    [error] = [row for row in errors_table if row[2] == "builtins.RuntimeError"]
+    assert error[:2] == ["breaking", "fail"] and error[3:5] == ["failed_run", "1"]
+    one = (await read_only.get("/stats", params={"workflow": "hostile"})).text
+    assert "RuntimeError" not in one and "shout" in one
+
+
+def _rows(html: str) -> list[list[str]]:
+    """The cells of each body row of the first table in `html`, tags out of the text."""
+    body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
+    return [
+        [cell if "<svg" in cell else re.sub("<[^>]+>", "", cell).strip() for cell in cells]
+        for cells in (re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in rows)
+    ]
+
+
+async def test_workers_show_their_heartbeat_and_the_runs_they_hold(
+    url: str, read_only: httpx.AsyncClient
+) -> None:
+    async with Engine(url, workflows=[approval], poll_seconds=0.05) as engine:
+        page = (await read_only.get("/workers")).text
+        assert f"<code>{engine.worker_id}</code>" in page
+        assert re.search(r"\d+\.\d s ago", page)

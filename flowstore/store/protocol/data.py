@@ -14,6 +14,7 @@ from flowstore.store.records import (
     Entity,
     EntityVersion,
     ErrorReport,
+    ErrorStats,
     Message,
     MetricPoint,
     NewMessage,
@@ -150,6 +151,10 @@ class TelemetryStore(Connector, Protocol):
 
     async def wait_stats(self, *, workflow: str | None = None) -> list[WaitStats]:
         """The `flowstore_wait_stats` view (time waited), optionally of one workflow."""
+        ...
+
+    async def error_stats(self, *, workflow: str | None = None) -> list[ErrorStats]:
+        """The `flowstore_error_stats` view (errors by type), optionally of one workflow."""
         ...
 
     async def record_spans(self, spans: Sequence[Span]) -> None:

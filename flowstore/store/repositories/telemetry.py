@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 from flowstore.store import prepared, views
 from flowstore.store.records import (
     ErrorReport,
+    ErrorStats,
     MetricPoint,
     NodeStats,
     RunId,
@@ -169,6 +170,15 @@ def wait_stats(conn: Connection, *, workflow: str | None) -> list[WaitStats]:
     if workflow is not None:
         stmt = stmt.where(view.c.workflow == workflow)
     return [WaitStats.from_row(row) for row in conn.execute(stmt).mappings()]
+
+
+def error_stats(conn: Connection, *, workflow: str | None) -> list[ErrorStats]:
+    """Rows of the `flowstore_error_stats` view, the most frequent first."""
+    view = views.error_stats.table
+    stmt = select(view).order_by(view.c.errors.desc(), view.c.workflow, view.c.node)
+    if workflow is not None:
+        stmt = stmt.where(view.c.workflow == workflow)
+    return [ErrorStats.from_row(row) for row in conn.execute(stmt).mappings()]
 
 
 def list_metrics(

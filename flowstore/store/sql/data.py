@@ -14,6 +14,7 @@ from flowstore.store.records import (
     Entity,
     EntityVersion,
     ErrorReport,
+    ErrorStats,
     Message,
     MetricPoint,
     NewMessage,
@@ -206,6 +207,11 @@ class SQLTelemetry(SQLTransactions, TelemetryStore):
 
     async def wait_stats(self, *, workflow: str | None = None) -> list[WaitStats]:
         return await self._read("reading wait statistics", telemetry.wait_stats, workflow=workflow)
+
+    async def error_stats(self, *, workflow: str | None = None) -> list[ErrorStats]:
+        return await self._read(
+            "reading error statistics", telemetry.error_stats, workflow=workflow
+        )
 
     async def record_spans(self, spans: Sequence[Span]) -> None:
         await self._write("recording spans", telemetry.record_spans, spans, encode=self._encode)
