@@ -33,7 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from flowstore.errors import FlowstoreError, RunNotFound
 from flowstore.store.engine import StoreSettings
-from flowstore.store.records import RunId, RunQuery, RunStatus
+from flowstore.store.records import RunId, RunQuery, RunStatus, Transition, TransitionKind
 
 __all__ = ["create_app"]
 
@@ -112,7 +112,7 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
         log = await client.store.read_transitions(RunId(run_id))
         values = await _run_values(client, run_id)
         last_seq = log[-1].seq if log else 0
-        return render(request, "run.html", log=log, last_seq=last_seq, **values)
+        return render(request, "run.html", log=_log_rows(log), last_seq=last_seq, **values)
 
     async def run_live(request: Request) -> Response:
         """The part of a run's page that changes as it runs."""
@@ -269,6 +269,41 @@ async def _run_values(client: Any, run_id: str) -> dict[str, Any]:
         "errors": await store.list_errors(run_id=RunId(run_id), limit=1000),
         "waits": [wait for wait in waits if wait.outcome is None],
     }
+
+
+def _log_rows(log: list[Transition]) -> list[dict[str, Any]]:
+    """A run's log as the page shows it: a node's tokens in a row, one after another, as a
+    text (the stream of a model's reply reads as the reply)."""
+    rows: list[dict[str, Any]] = []
+    for transition in log:
+        tokens = transition.kind is TransitionKind.EVENT and transition.name == "token"
+        last = rows[-1] if rows else None
+        if (
+            tokens
+            and last
+            and last["tokens"]
+            and (last["node"], last["key"])
+            == (
+                transition.node,
+                transition.key,
+            )
+        ):
+            last["text"] += str(transition.payload)
+            continue
+        rows.append(
+            {
+                "seq": transition.seq,
+                "at": transition.created_at,
+                "kind": transition.kind.value,
+                "node": transition.node,
+                "key": transition.key,
+                "what": transition.status or transition.name or "",
+                "payload": transition.payload,
+                "tokens": tokens,
+                "text": str(transition.payload) if tokens else "",
+            }
+        )
+    return rows
 
 
 def _runs_query(request: Request) -> tuple[RunQuery, dict[str, str]]:

@@ -56,8 +56,11 @@ slow = Workflow("slow", output="done")
 
 
 @slow.node
-async def think(text: str) -> str:
+async def think(text: str, ctx: NodeContext) -> str:
+    await ctx.emit_token("thinking ")
     await release.wait()
+    for piece in ("about ", "<it>"):
+        await ctx.emit_token(piece)
     return text.upper()
 
 
@@ -183,8 +186,13 @@ async def test_a_running_node_turns_succeeded_without_a_reload(engine: Engine, p
     await page.wait_for_selector("#graph-done.succeeded")
     assert await page.evaluate("window.stillTheSamePage") is True
     assert '"HELLO!"' in (await page.text_content("#run-output") or "")
-    # The log grew under the eyes of the reader, too.
+    # The log grew under the eyes of the reader, too, the node's tokens as one text.
     assert "succeeded" in (await page.text_content("#log") or "")
+    await page.wait_for_function(
+        "document.querySelector('#log pre.tokens').textContent === 'thinking about <it>'"
+    )
+    assert await page.locator("#log pre.tokens").count() == 1
+    assert await page.locator("it").count() == 0
     await page.screenshot(path=SHOTS / "run-succeeded.png", full_page=True)
 
 

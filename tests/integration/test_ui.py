@@ -36,6 +36,17 @@ async def fail(text: str) -> str:
     raise RuntimeError(f"refused {text}")
 
 
+talker = Workflow("talker")
+
+
+@talker.node
+async def reply(text: str, ctx: NodeContext) -> str:
+    for piece in ("Hel", "lo <i>", "there"):
+        await ctx.emit_token(piece)
+    await ctx.emit("note", {"said": text})
+    return "done"
+
+
 approval = Workflow("approval")
 
 
@@ -283,3 +294,15 @@ async def test_workers_show_their_heartbeat_and_the_runs_they_hold(
         page = (await read_only.get("/workers")).text
         assert f"<code>{engine.worker_id}</code>" in page
         assert re.search(r"\d+\.\d s ago", page)
+
+
+async def test_a_nodes_tokens_read_as_one_text_in_the_log(
+    url: str, read_only: httpx.AsyncClient
+) -> None:
+    async with Engine(url, workflows=[talker]) as engine:
+        run = await engine.run(talker, {"text": "hi"})
+    page = (await read_only.get(f"/runs/{run.id}")).text
+    assert page.count('<pre class="tokens">') == 1
+    assert '<tr data-tokens="reply|">' in page
+    assert '<pre class="tokens">Hello &lt;i&gt;there</pre>' in page
+    assert "<td>note</td>" in page  # other events keep a row each

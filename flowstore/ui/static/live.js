@@ -23,14 +23,31 @@
   function logged(event) {
     const log = document.querySelector("#log tbody");
     if (!log) return;
+    const tokens = event.type === "token" ? event.node + "|" + (event.key || "") : null;
+    const last = log.lastElementChild;
+    if (tokens !== null && last && last.dataset.tokens === tokens) {
+      last.lastElementChild.firstChild.textContent += event.text;  // the reply, as it grows
+      return;
+    }
     const row = document.createElement("tr");
     cell(row, String(event.seq));
     cell(row, (event.at || "").replace("T", " ").slice(0, 19));
-    cell(row, event.type);
+    const named = event.type === "token" || event.type === "event";
+    cell(row, named ? "event" : event.type);
     cell(row, (event.node || "") + (event.key ? "[" + event.key + "]" : ""));
-    cell(row, event.status || event.name || "");
-    const shown = event.type === "token" ? event.text : event.payload;
-    cell(row, shown === undefined || shown === null ? "" : JSON.stringify(shown));
+    cell(row, event.status || event.name || (event.type === "token" ? "token" : ""));
+    if (tokens !== null) {
+      row.dataset.tokens = tokens;
+      const td = document.createElement("td");
+      const text = document.createElement("pre");
+      text.className = "tokens";
+      text.textContent = event.text;
+      td.appendChild(text);
+      row.appendChild(td);
+    } else {
+      const shown = event.payload === undefined ? event.output : event.payload;
+      cell(row, shown === undefined || shown === null ? "" : JSON.stringify(shown));
+    }
     log.appendChild(row);
   }
   if (live.dataset.events) {
