@@ -254,11 +254,14 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
 async def _run_values(client: Any, run_id: str) -> dict[str, Any]:
     """What a run's page shows of the run, read now."""
     from flowstore.ui.graph import draw
+    from flowstore.ui.timeline import timeline
 
     run = await client.get_run(run_id)
     store = client.store
     waits = await store.read_waits(RunId(run_id))
     executions = await store.read_node_executions(RunId(run_id))
+    errors = await store.list_errors(run_id=RunId(run_id), limit=1000)
+    lookups = await store.list_metrics(run_id=RunId(run_id), name="cache_lookup")
     latest = sorted(executions, key=lambda execution: execution.updated_seq)
     statuses = {execution.node: execution.status.value for execution in latest}
     return {
@@ -266,7 +269,8 @@ async def _run_values(client: Any, run_id: str) -> dict[str, Any]:
         "ended": run.status.is_terminal,
         "drawing": draw(await store.get_graph_spec(run.graph_hash) or {}, statuses),
         "executions": executions,
-        "errors": await store.list_errors(run_id=RunId(run_id), limit=1000),
+        "bars": timeline(run.started_at, run.finished_at, executions, errors, lookups, waits),
+        "errors": errors,
         "waits": [wait for wait in waits if wait.outcome is None],
     }
 

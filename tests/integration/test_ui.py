@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("starlette", reason="the `ui` extra is not installed")
 
-from flowstore import Engine, NodeContext, RunStatus, Workflow
+from flowstore import Cache, Engine, Fallback, NodeContext, Retry, RunStatus, Workflow
 from flowstore.store import NewRun, StoreSettings
 from flowstore.ui import create_app
 
@@ -45,6 +45,28 @@ async def reply(text: str, ctx: NodeContext) -> str:
         await ctx.emit_token(piece)
     await ctx.emit("note", {"said": text})
     return "done"
+
+
+eventful = Workflow("eventful")
+flaky_calls: list[int] = []
+
+
+@eventful.node(retry=Retry(attempts=3, backoff=0))
+async def flaky(text: str) -> str:
+    flaky_calls.append(1)
+    if len(flaky_calls) % 2:
+        raise ConnectionError("try again")
+    return text
+
+
+@eventful.node(fallback=Fallback(value="plan b"))
+async def risky(flaky: str) -> str:
+    raise RuntimeError("down")
+
+
+@eventful.node(cache=Cache())
+async def cached(risky: str) -> str:
+    return risky.upper()
 
 
 approval = Workflow("approval")
@@ -280,7 +302,7 @@ async def test_statistics_show_durations_rates_and_errors_by_type(
 def _rows(html: str) -> list[list[str]]:
     """The cells of each body row of the first table in `html`, tags out of the text."""
     body = html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    rows = re.findall(r"<tr>(.*?)</tr>", body, flags=re.S)
+    rows = re.findall(r"<tr(?: [^>]*)?>(.*?)</tr>", body, flags=re.S)
     return [
         [cell if "<svg" in cell else re.sub("<[^>]+>", "", cell).strip() for cell in cells]
         for cells in (re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for row in rows)
@@ -306,3 +328,20 @@ async def test_a_nodes_tokens_read_as_one_text_in_the_log(
     assert '<tr data-tokens="reply|">' in page
     assert '<pre class="tokens">Hello &lt;i&gt;there</pre>' in page
     assert "<td>note</td>" in page  # other events keep a row each
+
+
+async def test_the_timeline_marks_retries_fallbacks_cache_hits_and_waits(
+    runs: tuple[Engine, dict[str, str]], read_only: httpx.AsyncClient
+) -> None:
+    engine, ids = runs
+    await engine.run(eventful, {"text": "x"})
+    second = await engine.run(eventful, {"text": "x"})  # its `cached` is a cache hit
+    page = (await read_only.get(f"/runs/{second.id}")).text
+    timeline = page.split("<h2>Timeline</h2>")[1].split("<h2>")[0]
+    bars = {row[0].split()[0]: row for row in _rows(timeline)}
+    assert "retried 1x" in bars["flaky"][2] and "attempt 2" in bars["flaky"][0]
+    assert "fallback" in bars["risky"][2]
+    assert "cache hit" in bars["cached"][2]
+    assert re.search(r'class="span succeeded" style="margin-left: [\d.]+%; width: [\d.]+%"', page)
+    waiting = (await read_only.get(f"/runs/{ids['waiting']}")).text
+    assert "waits for signal approve" in waiting.split("<h2>Timeline</h2>")[1]
