@@ -2,11 +2,12 @@
 
     python benchmarks/ui.py [--runs 100000] [--nodes 500] [--url URL]
 
-Fills one database (a new SQLite file by default; `--url` for PostgreSQL) with `--runs` ended
-runs and one run of a chain of `--nodes` nodes, starts `flowstore ui` on it in its own process,
-and times each page over HTTP, as a browser gets it: the runs page (the first, one filtered by
-status, one by workflow, the next page), the chain's page and its live part. Prints the median
-and slowest of 20 requests each, after one unmeasured request.
+Fills one database (a new SQLite file by default; `--url` for PostgreSQL, whose flowstore
+tables are dropped and made again) with `--runs` ended runs and one run of a chain of
+`--nodes` nodes, starts `flowstore ui` on it in its own process, and times each page over
+HTTP, as a browser gets it: the runs page (the first, one filtered by status, one by
+workflow, the next page), the chain's page and its live part. Prints the median and slowest
+of 20 requests each, after one unmeasured request.
 
 Goal: the runs page and the chain's page each under 300 ms. Never asserted.
 """
@@ -30,6 +31,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.concurrency import reset_database  # noqa: E402
 from benchmarks.retention import seed  # noqa: E402
 from flowstore import Engine, Workflow  # noqa: E402
 
@@ -97,6 +99,8 @@ def main() -> None:
         args.runs, args.nodes, args.repeat = 200, 20, 2
     with tempfile.TemporaryDirectory() as scratch:
         url = args.url or f"sqlite+aiosqlite:///{Path(scratch) / 'ui.db'}"
+        if args.url is not None:  # emptied of flowstore's tables, at the head revision
+            asyncio.run(reset_database(url))
         long_id = asyncio.run(fill(url, args.runs, args.nodes))
         server, base = serve(url)
         try:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement, Executable
 
-from flowstore.store.records import RunQuery, RunStatus, WorkerId
+from flowstore.store.records import RunId, RunQuery, RunStatus, WorkerId
 from flowstore.store.repositories import ownership, queues, retention, runs
 from flowstore.store.schema import PREFIX
 
@@ -66,6 +66,12 @@ def _hot_queries(dialect: str) -> dict[str, Any]:
         RunQuery(statuses=frozenset({RunStatus.WAITING}), limit=100)
     )
     queries["list runs of a workflow"] = runs.list_runs_query(RunQuery(workflow="w", limit=100))
+    queries["list the next page of runs"] = runs.list_runs_query(
+        RunQuery(listed_after=(now, RunId("0f3a")), limit=51), dialect=dialect
+    )
+    queries["list runs by the start of their id"] = runs.list_runs_query(
+        RunQuery(id_prefix="0f3a", limit=51), dialect=dialect
+    )
     queries["find a short id"] = runs.find_run_ids_query("0f3a", limit=10, dialect=dialect)
     queries["queue starts in a window"] = queues.started_since_query("llm", now)
     queries["runs to delete"] = retention.ended_runs_query(

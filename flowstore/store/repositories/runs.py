@@ -14,8 +14,9 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
-    or_,
+    literal,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -206,12 +207,11 @@ def list_runs_query(query: RunQuery, *, dialect: str = "sqlite") -> Select[Any]:
     if query.id_prefix:
         stmt = stmt.where(_id_starts_with(query.id_prefix, dialect))
     if query.listed_after is not None:
+        # A row value: both backends read it as where to start in the index, not a filter.
         created_at, run_id = query.listed_after
         stmt = stmt.where(
-            or_(
-                runs.c.created_at < created_at,
-                and_(runs.c.created_at == created_at, runs.c.id < run_id),
-            )
+            tuple_(runs.c.created_at, runs.c.id)
+            < tuple_(literal(created_at, runs.c.created_at.type), literal(run_id))
         )
     return stmt
 
