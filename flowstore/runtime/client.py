@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Self
 from flowstore.definition.resolution import resolve_call
 from flowstore.definition.spec import ExecutionConfig, WorkflowSpec
 from flowstore.definition.validation import validate_inputs_by_spec
+from flowstore.errors import ExecutionError
 from flowstore.runtime.models import Run
 from flowstore.runtime.reading import RunReading
 from flowstore.runtime.schedules import ScheduleControl
@@ -156,6 +157,24 @@ class Client(RunReading, ScheduleControl):
         running nodes and ends it `cancelled` within a second or so. Returns the run as it
         is now."""
         return self._run(await self.store.request_cancel(RunId(run_id)))
+
+    async def resume(self, run_id: str) -> Run:
+        """Hand a failed run back to the workers: it is queued again, and a worker with its
+        definition continues it from what it committed (the nodes that succeeded are not run
+        again; the one that failed is). `Engine.resume` does the same in its own process.
+        Returns the run as it is now.
+
+        Raises:
+            RunNotFound: No run has this id.
+            ExecutionError: The run has not failed (it runs, waits, or ended otherwise).
+        """
+        record = await self.store.requeue_failed_run(RunId(run_id))
+        if record is not None:
+            return self._run(record)
+        now = await self.store.get_run(RunId(run_id))
+        raise ExecutionError(
+            f"run {run_id} is {now.status.value}: only a failed run is handed back to the workers"
+        )
 
     async def signal(
         self, run_id: str, name: str, payload: Any = None, *, idempotency_key: str | None = None

@@ -4,13 +4,14 @@ Every page reads through a `Client` (the CLI's reads: runs, node executions, err
 log, waits), and every value read is rendered by Jinja2 with autoescaping on: a node output
 holding `<script>` is shown as that text.
 
-Actions (cancel a run, send it a signal) exist only when the inspector is started with an
-action token; without one it is read-only and every action answers 403. With one, a person
-signs in once by giving the token (`/sign-in`), which sets an HttpOnly, SameSite=Strict
-cookie. An action then needs three things: that cookie, a form field `csrf` (an HMAC of the
-token that only the inspector's own pages carry), and, when the browser says where the
-request comes from (`Origin`, `Sec-Fetch-Site`), this server. A page of another site can
-neither read the field nor make the browser send the cookie with its request.
+Actions (cancel a run, send it a signal, hand a failed run back to the workers) exist only
+when the inspector is started with an action token; without one it is read-only and every
+action answers 403. With one, a person signs in once by giving the token (`/sign-in`),
+which sets an HttpOnly, SameSite=Strict cookie. An action then needs three things: that
+cookie, a form field `csrf` (an HMAC of the token that only the inspector's own pages
+carry), and, when the browser says where the request comes from (`Origin`,
+`Sec-Fetch-Site`), this server. A page of another site can neither read the field nor make
+the browser send the cookie with its request.
 """
 
 from __future__ import annotations
@@ -196,6 +197,18 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
             return render(request, "error.html", _status_of(error), message=str(error))
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
+    async def resume(request: Request) -> Response:
+        """A failed run, handed back to the workers (`Client.resume`)."""
+        refused = await _refused(request, token)
+        if refused is not None:
+            return refused
+        run_id = request.path_params["run_id"]
+        try:
+            await state["client"].resume(run_id)
+        except FlowstoreError as error:
+            return render(request, "error.html", _status_of(error), message=str(error))
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
     async def signal(request: Request) -> Response:
         refused = await _refused(request, token)
         if refused is not None:
@@ -241,6 +254,7 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
             Route("/runs/{run_id}/events", run_events),
             Route("/runs/{run_id}/cancel", cancel, methods=["POST"]),
             Route("/runs/{run_id}/signal", signal, methods=["POST"]),
+            Route("/runs/{run_id}/resume", resume, methods=["POST"]),
             Route("/stats", stats_page),
             Route("/workers", workers_page),
             Route("/sign-in", sign_in_page),

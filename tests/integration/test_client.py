@@ -17,6 +17,7 @@ from flowstore import (
     TokenEvent,
     Workflow,
 )
+from flowstore.store import TransitionKind
 
 triage = Workflow("triage", version="1")
 
@@ -172,3 +173,61 @@ async def test_the_waiters_of_one_process_share_one_poll(migrated_url: str) -> N
         async with Engine(migrated_url, workflows=[triage], workers=4, poll_seconds=0.05):
             runs = await asyncio.wait_for(waiting, 60)
         assert {run.status for run in runs} == {RunStatus.SUCCEEDED}
+
+
+mending = Workflow("mending", output="finish")
+calls: dict[str, int] = {"prepare": 0, "finish": 0}
+broken = {"finish": True}
+
+
+@mending.node
+async def prepare(text: str) -> str:
+    calls["prepare"] += 1
+    return text.upper()
+
+
+@mending.node
+async def finish(prepare: str) -> str:
+    calls["finish"] += 1
+    if broken["finish"]:
+        raise RuntimeError("the service is down")
+    return f"{prepare}!"
+
+
+async def test_a_client_hands_a_failed_run_back_to_the_workers(migrated_url: str) -> None:
+    calls.update(prepare=0, finish=0)
+    broken["finish"] = True
+    async with Engine(migrated_url, workflows=[mending], poll_seconds=0.05) as engine:
+        failed = await engine.run(mending, {"text": "ok"})
+        assert failed.status is RunStatus.FAILED
+        broken["finish"] = False  # the service is back
+        async with Client(migrated_url, poll_seconds=0.05) as client:
+            queued = await client.resume(failed.id)
+            assert (queued.status, queued.error, queued.finished_at) == (
+                RunStatus.QUEUED,
+                None,
+                None,
+            )
+            run = await asyncio.wait_for(client.wait(failed.id), 10)
+            # The run has not failed any more: nothing to hand back.
+            with pytest.raises(ExecutionError, match="is succeeded: only a failed run"):
+                await client.resume(failed.id)
+            log = await client.store.read_transitions(failed.id)
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, "OK!")
+    # What succeeded was kept; the node that failed ran again, once.
+    assert calls == {"prepare": 1, "finish": 2}
+    statuses = [t.status for t in log if t.kind is TransitionKind.RUN]
+    assert statuses == ["running", "failed", "queued", "running", "succeeded"]
+
+
+async def test_two_clients_handing_one_failed_run_back_queue_it_once(migrated_url: str) -> None:
+    broken["finish"] = True
+    async with Engine(migrated_url, workflows=[mending], workers=0) as engine:
+        failed = await engine.run(mending, {"text": "ok"})
+    async with Client(migrated_url) as first, Client(migrated_url) as second:
+        results = await asyncio.gather(
+            first.resume(failed.id), second.resume(failed.id), return_exceptions=True
+        )
+        log = await first.store.read_transitions(failed.id)
+    assert sorted(type(result).__name__ for result in results) == ["ExecutionError", "Run"]
+    assert [t.status for t in log if t.kind is TransitionKind.RUN][-2:] == ["failed", "queued"]

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("starlette", reason="the `ui` extra is not installed")
 
 from flowstore import Cache, Engine, Fallback, NodeContext, Retry, RunStatus, Workflow
-from flowstore.store import NewRun, StoreSettings
+from flowstore.store import NewRun, RunId, StoreSettings, TransitionKind
 from flowstore.ui import create_app
 
 TOKEN = "s3cret-action-token"
@@ -345,3 +345,26 @@ async def test_the_timeline_marks_retries_fallbacks_cache_hits_and_waits(
     assert re.search(r'class="span succeeded" style="margin-left: [\d.]+%; width: [\d.]+%"', page)
     waiting = (await read_only.get(f"/runs/{ids['waiting']}")).text
     assert "waits for signal approve" in waiting.split("<h2>Timeline</h2>")[1]
+
+
+async def test_a_signed_in_person_hands_a_failed_run_back_to_the_workers(
+    runs: tuple[Engine, dict[str, str]], with_token: httpx.AsyncClient
+) -> None:
+    engine, ids = runs
+    await _sign_in(with_token)
+    page = (await with_token.get(f"/runs/{ids['failed']}")).text
+    assert f'action="/runs/{ids["failed"]}/resume"' in page
+    assert (await with_token.post(f"/runs/{ids['failed']}/resume", data={})).status_code == 403
+    done = await with_token.post(f"/runs/{ids['failed']}/resume", data={"csrf": _csrf(page)})
+    assert done.status_code == 303
+    # A worker took it up again, and it failed again (the node always fails).
+    run = await asyncio.wait_for(engine.wait(ids["failed"]), 10)
+    assert run.status is RunStatus.FAILED
+    log = await engine.store.read_transitions(RunId(ids["failed"]))
+    assert [t.status for t in log if t.kind is TransitionKind.RUN][-3:] == [
+        "queued",
+        "running",
+        "failed",
+    ]
+    again = await with_token.post(f"/runs/{ids['shown']}/resume", data={"csrf": _csrf(page)})
+    assert again.status_code == 409 and "only a failed run" in again.text

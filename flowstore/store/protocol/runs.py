@@ -171,6 +171,11 @@ class WorkerStore(Connector, Protocol):
         """Take a failed run back to running, owned by `owner`; None if it is not failed."""
         ...
 
+    async def requeue_failed_run(self, run_id: RunId) -> RunRecord | None:
+        """Take a failed run back to queued, for any worker with its definition to continue
+        from what it committed; None if it is not failed."""
+        ...
+
     async def end_run(self, run_id: RunId, fencing: int, ending: RunChange) -> bool:
         """End a run whose executor stopped without ending it, with its node executions in
         flight recorded cancelled; False (nothing written) when it is not the caller's to

@@ -317,6 +317,36 @@ def cancel_requests(conn: Connection, owner: WorkerId) -> frozenset[RunId]:
     return frozenset(RunId(run_id) for run_id in rows.scalars())
 
 
+def requeue_failed_run(conn: Connection, run_id: RunId, *, now: datetime) -> RunRecord | None:
+    """A failed run back to `queued`, for any worker with its definition to continue from
+    what it committed (as `reopen_run` does for one owner); None if it is not failed."""
+    row = (
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id, runs.c.status == RunStatus.FAILED.value)
+            .values(
+                status=RunStatus.QUEUED.value,
+                output=None,
+                error=None,
+                finished_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+                last_seq=runs.c.last_seq + 1,
+                updated_at=now,
+            )
+            .returning(*runs.c)
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        return None
+    run = RunRecord.from_row(row)
+    log_run_status(conn, run.id, run.last_seq, RunStatus.QUEUED, {"reopened": True}, now)
+    notify_work(conn, run.graph_hash)
+    return run
+
+
 def reopen_run(
     conn: Connection, run_id: RunId, owner: WorkerId, *, now: datetime, lease_seconds: float
 ) -> Claim | None:

@@ -181,6 +181,11 @@ class SQLWorkers(SQLTransactions, WorkerStore):
             lease_seconds=lease_seconds,
         )
 
+    async def requeue_failed_run(self, run_id: RunId) -> RunRecord | None:
+        return await self._write(
+            f"queueing failed run {run_id} again", runs.requeue_failed_run, run_id, now=self._now()
+        )
+
     async def end_run(self, run_id: RunId, fencing: int, ending: RunChange) -> bool:
         return await self._write(
             f"ending run {run_id}",
