@@ -328,7 +328,7 @@ def _runs_query(request: Request) -> tuple[RunQuery, dict[str, str]]:
     """The runs page's query from its URL, and the filters it was given (to link pages)."""
     given = {key: value.strip() for key, value in request.query_params.items() if value.strip()}
     filters: dict[str, str] = {
-        key: given[key] for key in ("workflow", "status", "id", "since") if key in given
+        key: given[key] for key in ("workflow", "status", "id", "since", "until") if key in given
     }
     statuses = None
     if "status" in filters:
@@ -338,6 +338,7 @@ def _runs_query(request: Request) -> tuple[RunQuery, dict[str, str]]:
             known = ", ".join(status.value for status in RunStatus)
             raise ValueError(f"status {filters['status']!r} is not one of {known}") from None
     since = _time(filters["since"], "since") if "since" in filters else None
+    until = _time(filters["until"], "until") if "until" in filters else None
     after = None
     if "after" in given:
         created, _, run_id = given["after"].partition("|")
@@ -346,6 +347,7 @@ def _runs_query(request: Request) -> tuple[RunQuery, dict[str, str]]:
         workflow=filters.get("workflow"),
         statuses=statuses,
         created_after=since,
+        created_before=until,
         id_prefix=filters.get("id"),
         listed_after=after,
         limit=PAGE_SIZE + 1,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -154,10 +155,20 @@ async def test_the_runs_page_lists_filters_and_pages_the_runs(
     by_prefix = (await read_only.get("/", params={"id": ids["shown"][:8]})).text
     assert ids["shown"] in by_prefix and ids["waiting"] not in by_prefix
 
+    shown = await engine_run_created(runs, "shown")
+    window = {"since": shown.isoformat(), "until": (shown + timedelta(microseconds=1)).isoformat()}
+    in_window = (await read_only.get("/", params=window)).text
+    assert ids["shown"] in in_window and ids["waiting"] not in in_window
+
     bad = await read_only.get("/", params={"status": "done"})
     assert bad.status_code == 400 and "status &#39;done&#39; is not one of" in bad.text
     bad = await read_only.get("/", params={"since": "yesterday"})
     assert bad.status_code == 400 and "since &#39;yesterday&#39; is not a date" in bad.text
+
+
+async def engine_run_created(runs: tuple[Engine, dict[str, str]], name: str) -> datetime:
+    engine, ids = runs
+    return (await engine.get_run(ids[name])).created_at
 
 
 async def test_pages_of_runs_follow_one_another_with_none_missing_or_twice(
