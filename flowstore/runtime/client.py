@@ -19,9 +19,11 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Self
 
 from flowstore.definition.resolution import resolve_call
+from flowstore.definition.shape import Shape
 from flowstore.definition.spec import ExecutionConfig, WorkflowSpec
 from flowstore.definition.validation import validate_inputs_by_spec
 from flowstore.errors import ExecutionError
+from flowstore.runtime.forking import forked_changes
 from flowstore.runtime.models import Run
 from flowstore.runtime.reading import RunReading
 from flowstore.runtime.schedules import ScheduleControl
@@ -175,6 +177,51 @@ class Client(RunReading, ScheduleControl):
         raise ExecutionError(
             f"run {run_id} is {now.status.value}: only a failed run is handed back to the workers"
         )
+
+    async def fork(
+        self,
+        run_id: str,
+        from_node: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        version: str | None = None,
+    ) -> str:
+        """Queue a new run from run `run_id` for the workers, as `Engine.fork` starts one
+        here: it executes `from_node` and what depends on it, and every other node keeps
+        its outcome from the source run. It runs the stored definition of the workflow that
+        `submit` would choose (of `version`, when given), with the source's inputs and
+        `inputs` laid over them. Returns the new run's id.
+
+        Raises:
+            RunNotFound: No run has this id.
+            ExecutionError: No definition of the workflow (or of `version`) is stored, it
+                has no such node, or the node is inside a loop's body.
+            InvalidValue: The inputs do not match the workflow's.
+        """
+        source = await self.store.get_run(RunId(run_id))
+        graph, spec = await self._definition(source.workflow, version)
+        changes = await forked_changes(
+            self.store, Shape.of_spec(spec), source.workflow, source.id, from_node
+        )
+        checked = validate_inputs_by_spec(spec, {**self._opened(source.inputs), **(inputs or {})})
+        queue, queue_key = queue_of(spec.config, checked, queue=None, queue_key=None)
+        if self._sealer is not None:
+            checked = self._sealer.for_fields(spec.config.secret_fields).seal(checked)
+        new = self.store.plan_run(
+            NewRun(
+                workflow=graph.workflow,
+                version=graph.version,
+                graph_hash=graph.hash,
+                inputs=checked,
+                queue=queue,
+                queue_key=queue_key,
+            )
+        )
+        assert new.id is not None
+        # Created queued with what it keeps, in one transaction: a worker that claims it
+        # finds it as a run taken up again, never half made.
+        await self.store.record_transitions(new.id, 0, changes, create=new)
+        return str(new.id)
 
     async def signal(
         self, run_id: str, name: str, payload: Any = None, *, idempotency_key: str | None = None

@@ -18,10 +18,10 @@ import functools
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from flowstore.definition.shape import Shape
 from flowstore.definition.validation import validate_inputs
 from flowstore.errors import ExecutionError
 from flowstore.runtime.definitions import Definitions
-from flowstore.runtime.loops import Loops, closure
 from flowstore.store.records import (
     Change,
     CheckpointChange,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from flowstore.runtime.models import Run
     from flowstore.store.protocol import Store
 
-__all__ = ["RunForking"]
+__all__ = ["RunForking", "forked_changes"]
 
 
 class RunForking:
@@ -103,46 +103,10 @@ class RunForking:
         """
         source = await self.store.get_run(RunId(run_id))
         graph = self._fork_graph(source.workflow, version)
-        if from_node not in graph.nodes:
-            raise ExecutionError(
-                f"workflow {graph.name!r} has no node {from_node!r} to fork run {run_id} from "
-                f"(its nodes: {', '.join(graph.order)})"
-            )
-        loops = Loops(graph)
-        for loop, body in loops.bodies.items():
-            closing = graph.nodes[loop].spec.loop
-            if from_node in body and closing is not None and from_node != closing.back_to:
-                raise ExecutionError(
-                    f"node {from_node!r} is inside the body of loop {loop!r}: fork from "
-                    "the node the loop goes back to, or one before it"
-                )
-        again = closure(graph, from_node, "down")
+        changes = await forked_changes(
+            self.store, Shape.of_graph(graph), graph.name, source.id, from_node
+        )
         checked = validate_inputs(graph, {**self._opened(source.inputs), **(inputs or {})})
-        changes: list[Change] = [
-            EventChange("forked", {"from_run": source.id, "from_node": from_node})
-        ]
-        for execution in await self.store.read_node_executions(source.id):
-            if execution.node not in graph.nodes or execution.node in again:
-                continue
-            if execution.status is NodeStatus.SUCCEEDED:
-                changes.append(
-                    NodeChange(
-                        execution.node,
-                        execution.status,
-                        key=execution.key,
-                        attempt=execution.attempt,
-                        output=execution.output,
-                    )
-                )
-            elif execution.status is NodeStatus.SKIPPED:
-                changes.append(NodeChange(execution.node, execution.status, key=execution.key))
-        checkpoint = await self.store.read_checkpoint(source.id)
-        iterations = ((checkpoint.state if checkpoint else None) or {}).get("loops") or {}
-        kept = {
-            loop: n for loop, n in iterations.items() if loop in graph.nodes and loop not in again
-        }
-        if kept:  # the loops it keeps carry on in the iteration they were in
-            changes.append(CheckpointChange({"loops": kept}))
         new = self.store.plan_run(self._new_run(graph, checked, owned=True))
         assert new.id is not None
         await self.store.record_transitions(new.id, 1, changes, create=new)
@@ -169,3 +133,51 @@ class RunForking:
             f"version {version!r} of workflow {workflow!r} is not registered here "
             f"(registered: {', '.join(map(repr, known)) or 'none'})"
         )
+
+
+async def forked_changes(
+    store: Store, shape: Shape, workflow: str, run_id: RunId, from_node: str
+) -> list[Change]:
+    """The changes a fork of run `run_id` from `from_node` starts with: a `forked` event,
+    the outcome of every node it keeps (each one not downstream of `from_node`: its output,
+    or its skip), and the iteration each loop it keeps was in.
+
+    Raises:
+        ExecutionError: The workflow has no such node, or it is inside a loop's body.
+    """
+    if from_node not in shape.upstream:
+        raise ExecutionError(
+            f"workflow {workflow!r} has no node {from_node!r} to fork run {run_id} from "
+            f"(its nodes: {', '.join(shape.upstream)})"
+        )
+    for loop, body in shape.loop_bodies().items():
+        if from_node in body and from_node != shape.loops[loop]:
+            raise ExecutionError(
+                f"node {from_node!r} is inside the body of loop {loop!r}: fork from "
+                "the node the loop goes back to, or one before it"
+            )
+    again = shape.closure(from_node, "down")
+    changes: list[Change] = [EventChange("forked", {"from_run": run_id, "from_node": from_node})]
+    for execution in await store.read_node_executions(run_id):
+        if execution.node not in shape.upstream or execution.node in again:
+            continue
+        if execution.status is NodeStatus.SUCCEEDED:
+            changes.append(
+                NodeChange(
+                    execution.node,
+                    execution.status,
+                    key=execution.key,
+                    attempt=execution.attempt,
+                    output=execution.output,
+                )
+            )
+        elif execution.status is NodeStatus.SKIPPED:
+            changes.append(NodeChange(execution.node, execution.status, key=execution.key))
+    checkpoint = await store.read_checkpoint(run_id)
+    iterations = ((checkpoint.state if checkpoint else None) or {}).get("loops") or {}
+    kept = {
+        loop: n for loop, n in iterations.items() if loop in shape.upstream and loop not in again
+    }
+    if kept:  # the loops it keeps carry on in the iteration they were in
+        changes.append(CheckpointChange({"loops": kept}))
+    return changes

@@ -4,12 +4,12 @@ Every page reads through a `Client` (the CLI's reads: runs, node executions, err
 log, waits), and every value read is rendered by Jinja2 with autoescaping on: a node output
 holding `<script>` is shown as that text.
 
-Actions (cancel a run, send it a signal, hand a failed run back to the workers) exist only
-when the inspector is started with an action token; without one it is read-only and every
-action answers 403. With one, a person signs in once by giving the token (`/sign-in`),
-which sets an HttpOnly, SameSite=Strict cookie. An action then needs three things: that
-cookie, a form field `csrf` (an HMAC of the token that only the inspector's own pages
-carry), and, when the browser says where the request comes from (`Origin`,
+Actions (cancel a run, send it a signal, hand a failed run back to the workers, fork it)
+exist only when the inspector is started with an action token; without one it is read-only
+and every action answers 403. With one, a person signs in once by giving the token
+(`/sign-in`), which sets an HttpOnly, SameSite=Strict cookie. An action then needs three
+things: that cookie, a form field `csrf` (an HMAC of the token that only the inspector's own
+pages carry), and, when the browser says where the request comes from (`Origin`,
 `Sec-Fetch-Site`), this server. A page of another site can neither read the field nor make
 the browser send the cookie with its request.
 """
@@ -209,6 +209,29 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
             return render(request, "error.html", _status_of(error), message=str(error))
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
+    async def fork(request: Request) -> Response:
+        """A new run from this one, from a node, queued for the workers (`Client.fork`)."""
+        refused = await _refused(request, token)
+        if refused is not None:
+            return refused
+        run_id = request.path_params["run_id"]
+        form = await request.form()
+        node = str(form.get("node", "")).strip()
+        text = str(form.get("inputs", "")).strip()
+        try:
+            inputs = json.loads(text) if text else None
+        except json.JSONDecodeError as error:
+            message = f"the fork's inputs are not JSON: {error.msg} (line {error.lineno})"
+            return render(request, "error.html", 400, message=message)
+        if inputs is not None and not isinstance(inputs, dict):
+            message = "the fork's inputs are a JSON object: input names and values"
+            return render(request, "error.html", 400, message=message)
+        try:
+            forked = await state["client"].fork(run_id, node, inputs=inputs)
+        except FlowstoreError as error:
+            return render(request, "error.html", _status_of(error), message=str(error))
+        return RedirectResponse(f"/runs/{forked}", status_code=303)
+
     async def signal(request: Request) -> Response:
         refused = await _refused(request, token)
         if refused is not None:
@@ -255,6 +278,7 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
             Route("/runs/{run_id}/cancel", cancel, methods=["POST"]),
             Route("/runs/{run_id}/signal", signal, methods=["POST"]),
             Route("/runs/{run_id}/resume", resume, methods=["POST"]),
+            Route("/runs/{run_id}/fork", fork, methods=["POST"]),
             Route("/stats", stats_page),
             Route("/workers", workers_page),
             Route("/sign-in", sign_in_page),

@@ -10,8 +10,9 @@ from collections import Counter
 
 import pytest
 
-from flowstore import Engine, ExecutionError, InvalidValue, Loop, RunStatus, Workflow
+from flowstore import Client, Engine, ExecutionError, InvalidValue, Loop, RunStatus, Workflow
 from flowstore.events import NodeEvent, RunEvent
+from flowstore.store import TransitionKind
 from tests.support.cli import run_flowstore
 
 calls: Counter[str] = Counter()
@@ -123,6 +124,11 @@ async def test_a_loop_upstream_keeps_its_iterations_and_a_body_node_is_refused(
             await engine.fork(first.id, "nowhere")
         with pytest.raises(ExecutionError, match=r"version '9' of workflow 'looping' is not"):
             await engine.fork(first.id, "report", version="9")
+        # A client, with the stored definition only, finds the loop's body the same way.
+        async with Client(migrated_url) as client:
+            with pytest.raises(ExecutionError, match="'check' is inside the body of loop"):
+                await client.fork(first.id, "check")
+            await client.fork(first.id, "step")  # the node the loop goes back to: allowed
     assert forked.output == "stepped to 3"
     assert count == Counter({"start": 1, "step": 3, "check": 3, "report": 2})
 
@@ -174,3 +180,27 @@ def test_the_command_line_forks_and_shows_a_run_at_a_point(migrated_url: str) ->
         "runs", "fork", listed["id"], source, "--from", "nowhere", env=env, check=False
     )
     assert "has no node 'nowhere'" in refused.stderr
+
+
+async def test_a_client_queues_a_fork_that_a_worker_executes(migrated_url: str) -> None:
+    async with Engine(migrated_url, workflows=[flow], poll_seconds=0.05) as engine:
+        failed = await engine.run(flow, {"doc": "hello", "tone": "casual"})
+        before = dict(calls)
+        broken["draft"] = False
+        async with Client(migrated_url, poll_seconds=0.05) as client:
+            with pytest.raises(ExecutionError, match=r"has no node 'nope'.*its nodes: fetch"):
+                await client.fork(failed.id, "nope")
+            with pytest.raises(InvalidValue):
+                await client.fork(failed.id, "draft", inputs={"tone": 3})
+            forked_id = await client.fork(failed.id, "draft", inputs={"tone": "formal"})
+            forked = await client.wait(forked_id)
+            log = await client.store.read_transitions(forked_id)
+    assert (forked.status, forked.output) == (RunStatus.SUCCEEDED, "formal: HELLO (5 chars)")
+    # Only the node and what follows it ran again, on the worker; the rest was kept.
+    nodes = ("fetch", "summary", "draft", "shorten", "publish")
+    ran = {node: calls[node] - before.get(node, 0) for node in nodes}
+    assert ran == {"fetch": 0, "summary": 0, "draft": 1, "shorten": 0, "publish": 1}
+    statuses = [t.status for t in log if t.kind is TransitionKind.RUN]
+    assert statuses == ["queued", "running", "succeeded"]
+    [forked_event] = [t for t in log if t.name == "forked"]
+    assert forked_event.payload == {"from_run": failed.id, "from_node": "draft"}

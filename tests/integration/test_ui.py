@@ -379,3 +379,25 @@ async def test_a_signed_in_person_hands_a_failed_run_back_to_the_workers(
     ]
     again = await with_token.post(f"/runs/{ids['shown']}/resume", data={"csrf": _csrf(page)})
     assert again.status_code == 409 and "only a failed run" in again.text
+
+
+async def test_a_signed_in_person_forks_a_run_from_a_node_onto_the_workers(
+    runs: tuple[Engine, dict[str, str]], with_token: httpx.AsyncClient
+) -> None:
+    engine, ids = runs
+    await _sign_in(with_token)
+    page = (await with_token.get(f"/runs/{ids['shown']}")).text
+    assert '<option value="shout">shout</option>' in page
+    form = {"csrf": _csrf(page), "node": "shout", "inputs": '{"text": "again"}'}
+    forked = await with_token.post(f"/runs/{ids['shown']}/fork", data=form)
+    assert forked.status_code == 303
+    new_id = forked.headers["location"].rsplit("/", 1)[1]
+    run = await asyncio.wait_for(engine.wait(new_id), 10)
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, HOSTILE + "again")
+    bad = await with_token.post(
+        f"/runs/{ids['shown']}/fork", data={**form, "inputs": "[1]", "node": "shout"}
+    )
+    assert bad.status_code == 400 and "a JSON object" in bad.text
+    unknown = await with_token.post(f"/runs/{ids['shown']}/fork", data={**form, "node": "x"})
+    assert unknown.status_code == 409 and "has no node" in unknown.text
+    assert (await with_token.post(f"/runs/{ids['shown']}/fork", data={})).status_code == 403
