@@ -46,27 +46,20 @@ class Drawing:
 
 def draw(spec: Mapping[str, Any], statuses: Mapping[str, str]) -> Drawing:
     """The drawing of a stored definition (`flowstore_graphs.spec`), each node with its
-    status in `statuses` (by node name; `pending` for a node not started)."""
-    nodes: list[Mapping[str, Any]] = list(spec.get("nodes") or [])
-    names = [str(node["name"]) for node in nodes]
-    known = set(names)
-    parents: dict[str, list[tuple[str, bool]]] = {name: [] for name in names}
-    loops: list[tuple[str, str]] = []
-    for node in nodes:
-        name = str(node["name"])
-        sources = [*(node.get("inputs") or {}).values(), *(node.get("after") or ())]
-        mapped = node.get("map") or {}
-        if mapped.get("over"):
-            sources.append(mapped["over"])
-        for source in sources:
-            if source in known and source != name:
-                parents[name].append((str(source), False))
-        for route in node.get("routes") or ():
-            if route in known:
-                parents[str(route)].append((name, True))
-        loop = node.get("loop") or {}
-        if loop.get("back_to") in known:
-            loops.append((name, str(loop["back_to"])))
+    status in `statuses` (by node name; `pending` for a node not started). A definition
+    this version of flowstore cannot read is not drawn."""
+    from pydantic import ValidationError
+
+    from flowstore.definition.shape import Shape
+    from flowstore.definition.spec import WorkflowSpec
+
+    try:
+        shape = Shape.of_spec(WorkflowSpec.model_validate(spec))
+    except ValidationError:
+        return Drawing([], [], 0, 0)
+    names = list(shape.upstream)
+    parents = {name: list(edges) for name, edges in shape.upstream.items()}
+    loops = list(shape.loops.items())
     rows: dict[int, list[str]] = {}
     for name, row in _layers(names, parents).items():
         rows.setdefault(row, []).append(name)
