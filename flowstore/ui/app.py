@@ -20,13 +20,14 @@ import contextlib
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader
 from starlette.applications import Starlette
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
@@ -186,72 +187,58 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
         ]
         return render(request, "workers.html", workers=shown)
 
-    async def cancel(request: Request) -> Response:
+    async def act(request: Request, perform: Action) -> Response:
+        """Run an action the request may run (`_refused`), then show the page it names."""
         refused = await _refused(request, token)
         if refused is not None:
             return refused
-        run_id = request.path_params["run_id"]
+        form = await request.form()
         try:
-            await state["client"].cancel(run_id)
+            shown = await perform(state["client"], request.path_params["run_id"], form)
+        except _BadForm as bad:
+            return render(request, "error.html", 400, message=str(bad))
         except FlowstoreError as error:
             return render(request, "error.html", _status_of(error), message=str(error))
-        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+        return RedirectResponse(shown, status_code=303)
+
+    async def cancel(request: Request) -> Response:
+        async def perform(client: Any, run_id: str, form: FormData) -> str:
+            await client.cancel(run_id)
+            return f"/runs/{run_id}"
+
+        return await act(request, perform)
 
     async def resume(request: Request) -> Response:
         """A failed run, handed back to the workers (`Client.resume`)."""
-        refused = await _refused(request, token)
-        if refused is not None:
-            return refused
-        run_id = request.path_params["run_id"]
-        try:
-            await state["client"].resume(run_id)
-        except FlowstoreError as error:
-            return render(request, "error.html", _status_of(error), message=str(error))
-        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+
+        async def perform(client: Any, run_id: str, form: FormData) -> str:
+            await client.resume(run_id)
+            return f"/runs/{run_id}"
+
+        return await act(request, perform)
 
     async def fork(request: Request) -> Response:
         """A new run from this one, from a node, queued for the workers (`Client.fork`)."""
-        refused = await _refused(request, token)
-        if refused is not None:
-            return refused
-        run_id = request.path_params["run_id"]
-        form = await request.form()
-        node = str(form.get("node", "")).strip()
-        text = str(form.get("inputs", "")).strip()
-        try:
-            inputs = json.loads(text) if text else None
-        except json.JSONDecodeError as error:
-            message = f"the fork's inputs are not JSON: {error.msg} (line {error.lineno})"
-            return render(request, "error.html", 400, message=message)
-        if inputs is not None and not isinstance(inputs, dict):
-            message = "the fork's inputs are a JSON object: input names and values"
-            return render(request, "error.html", 400, message=message)
-        try:
-            forked = await state["client"].fork(run_id, node, inputs=inputs)
-        except FlowstoreError as error:
-            return render(request, "error.html", _status_of(error), message=str(error))
-        return RedirectResponse(f"/runs/{forked}", status_code=303)
+
+        async def perform(client: Any, run_id: str, form: FormData) -> str:
+            inputs = _json_field(form, "inputs", "the fork's inputs")
+            if inputs is not None and not isinstance(inputs, dict):
+                raise _BadForm("the fork's inputs are a JSON object: input names and values")
+            node = str(form.get("node", "")).strip()
+            return f"/runs/{await client.fork(run_id, node, inputs=inputs)}"
+
+        return await act(request, perform)
 
     async def signal(request: Request) -> Response:
-        refused = await _refused(request, token)
-        if refused is not None:
-            return refused
-        run_id = request.path_params["run_id"]
-        form = await request.form()
-        name = str(form.get("name", "")).strip()
-        text = str(form.get("payload", "")).strip()
-        try:
-            payload = json.loads(text) if text else None
-        except json.JSONDecodeError as error:
-            message = f"the signal's payload is not JSON: {error.msg} (line {error.lineno})"
-            return render(request, "error.html", 400, message=message)
-        if not name:
-            return render(request, "error.html", 400, message="the signal needs a name")
-        try:
-            await state["client"].signal(run_id, name, payload)
-        except FlowstoreError as error:
-            return render(request, "error.html", _status_of(error), message=str(error))
-        return RedirectResponse(f"/runs/{run_id}", status_code=303)
+        async def perform(client: Any, run_id: str, form: FormData) -> str:
+            name = str(form.get("name", "")).strip()
+            payload = _json_field(form, "payload", "the signal's payload")
+            if not name:
+                raise _BadForm("the signal needs a name")
+            await client.signal(run_id, name, payload)
+            return f"/runs/{run_id}"
+
+        return await act(request, perform)
 
     async def sign_in_page(request: Request) -> Response:
         if token is None:
@@ -385,6 +372,24 @@ def _time(text: str, field: str) -> datetime:
     except ValueError:
         raise ValueError(f"{field} {text!r} is not a date or time (2026-11-28T09:30)") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+Action = Callable[[Any, str, FormData], Awaitable[str]]
+"""An action on a run: given the client, the run's id and the form, it acts and returns the
+page to show next."""
+
+
+class _BadForm(ValueError):
+    """A form an action cannot take: what is wrong with it."""
+
+
+def _json_field(form: FormData, name: str, what: str) -> Any:
+    """A form field that holds JSON, decoded (None when empty)."""
+    text = str(form.get(name, "")).strip()
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError as error:
+        raise _BadForm(f"{what} is not JSON: {error.msg} (line {error.lineno})") from None
 
 
 def _csrf(token: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from flowstore import Engine, NodeContext, RunStatus, Workflow
+from tests.support.statuses import until_status
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "browser-test-token"
@@ -149,14 +150,6 @@ async def page(chromium: str, inspector: str) -> AsyncIterator[Any]:
         await browser.close()
 
 
-async def _until(engine: Engine, run_id: str, status: RunStatus) -> None:
-    for _ in range(400):
-        if (await engine.get_run(run_id)).status is status:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} never became {status.value}")
-
-
 async def test_the_runs_page_lists_the_runs(engine: Engine, page: Any) -> None:
     failed = await engine.run(broken, {"text": "x"})
     await page.goto("/")
@@ -172,7 +165,7 @@ async def test_the_runs_page_lists_the_runs(engine: Engine, page: Any) -> None:
 
 async def test_a_running_node_turns_succeeded_without_a_reload(engine: Engine, page: Any) -> None:
     run_id = await engine.submit(slow, {"text": "hello"})
-    await _until(engine, run_id, RunStatus.RUNNING)
+    await until_status(engine, run_id, RunStatus.RUNNING)
     await page.goto(f"/runs/{run_id}")
     await page.wait_for_selector("#node-think .status.running")
     await page.wait_for_selector("#graph-think.running")  # the graph's box, too
@@ -211,7 +204,7 @@ async def test_a_person_approves_a_waiting_run_and_sees_it_finish(
     engine: Engine, page: Any
 ) -> None:
     run_id = await engine.submit(review, {"text": "post"})
-    await _until(engine, run_id, RunStatus.WAITING)
+    await until_status(engine, run_id, RunStatus.WAITING)
     await page.goto(f"/runs/{run_id}")
     assert await page.locator("form.signal").count() == 0  # not signed in: nothing to press
     await page.click("text=sign in for actions")

@@ -17,6 +17,7 @@ pytest.importorskip("starlette", reason="the `ui` extra is not installed")
 from flowstore import Cache, Engine, Fallback, NodeContext, Retry, RunStatus, Workflow
 from flowstore.store import NewRun, RunId, StoreSettings, TransitionKind
 from flowstore.ui import create_app
+from tests.support.statuses import until_status
 
 TOKEN = "s3cret-action-token"
 HOSTILE = "<script>alert('owned')</script>"
@@ -79,14 +80,6 @@ async def decide(text: str, ctx: NodeContext) -> str:
     return f"{text}: {answer['verdict']}"
 
 
-async def _until(engine: Engine, run_id: str, status: RunStatus) -> None:
-    for _ in range(200):
-        if (await engine.get_run(run_id)).status is status:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"run {run_id} never became {status.value}")
-
-
 @pytest.fixture
 async def runs(migrated_url: str) -> AsyncIterator[tuple[Engine, dict[str, str]]]:
     flows = [hostile, breaking, approval]
@@ -96,7 +89,7 @@ async def runs(migrated_url: str) -> AsyncIterator[tuple[Engine, dict[str, str]]
         named = await engine.store.create_run(NewRun(HOSTILE, "1", "h", {"text": HOSTILE}))
         failed = await engine.run(breaking, {"text": "x"})
         waiting = await engine.submit(approval, {"text": "post"})
-        await _until(engine, waiting, RunStatus.WAITING)
+        await until_status(engine, waiting, RunStatus.WAITING)
         ids = {"shown": shown.id, "named": named.id, "failed": failed.id, "waiting": waiting}
         yield engine, ids
 
@@ -282,7 +275,7 @@ async def test_a_signed_in_person_approves_a_waiting_run_and_it_finishes(
 async def test_a_signed_in_person_cancels_a_run(url: str, with_token: httpx.AsyncClient) -> None:
     async with Engine(url, workflows=[approval], poll_seconds=0.05) as engine:
         run_id = await engine.submit(approval, {"text": "post"})
-        await _until(engine, run_id, RunStatus.WAITING)
+        await until_status(engine, run_id, RunStatus.WAITING)
         await _sign_in(with_token)
         page = (await with_token.get(f"/runs/{run_id}")).text
         done = await with_token.post(f"/runs/{run_id}/cancel", data={"csrf": _csrf(page)})

@@ -320,28 +320,9 @@ def cancel_requests(conn: Connection, owner: WorkerId) -> frozenset[RunId]:
 def requeue_failed_run(conn: Connection, run_id: RunId, *, now: datetime) -> RunRecord | None:
     """A failed run back to `queued`, for any worker with its definition to continue from
     what it committed (as `reopen_run` does for one owner); None if it is not failed."""
-    row = (
-        conn.execute(
-            update(runs)
-            .where(runs.c.id == run_id, runs.c.status == RunStatus.FAILED.value)
-            .values(
-                status=RunStatus.QUEUED.value,
-                output=None,
-                error=None,
-                finished_at=None,
-                lease_owner=None,
-                lease_expires_at=None,
-                last_seq=runs.c.last_seq + 1,
-                updated_at=now,
-            )
-            .returning(*runs.c)
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
+    run = _reopened(conn, run_id, now, RunStatus.QUEUED, lease_owner=None, lease_expires_at=None)
+    if run is None:
         return None
-    run = RunRecord.from_row(row)
     log_run_status(conn, run.id, run.last_seq, RunStatus.QUEUED, {"reopened": True}, now)
     notify_work(conn, run.graph_hash)
     return run
@@ -353,29 +334,43 @@ def reopen_run(
     """Take a failed run back to `running`, owned by `owner`, to resume it; None if it is not
     failed. Its log and node executions stay: what succeeded is not run again."""
     expires = now + timedelta(seconds=lease_seconds)
+    run = _reopened(
+        conn,
+        run_id,
+        now,
+        RunStatus.RUNNING,
+        lease_owner=owner,
+        lease_expires_at=expires,
+        fencing=runs.c.fencing + 1,
+    )
+    if run is None:
+        return None
+    payload = {**claim_payload(owner, run.fencing), "reopened": True}
+    log_run_status(conn, run.id, run.last_seq, RunStatus.RUNNING, payload, now)
+    return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
+
+
+def _reopened(
+    conn: Connection, run_id: RunId, now: datetime, status: RunStatus, **values: Any
+) -> RunRecord | None:
+    """A failed run made `status` again, its ending forgotten and a log row reserved (with
+    `values` set too); None if it is not failed."""
     row = (
         conn.execute(
             update(runs)
             .where(runs.c.id == run_id, runs.c.status == RunStatus.FAILED.value)
             .values(
-                status=RunStatus.RUNNING.value,
+                status=status.value,
                 output=None,
                 error=None,
                 finished_at=None,
-                lease_owner=owner,
-                lease_expires_at=expires,
-                fencing=runs.c.fencing + 1,
                 last_seq=runs.c.last_seq + 1,
                 updated_at=now,
+                **values,
             )
             .returning(*runs.c)
         )
         .mappings()
         .first()
     )
-    if row is None:
-        return None
-    run = RunRecord.from_row(row)
-    payload = {**claim_payload(owner, run.fencing), "reopened": True}
-    log_run_status(conn, run.id, run.last_seq, RunStatus.RUNNING, payload, now)
-    return Claim(run=run, owner=owner, fencing=run.fencing, lease_expires_at=expires)
+    return None if row is None else RunRecord.from_row(row)
