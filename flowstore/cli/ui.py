@@ -22,10 +22,13 @@ def add_commands(commands: Any) -> None:
         help="serve a web inspector of the runs: read-only unless given an action token",
         description="Serve a web inspector of the runs (pip install 'flowstore[ui]'). It is "
         f"read-only unless ${TOKEN_VARIABLE} holds an action token: then whoever signs in "
-        "with that token may cancel runs and send signals.",
+        "with that token may cancel, resume and fork runs and send them signals.",
     )
     ui.add_argument(
-        "--url", help="database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)"
+        "--url",
+        "--db",
+        dest="url",
+        help="database URL (default: $FLOWSTORE_DATABASE_URL or ./flowstore.db)",
     )
     ui.add_argument(
         "--host", default="127.0.0.1", help="the address to listen on (127.0.0.1: this machine)"
