@@ -133,54 +133,34 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _workers(args: argparse.Namespace) -> int:
-    from flowstore.store import RunQuery, RunStatus, open_store
+    from flowstore.runtime.worker_list import list_workers
+    from flowstore.store import open_store
 
-    async def read() -> tuple[list[Any], list[Any]]:
+    async def read() -> list[Any]:
         async with await open_store(reading_store(args.url)) as store:
-            workers = await store.list_workers()
-            running = await store.list_runs(
-                RunQuery(statuses=frozenset({RunStatus.RUNNING}), limit=100_000)
-            )
-            return workers, running
+            return await list_workers(store, silent_too=args.all)
 
-    workers, running = asyncio.run(read())
-    held: dict[str, list[str]] = {}
-    for run in running:
-        if run.lease_owner is not None:
-            held.setdefault(run.lease_owner, []).append(str(run.id))
-    now = datetime.now(UTC)
-    shown_workers = [
-        worker
-        for worker in workers
-        if args.all
-        or held.get(worker.id)
-        or (now - worker.heartbeat_at).total_seconds() <= _SILENT_AFTER
-    ]
+    shown = asyncio.run(read())
     if args.json:
         print_json(
             [
                 {
-                    "id": worker.id,
-                    "hostname": worker.hostname,
-                    "pid": worker.pid,
-                    "started_at": worker.started_at,
-                    "heartbeat_at": worker.heartbeat_at,
-                    "heartbeat_age_seconds": (now - worker.heartbeat_at).total_seconds(),
-                    "runs": held.get(worker.id, []),
+                    "id": listing.worker.id,
+                    "hostname": listing.worker.hostname,
+                    "pid": listing.worker.pid,
+                    "started_at": listing.worker.started_at,
+                    "heartbeat_at": listing.worker.heartbeat_at,
+                    "heartbeat_age_seconds": listing.heartbeat_age,
+                    "runs": listing.runs,
                 }
-                for worker in shown_workers
+                for listing in shown
             ]
         )
         return 0
     print(f"{'worker':<40}{'host':<20}{'pid':<9}{'heartbeat':<12}runs")
-    for worker in shown_workers:
-        age = (now - worker.heartbeat_at).total_seconds()
-        runs = held.get(worker.id, [])
-        shown = ", ".join(runs[:5]) + (f", … ({len(runs)})" if len(runs) > 5 else "")
-        print(f"{worker.id:<40}{worker.hostname:<20}{worker.pid:<9}{f'{age:.1f} s ago':<12}{shown}")
+    for listing in shown:
+        worker, runs = listing.worker, listing.runs
+        held = ", ".join(runs[:5]) + (f", … ({len(runs)})" if len(runs) > 5 else "")
+        age = f"{listing.heartbeat_age:.1f} s ago"
+        print(f"{worker.id:<40}{worker.hostname:<20}{worker.pid:<9}{age:<12}{held}")
     return 0
-
-
-_SILENT_AFTER = 300.0
-"""Seconds without a heartbeat after which `flowstore workers` leaves a worker out (`--all`
-shows it)."""

@@ -61,11 +61,13 @@ def _hot_queries(dialect: str) -> dict[str, Any]:
         f"claim {kind}": query for kind, query in zip(kinds, candidates, strict=True)
     }
     queries["next due waiting run"] = ownership.next_wake_query(hashes)
-    queries["list runs"] = runs.list_runs_query(RunQuery(limit=100))
+    queries["list runs"] = runs.list_runs_query(RunQuery(limit=100), dialect=dialect)
     queries["list waiting runs"] = runs.list_runs_query(
-        RunQuery(statuses=frozenset({RunStatus.WAITING}), limit=100)
+        RunQuery(statuses=frozenset({RunStatus.WAITING}), limit=100), dialect=dialect
     )
-    queries["list runs of a workflow"] = runs.list_runs_query(RunQuery(workflow="w", limit=100))
+    queries["list runs of a workflow"] = runs.list_runs_query(
+        RunQuery(workflow="w", limit=100), dialect=dialect
+    )
     queries["list the next page of runs"] = runs.list_runs_query(
         RunQuery(listed_after=(now, RunId("0f3a")), limit=51), dialect=dialect
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, NewType, TypeVar
 
@@ -333,7 +333,15 @@ class RunQuery:
 
 
 # The records of cache, memory, telemetry and breakers live in their own module; re-exported
-# here so every record is imported from one place. Imported last: that module uses RunId.
+# here so every record is imported from one place. Imported here: that module uses RunId.
+# The rows of a run's log, its node executions, checkpoints and waits, likewise.
+from flowstore.store.log_records import (  # noqa: E402
+    Checkpoint,
+    CommitResult,
+    NodeExecution,
+    Transition,
+    Wait,
+)
 from flowstore.store.support_records import (  # noqa: E402
     MEMORY_EVENTS,
     BreakerState,
@@ -355,105 +363,6 @@ from flowstore.store.support_records import (  # noqa: E402
     Span,
     WaitStats,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """A wait of a node execution, as stored (`WaitChange` describes its fields)."""
-
-    run_id: RunId
-    node: str
-    exec_key: str
-    seq: int
-    kind: str
-    name: str | None
-    started_at: datetime
-    wake_at: datetime | None
-    ended_at: datetime | None
-    outcome: str | None
-    signal_id: int | None
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Wait:
-        """Build a record from a row of the waits table."""
-        return from_columns(cls, row)
-
-
-@dataclass(frozen=True, slots=True)
-class CommitResult:
-    """What a committed batch took and found.
-
-    Attributes:
-        first_seq: The first sequence number the batch took.
-        last_seq: The last one (inclusive).
-        cached: The live cache entries of the keys looked up with the batch.
-    """
-
-    first_seq: int
-    last_seq: int
-    cached: Mapping[str, CacheEntry] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """One row of the append-only transition log."""
-
-    run_id: RunId
-    seq: int
-    kind: TransitionKind
-    name: str | None
-    node: str | None
-    key: str
-    status: str | None
-    attempt: int | None
-    payload: Any
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Transition:
-        """Build a record from a row of the transitions table."""
-        return from_columns(cls, row, kind=TransitionKind(row["kind"]), key=row["exec_key"])
-
-
-@dataclass(frozen=True, slots=True)
-class NodeExecution:
-    """One execution of a node, as stored."""
-
-    run_id: RunId
-    node: str
-    key: str
-    status: NodeStatus
-    attempt: int
-    input: Any
-    output: Any
-    error: Any
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    updated_seq: int
-    duration_ms: float | None = None
-    span_id: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> NodeExecution:
-        """Build a record from a row of the node executions table."""
-        return from_columns(cls, row, status=NodeStatus(row["status"]), key=row["exec_key"])
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """Scheduler state stored at a sequence number of a run."""
-
-    run_id: RunId
-    seq: int
-    state: Any
-    created_at: datetime
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any]) -> Checkpoint:
-        """Build a record from a row of the checkpoints table."""
-        return from_columns(cls, row)
-
 
 # --------------------------------------------------------------------------- workers
 

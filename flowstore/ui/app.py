@@ -168,24 +168,10 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
         )
 
     async def workers_page(request: Request) -> Response:
-        """Live workers (a heartbeat in the last five minutes, or holding runs), how long
-        since each beat, and the runs each holds."""
-        store = state["client"].store
-        now = datetime.now(UTC)
-        workers = await store.list_workers()
-        running = await store.list_runs(
-            RunQuery(statuses=frozenset({RunStatus.RUNNING}), limit=10_000)
-        )
-        held: dict[str, list[str]] = {}
-        for run in running:
-            if run.lease_owner is not None:
-                held.setdefault(run.lease_owner, []).append(run.id)
-        shown = [
-            (worker, (now - worker.heartbeat_at).total_seconds(), held.get(worker.id, []))
-            for worker in workers
-            if held.get(worker.id) or (now - worker.heartbeat_at).total_seconds() <= 300
-        ]
-        return render(request, "workers.html", workers=shown)
+        """Live workers (`flowstore workers`): how long since each beat, the runs each holds."""
+        from flowstore.runtime.worker_list import list_workers
+
+        return render(request, "workers.html", workers=await list_workers(state["client"].store))
 
     async def act(request: Request, perform: Action) -> Response:
         """Run an action the request may run (`_refused`), then show the page it names."""

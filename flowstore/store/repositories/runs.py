@@ -190,7 +190,7 @@ def list_runs(conn: Connection, query: RunQuery) -> list[RunRecord]:
     return [RunRecord.from_row(row) for row in result.mappings()]
 
 
-def list_runs_query(query: RunQuery, *, dialect: str = "sqlite") -> Select[Any]:
+def list_runs_query(query: RunQuery, *, dialect: str) -> Select[Any]:
     """The SELECT of `list_runs` (an index on status or workflow, then creation, serves it;
     a page after a given run starts where that run is in the index)."""
     stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(query.limit)
