@@ -1,95 +1,96 @@
-"""A conversational agent: a loop of a model that streams tokens and the tools it calls.
+"""A conversational agent: an `llm` node that streams its reply and calls tools.
 
+    python -m flowstore.llm.testing --port 8700 --token-delay 0.03 \
+        --respond examples.agent:think &          # a local stand-in model
     flowstore run examples.agent:flow \
         --input '{"conversation": "ana", "question": "What is the weather in Paris?"}'
     flowstore runs tail RUN          # the tokens as they come, from another terminal
     flowstore memory show ana        # the conversation, each turn once
     flowstore memory entities        # what the agent remembers of its users
+    flowstore stats                  # the model calls, their tokens and cost
 
-The model is a deterministic local stand-in that streams its reply word by word (no hosted
-model is needed): asked about the weather or the time in a city, it first calls a tool, then
-answers from the tool's result. Every turn goes to the conversation thread with the success of
-the node that wrote it, so a run killed mid-stream and resumed (`flowstore resume RUN
-examples.agent:flow`) holds each turn exactly once: the interrupted model call streams again
-from its first token, under a new attempt number.
+The model is any OpenAI-compatible endpoint: `FLOWSTORE_AGENT_LLM_URL` (by default the local
+stand-in above, whose `think` answers deterministically: asked about the weather or the time
+in a city, it first calls a tool, then answers from the tool's result), `FLOWSTORE_AGENT_MODEL`,
+and `OPENAI_API_KEY` when the endpoint needs a key. Every turn, the tool calls and their
+results included, goes to the conversation thread with the success of the node, so a run
+killed mid-stream and resumed (`flowstore resume RUN examples.agent:flow`) holds each turn
+exactly once: the interrupted call streams again from its first token, under a new attempt.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
-import re
-from collections.abc import AsyncIterator
+from typing import Any
 
-from flowstore import NodeContext, Workflow
+from flowstore import LlmConfig, ModelPrice, NodeContext, Workflow
+from flowstore.llm.testing import FakeReply
 
-TOKEN_SECONDS = float(os.environ.get("FLOWSTORE_AGENT_TOKEN_SECONDS", "0.03"))
-"""How long the stand-in model takes per token."""
-
-TOOLS = {
-    "weather": {"paris": "18 C and clear", "oslo": "-2 C and snowing", "lima": "22 C, cloudy"},
-    "time": {"paris": "14:05", "oslo": "14:05", "lima": "08:05"},
+CITIES = {
+    "paris": ("18 C and clear", "14:05"),
+    "oslo": ("-2 C and snowing", "14:05"),
+    "lima": ("22 C, cloudy", "08:05"),
 }
 
 flow = Workflow(
-    "agent", version="1", description="Answer with a streaming model and tools", output="answer"
+    "agent", version="2", description="Answer with a streaming model and tools", output="model"
+)
+flow.llm(
+    "model",
+    LlmConfig(
+        model=os.environ.get("FLOWSTORE_AGENT_MODEL", "stand-in"),
+        base_url=os.environ.get("FLOWSTORE_AGENT_LLM_URL", "http://127.0.0.1:8700/v1"),
+        api_key_env="OPENAI_API_KEY" if os.environ.get("OPENAI_API_KEY") else None,
+        system="You answer questions about the weather and the time, using your tools.",
+        prompt="{question}",
+        thread="{conversation}",
+        tools=("examples.agent:weather", "examples.agent:local_time"),
+        prices={"stand-in": ModelPrice(prompt=0.15, completion=0.60)},
+    ),
+    inputs=["question", "conversation"],
 )
 
 
 @flow.node
-async def listen(conversation: str, question: str, ctx: NodeContext) -> str:
-    """The user's turn, into the conversation; what we know of the user, into entities."""
-    await ctx.memory.thread(conversation).append("user", question)
-    await ctx.memory.entities("users").upsert(conversation, {"last_question": question})
-    return question
+async def remember(model: str, conversation: str, question: str, ctx: NodeContext) -> None:
+    """What we know of the user, into entities (merged with what was known)."""
+    await ctx.memory.entities("users").upsert(
+        conversation, {"last_question": question, "last_answer": model}
+    )
 
 
-@flow.node
-async def model(listen: str, conversation: str, ctx: NodeContext) -> AsyncIterator[str]:
-    """The model's turn: a tool call or the answer, streamed token by token."""
-    history = await ctx.memory.thread(conversation).window(max_tokens=4_000)
-    reply = think([(message.role, str(message.content)) for message in history])
-    for token in re.findall(r"\S+\s*", reply):
-        await asyncio.sleep(TOKEN_SECONDS)
-        yield token
-    await ctx.memory.thread(conversation).append("assistant", reply)
+def weather(city: str) -> str:
+    """The weather now in a city."""
+    return CITIES.get(city.lower(), ("unknown", ""))[0]
 
 
-@flow.node(loop={"back_to": "model", "while": "tool != ''", "max_iterations": 4})
-async def tool(model: str, conversation: str, ctx: NodeContext) -> str:
-    """Run the tool the model called, if it called one; '' ends the loop."""
-    call = re.fullmatch(r"CALL (\w+)\((\w+)\)", model.strip())
-    if call is None:
-        return ""
-    name, city = call.groups()
-    result = TOOLS.get(name, {}).get(city.lower(), "unknown")
-    await ctx.memory.thread(conversation).append("tool", f"{name}({city}) = {result}")
-    await ctx.memory.entities("users").upsert(conversation, {"last_city": city})  # merged
-    return result
+def local_time(city: str) -> str:
+    """The local time now in a city."""
+    return CITIES.get(city.lower(), ("", "unknown"))[1]
 
 
-@flow.node
-async def answer(tool: str, model: str) -> str:
-    """The model's last turn."""
-    return model.strip()
-
-
-def think(history: list[tuple[str, str]]) -> str:
-    """The stand-in model: the same history always gives the same reply."""
-    role, last = history[-1] if history else ("user", "")
-    if role == "tool":
-        call, result = last.split(" = ", 1)
-        name, city = re.fullmatch(r"(\w+)\((\w+)\)", call).groups()  # type: ignore[union-attr]
-        if name == "weather":
-            return f"The weather in {city} is {result} right now, according to the forecast."
-        return f"It is {result} in {city} at the moment."
-    asked = last.lower()
-    city = next((c for c in TOOLS["weather"] if c in asked), None)
-    if city is not None and "weather" in asked:
-        return f"CALL weather({city.title()})"
-    if city is not None and "time" in asked:
-        return f"CALL time({city.title()})"
-    turns = sum(1 for who, _ in history if who == "user")
-    return f"I can tell you the weather or the time in {', '.join(TOOLS['weather'])}. " + (
+def think(request: dict[str, Any]) -> FakeReply:
+    """The stand-in model: the same conversation always gives the same reply."""
+    messages = request["messages"]
+    last = messages[-1]
+    if last["role"] == "tool":
+        asked = next(m for m in reversed(messages) if m.get("tool_calls"))
+        call = asked["tool_calls"][0]["function"]
+        city = json.loads(call["arguments"]).get("city", "?")
+        if call["name"] == "weather":
+            return FakeReply(
+                f"The weather in {city} is {last['content']} right now, according to the forecast."
+            )
+        return FakeReply(f"It is {last['content']} in {city} at the moment.")
+    question = str(last.get("content") or "").lower()
+    city = next((name for name in CITIES if name in question), None)
+    if city is not None and "weather" in question:
+        return FakeReply(tool_calls=(("weather", {"city": city.title()}),))
+    if city is not None and "time" in question:
+        return FakeReply(tool_calls=(("local_time", {"city": city.title()}),))
+    turns = sum(1 for message in messages if message["role"] == "user")
+    return FakeReply(
+        f"I can tell you the weather or the time in {', '.join(CITIES)}. "
         f"This is turn {turns} of our conversation."
     )

@@ -21,6 +21,9 @@ from flowstore.errors import (
     IntegrityConflict,
     InvalidValue,
     LeaseLost,
+    LlmCallFailed,
+    LlmOutputInvalid,
+    LlmRequestRejected,
     NodeTimeout,
     Problem,
     QueueNotFound,
@@ -60,6 +63,7 @@ if TYPE_CHECKING:
         TokenEvent,
     )
     from flowstore.hooks import HookEvent
+    from flowstore.llm.node import LlmConfig, LlmEndpoint, ModelPrice
     from flowstore.runtime.client import Client
     from flowstore.runtime.context import NodeContext
     from flowstore.runtime.engine import Engine
@@ -90,9 +94,15 @@ __all__ = [
     "IntegrityConflict",
     "InvalidValue",
     "LeaseLost",
+    "LlmCallFailed",
+    "LlmConfig",
+    "LlmEndpoint",
+    "LlmOutputInvalid",
+    "LlmRequestRejected",
     "Loop",
     "MapOver",
     "MemoryConfig",
+    "ModelPrice",
     "NodeContext",
     "NodeEvent",
     "NodeTimeout",
@@ -132,6 +142,7 @@ _LAZY = {
     "Graph": "flowstore.definition.graph",
     "node_type": "flowstore.definition.node_types",
     "HookEvent": "flowstore.hooks",
+    **dict.fromkeys(["LlmConfig", "LlmEndpoint", "ModelPrice"], "flowstore.llm.node"),
     "Client": "flowstore.runtime.client",
     "NodeContext": "flowstore.runtime.context",
     "Engine": "flowstore.runtime.engine",

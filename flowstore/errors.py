@@ -10,6 +10,9 @@ FlowstoreError
 │   ├── NodeTimeout               a node call took longer than its timeout (also a TimeoutError)
 │   ├── RunTimeout                a run took longer than its run_timeout (also a TimeoutError)
 │   ├── CircuitOpen               a circuit breaker is open: the dependency was not called
+│   ├── LlmCallFailed             a model endpoint failed a call: worth trying again
+│   ├── LlmRequestRejected        a model endpoint refused a request (also a ConfigurationError)
+│   ├── LlmOutputInvalid          a model's reply did not match its schema (also an InvalidValue)
 │   └── StreamInterrupted         a reader was shown events that its run's owner never committed
 └── StoreError                    the SQL store refused or failed an operation
     ├── StoreUnavailable          the database could not be reached or stayed locked
@@ -45,6 +48,9 @@ __all__ = [
     "InvalidValue",
     "LargeValueWarning",
     "LeaseLost",
+    "LlmCallFailed",
+    "LlmOutputInvalid",
+    "LlmRequestRejected",
     "NodeTimeout",
     "Problem",
     "QueueNotFound",
@@ -155,6 +161,36 @@ class RunTimeout(ExecutionError, TimeoutError):
 
 class CircuitOpen(ExecutionError):
     """A circuit breaker is open: the dependency behind it was not called."""
+
+
+class LlmCallFailed(ExecutionError):
+    """A call to a model endpoint failed (no connection, a timeout, HTTP 429 or 5xx, a stream
+    cut or garbled): retried by the node's policy, no sooner than `retry_after` seconds when
+    the endpoint asked for that."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class LlmRequestRejected(ConfigurationError):
+    """A model endpoint refused the request (HTTP 4xx: a wrong key, model or parameter): the
+    same request would be refused again, so it is not retried."""
+
+    def __init__(self, message: str | None = None, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class LlmOutputInvalid(InvalidValue):
+    """A model's reply did not match the node's output schema, after the repairs allowed."""
 
 
 class StreamInterrupted(ExecutionError):

@@ -79,8 +79,23 @@ def _show(args: argparse.Namespace) -> int:
             else json.dumps(message.content, default=str)
         )
         print(f"#{message.id} {when} {message.role} [{message.tokens} tokens]{source}")
-        print(f"    {text}")
+        if text:
+            print(f"    {text}")
+        for call in _tool_calls(message.metadata):  # an assistant's turn that called tools
+            print(f"    calls {call}")
     return 0
+
+
+def _tool_calls(metadata: Any) -> list[str]:
+    """The tool calls an `llm` node's turn holds, as `name(arguments)`."""
+    calls = metadata.get("tool_calls") if isinstance(metadata, dict) else None
+    if not isinstance(calls, list):
+        return []
+    shown = []
+    for call in calls:
+        function = call.get("function", {}) if isinstance(call, dict) else {}
+        shown.append(f"{function.get('name', '?')}({function.get('arguments', '')})")
+    return shown
 
 
 def _threads(args: argparse.Namespace) -> int:

@@ -27,7 +27,9 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 def add_commands(commands: Any) -> None:
     """Register `errors` and `stats`."""
     stats = commands.add_parser(
-        "stats", help="per workflow and node: runs, success rate, p50/p95 durations, cache hits"
+        "stats",
+        help="per workflow and node: runs, success rate, p50/p95 durations, cache hits, "
+        "waits, and model calls with their tokens and cost",
     )
     stats.add_argument("--workflow", help="only this workflow")
     add_url_option(stats)
@@ -88,15 +90,17 @@ def _stats(args: argparse.Namespace) -> int:
                 await store.run_stats(workflow=args.workflow),
                 await store.node_stats(workflow=args.workflow),
                 await store.wait_stats(workflow=args.workflow),
+                await store.llm_usage(workflow=args.workflow),
             )
 
-    run_rows, node_rows, wait_rows = asyncio.run(read())
+    run_rows, node_rows, wait_rows, llm_rows = asyncio.run(read())
     if args.json:
         print_json(
             {
                 "runs": list(map(record_fields, run_rows)),
                 "nodes": list(map(record_fields, node_rows)),
                 "waits": list(map(record_fields, wait_rows)),
+                "llm": list(map(record_fields, llm_rows)),
             }
         )
         return 0
@@ -135,7 +139,24 @@ def _stats(args: argparse.Namespace) -> int:
                 f"{wait.open:>6}{_ms(wait.p50_ms):>10}{_ms(wait.p95_ms):>10}"
                 f"{wait.timed_out:>11}"
             )
+    if llm_rows:  # model calls: tokens and cost
+        _print_llm_usage(llm_rows)
     return 0
+
+
+def _print_llm_usage(rows: list[Any]) -> None:
+    print()
+    print(
+        f"{'workflow':<24}{'node':<24}{'model':<20}{'calls':>6}{'failed':>8}{'cached':>8}"
+        f"{'prompt':>10}{'completion':>12}{'cost':>12}{'mean ms':>10}"
+    )
+    for row in rows:
+        cost = "-" if row.cost is None else f"{row.cost:.6f}"
+        print(
+            f"{row.workflow:<24}{row.node:<24}{row.model:<20}{row.calls:>6}{row.failed:>8}"
+            f"{row.cached:>8}{row.prompt_tokens:>10}{row.completion_tokens:>12}{cost:>12}"
+            f"{_ms(row.mean_latency_ms):>10}"
+        )
 
 
 def _percent(value: float | None) -> str:

@@ -227,6 +227,24 @@ class Workflow:
             )
         )
 
+    def llm(
+        self,
+        name: str,
+        config: BaseModel | Mapping[str, Any],
+        *,
+        inputs: Mapping[str, str] | Sequence[str] = (),
+        **options: Any,
+    ) -> None:
+        """Add an `llm` node: a call to an OpenAI-compatible chat endpoint (`config`: a
+        `flowstore.llm.LlmConfig` or its fields; the `llm` extra). Its `inputs` bind the
+        names its templates use; `options` are the node's (`retry`, `after`, `when`, ...)."""
+        fields = (
+            config.model_dump(mode="json", exclude_defaults=True)
+            if isinstance(config, BaseModel)
+            else config
+        )
+        self.custom(name, "llm", config=fields, inputs=inputs, **options)
+
     def _add_function(self, function: Callable[..., Any], options: dict[str, Any]) -> None:
         name = options.pop("name", None) or getattr(function, "__name__", None)
         if not isinstance(name, str):
@@ -271,7 +289,8 @@ class Workflow:
                 for param, source in bound.items():
                     if source == definition.map_item:
                         continue  # each item of the node's map
-                    if source not in node_names and source not in inputs:
+                    known = source in node_names or source in inputs or source in self.resources
+                    if not known:
                         inputs[source] = child_inputs.get(param, "any")
             nodes.append({"name": definition.name, **definition.fields, "inputs": dict(bound)})
         if problems:

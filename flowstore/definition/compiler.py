@@ -27,6 +27,7 @@ from flowstore.definition.resolution import (
     resolve_action,
     resolve_call,
     unknown,
+    with_type_policies,
 )
 from flowstore.definition.spec import NodeSpec, WorkflowSpec
 from flowstore.errors import DefinitionError
@@ -405,7 +406,7 @@ def _compile_node(
         cache_key_function = _callable(job, node.cache.key, path, node.name, "cache.key")
     function, style, params, context_param, returns = resolve_action(job, index, inputs)
     return CompiledNode(
-        spec=node,
+        spec=with_type_policies(node),
         function=function,
         style=style,
         params=params,

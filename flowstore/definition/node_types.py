@@ -1,8 +1,10 @@
 """Custom node types: reusable kinds of node configured from the DSL (`type:` and `config:`).
 
 A node type is a class with a Pydantic `Config` model and a `build(config)` method that returns
-the function to call. Register it with `@node_type("name")`, or expose it from an installed
-package in the `flowstore.node_types` entry-point group.
+the function to call; a `policies(config)` method, if it has one, gives the policies (`retry`,
+`timeout`, ...) its nodes have unless they set their own. Register it with
+`@node_type("name")`, or expose it from an installed package in the `flowstore.node_types`
+entry-point group.
 """
 
 from __future__ import annotations
@@ -14,9 +16,20 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["ENTRY_POINT_GROUP", "NodeType", "find_node_type", "node_type", "registered_node_types"]
+__all__ = [
+    "COMPILING",
+    "ENTRY_POINT_GROUP",
+    "NodeType",
+    "find_node_type",
+    "node_type",
+    "registered_node_types",
+]
 
 ENTRY_POINT_GROUP = "flowstore.node_types"
+
+COMPILING = "flowstore_compiling"
+"""Set in the validation context when a workflow compiles a node's config: a validator may
+import what the config names then (and not when the config is made in a module's body)."""
 
 
 class NodeType(Protocol):
@@ -54,6 +67,7 @@ def node_type(name: str) -> Callable[[T], T]:
 _BUILT_IN = {
     "sleep": "flowstore.definition.waiting_nodes",
     "signal": "flowstore.definition.waiting_nodes",
+    "llm": "flowstore.llm.node",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from flowstore.definition.graph import CallStyle, CompiledNode, Param
-from flowstore.definition.node_types import find_node_type, registered_node_types
+from flowstore.definition.node_types import COMPILING, find_node_type, registered_node_types
 from flowstore.definition.spec import NodeSpec, WorkflowSpec
 from flowstore.errors import Problem
 
@@ -271,7 +271,7 @@ def _build_node_type(job: Compilation, index: int) -> Callable[..., Any] | None:
         )
         return None
     try:
-        config = found.Config.model_validate(node.config)
+        config = found.Config.model_validate(node.config, context={COMPILING: True})
     except ValidationError as error:
         for detail in error.errors():
             location = tuple(detail["loc"])
@@ -284,6 +284,22 @@ def _build_node_type(job: Compilation, index: int) -> Callable[..., Any] | None:
         return None
     built: Callable[..., Any] = found().build(config)
     return built
+
+
+def with_type_policies(node: NodeSpec) -> NodeSpec:
+    """`node` with the policies its custom node type gives (`policies(config)`) where it sets
+    none; as it is when it has none, or when its type or config is wrong (reported apart)."""
+    found = None if node.type is None else find_node_type(node.type)
+    policies = getattr(found, "policies", None)
+    if found is None or policies is None:
+        return node
+    try:
+        config = found.Config.model_validate(node.config)
+    except ValidationError:
+        return node
+    given = policies(found(), config)
+    unset = {name: value for name, value in given.items() if getattr(node, name) is None}
+    return node.model_copy(update=unset) if unset else node
 
 
 def _check_subworkflow(job: Compilation, index: int) -> None:

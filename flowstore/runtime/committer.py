@@ -15,6 +15,7 @@ from flowstore.store.records import (
     Change,
     Claim,
     EventChange,
+    LlmCallChange,
     MetricPoint,
     NewRun,
     Span,
@@ -156,13 +157,13 @@ class Committer:
         """Wait until everything queued is committed."""
         await self.commit([])
 
-    async def emit(self, change: EventChange) -> None:
+    async def emit(self, change: EventChange | LlmCallChange) -> None:
         """Queue an event a node emits, in order with the run's changes (`NodeContext.emit`).
 
         A payload that cannot be stored fails the emitting node here, not a later commit. A
         node emitting faster than SQL stores waits for a commit once too much is queued.
         """
-        if change.name != "token":
+        if isinstance(change, EventChange) and change.name != "token":
             what = f"payload of event {change.name!r} of node {change.node!r}"
             payload = self._store.encode(change.payload, what=what)
             change = dataclasses.replace(change, payload=payload)

@@ -14,17 +14,17 @@ from flowstore.runtime.memory import Memory, MemoryStage
 from flowstore.runtime.sealing import Sealer
 from flowstore.runtime.waits import NO_DEFAULT, RunWaits
 from flowstore.store.protocol import Store
-from flowstore.store.records import MEMORY_EVENTS, EventChange, RunId
+from flowstore.store.records import MEMORY_EVENTS, EventChange, LlmCallChange, RunId
 
-__all__ = ["Emit", "NodeContext", "RunContext"]
+__all__ = ["Emit", "NodeContext", "RunContext", "emit_engine_event"]
 
-Emit = Callable[[EventChange], Awaitable[None]]
+Emit = Callable[[EventChange | LlmCallChange], Awaitable[None]]
 """Puts an event on its way to the run's log, in order (the executor's)."""
 
 _NO_LIMITS: Final = MemoryConfig()
 
 _ENGINE_EVENTS = frozenset(
-    {"token", "error", "cache_hit", "fallback", "breaker", "map_item"}
+    {"token", "error", "cache_hit", "fallback", "breaker", "map_item", "llm_call", "tool_call"}
 ) | frozenset(MEMORY_EVENTS.values())
 
 
@@ -208,7 +208,65 @@ class NodeContext:
             )
         await self._emit(EventChange(name, payload, self.node, self.key, self.attempt))
 
-    async def _emit(self, change: EventChange) -> None:
+    async def record_model_call(
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        outcome: str,
+        latency_ms: float,
+        status_code: int | None = None,
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        cost: float | None = None,
+        first_token_ms: float | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record a call this node made to a model (`outcome` `ok`, `cached` or `failed`), in
+        `flowstore_llm_calls`, summed by the view `flowstore_llm_usage` and `flowstore stats`.
+
+        The `llm` node records each of its calls this way; a node that calls a model itself
+        can too. The row is committed with the run's log, in order, once.
+        """
+        if outcome not in ("ok", "cached", "failed"):
+            raise ExecutionError(
+                f"node {self.node!r}: a model call's outcome is ok, cached or failed, "
+                f"not {outcome!r}"
+            )
+        total = None
+        if prompt_tokens is not None or completion_tokens is not None:
+            total = (prompt_tokens or 0) + (completion_tokens or 0)
+        await self._emit(
+            LlmCallChange(
+                self.run.workflow,
+                self.node,
+                self.key,
+                self.attempt,
+                endpoint,
+                model,
+                outcome,
+                latency_ms,
+                status_code=status_code,
+                finish_reason=finish_reason,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                total_tokens=total,
+                cost=cost,
+                first_token_ms=first_token_ms,
+                error=error,
+            )
+        )
+
+    async def _emit(self, change: EventChange | LlmCallChange) -> None:
         if self.run.emit is None:
             raise ExecutionError(f"node {self.node!r} emits outside of an executing run")
         await self.run.emit(change)
+
+
+async def emit_engine_event(context: NodeContext, name: str, payload: Any) -> None:
+    """Record one of the engine's own events for a node (`breaker`, `tool_call`), which
+    `NodeContext.emit` keeps for the engine; for flowstore's built-in node types."""
+    if name not in _ENGINE_EVENTS:
+        raise ExecutionError(f"{name!r} is not one of the engine's events")
+    await context._emit(EventChange(name, payload, context.node, context.key, context.attempt))

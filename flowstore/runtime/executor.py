@@ -246,8 +246,15 @@ async def _execute(
         limit = 1
     running: dict[asyncio.Task[Any], CompiledNode] = {}
     journals: dict[asyncio.Task[Any], NodeJournal] = {}
+    # Each names the attempt that died: its tokens in the log were never a node's output.
     changes: list[Change] = [
-        NodeChange(name, NodeStatus.RECOVERED, key=loops.key(name)) for name in recovered
+        NodeChange(
+            name,
+            NodeStatus.RECOVERED,
+            key=loops.key(name),
+            attempt=attempts.get((name, loops.key(name))),
+        )
+        for name in recovered
     ]
 
     async def stop(ending: RunChange) -> None:

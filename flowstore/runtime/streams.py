@@ -42,6 +42,7 @@ from flowstore.store.records import (
     CheckpointChange,
     ErrorChange,
     EventChange,
+    LlmCallChange,
     MemoryClearChange,
     NodeChange,
     NodeStatus,
@@ -420,6 +421,8 @@ def event_of_change(run_id: RunId, seq: int, change: Change, encode: Encode) -> 
         return CheckpointEvent.model_construct(**common, type="checkpoint")
     if isinstance(change, WaitChange):
         return _event(common, "wait", change.node, change.key, None, change.summary())
+    if isinstance(change, LlmCallChange):
+        return _event(common, "llm_call", change.node, change.key, change.attempt, change.summary())
     node = None if isinstance(change, MemoryClearChange) else change.node
     return CustomEvent.model_construct(
         **common,

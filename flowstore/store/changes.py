@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointChange",
     "ErrorChange",
     "EventChange",
+    "LlmCallChange",
     "NodeChange",
     "RunChange",
     "WaitChange",
@@ -160,6 +161,63 @@ class WaitChange:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class LlmCallChange:
+    """One call to a model's chat endpoint and what it used (`flowstore_llm_calls`),
+    committed with the run, with an `llm_call` event in the log.
+
+    Attributes:
+        workflow: The run's workflow.
+        node: The node that made the call.
+        key: Its execution's key.
+        attempt: The node's attempt that made it.
+        endpoint: The endpoint's base URL (never its key).
+        model: The model asked for.
+        outcome: `ok`, `cached` (answered from the cache, no call made) or `failed`.
+        latency_ms: From the request to the end of the reply.
+        status_code: The HTTP status, when a response came.
+        finish_reason: Why the model stopped (`stop`, `length`, `tool_calls`).
+        prompt_tokens: Tokens of the prompt, as the endpoint reported them.
+        completion_tokens: Tokens of the reply, as the endpoint reported them.
+        total_tokens: Both.
+        cost: From the node's price table; None without a price for the model.
+        first_token_ms: From the request to the first streamed token.
+        error: What went wrong, for a failed call.
+    """
+
+    workflow: str
+    node: str
+    key: str
+    attempt: int | None
+    endpoint: str
+    model: str
+    outcome: str
+    latency_ms: float
+    status_code: int | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    cost: float | None = None
+    first_token_ms: float | None = None
+    error: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """What the run's log keeps of it (an `llm_call` event)."""
+        return {
+            "model": self.model,
+            "outcome": self.outcome,
+            "status_code": self.status_code,
+            "finish_reason": self.finish_reason,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": self.cost,
+            "latency_ms": round(self.latency_ms, 3),
+            "error": self.error,
+        }
+
+
 Change = (
     RunChange
     | NodeChange
@@ -168,5 +226,6 @@ Change = (
     | ErrorChange
     | MemoryChange
     | WaitChange
+    | LlmCallChange
 )
 """One entry of a transition batch; each takes one sequence number."""

@@ -42,7 +42,7 @@ __all__ = [
     "upgrade",
 ]
 
-HEAD_REVISION: Final = "0010"
+HEAD_REVISION: Final = "0011"
 """The newest revision, as `head_revision()` reads it from the revisions (a test checks)."""
 
 # Alembic's version table, as Alembic creates it.

@@ -28,6 +28,8 @@ __all__ = [
     "RunStats",
     "WaitStats",
     "ErrorStats",
+    "LlmCall",
+    "LlmUsage",
     "SpaceUse",
     "Message",
     "MetricPoint",
@@ -365,6 +367,65 @@ class ErrorStats:
 
 
 @dataclass(frozen=True, slots=True)
+class LlmCall:
+    """A row of `flowstore_llm_calls`: one call to a model's chat endpoint (see
+    `LlmCallChange` for the fields); `seq` is its `llm_call` event in the run's log."""
+
+    id: int
+    run_id: str | None
+    seq: int
+    workflow: str
+    node: str
+    exec_key: str
+    attempt: int | None
+    endpoint: str
+    model: str
+    outcome: str
+    status_code: int | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    cost: float | None
+    latency_ms: float
+    first_token_ms: float | None
+    error: str | None
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> LlmCall:
+        """Build a record from a row of the model calls table."""
+        return from_columns(cls, row)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsage:
+    """A row of the `flowstore_llm_usage` view: the calls one node of one workflow made to one
+    model, how they ended, the tokens they used, what they cost (None without a price), and
+    their mean latency and time to the first token."""
+
+    workflow: str
+    node: str
+    model: str
+    calls: int
+    ok: int
+    cached: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cost: float | None
+    mean_latency_ms: float | None
+    mean_first_token_ms: float | None
+    last_call_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> LlmUsage:
+        """Build a record from a row of the view (numbers as Python floats and ints)."""
+        return _numbers(cls, row)
+
+
+@dataclass(frozen=True, slots=True)
 class SpaceUse:
     """How much of a SQLite file is used (all nought on PostgreSQL).
 
@@ -379,7 +440,7 @@ class SpaceUse:
     incremental: bool
 
 
-S = TypeVar("S", "ErrorStats", "NodeStats", "RunStats", "WaitStats")
+S = TypeVar("S", "ErrorStats", "LlmUsage", "NodeStats", "RunStats", "WaitStats")
 
 
 def _numbers(cls: type[S], row: Mapping[Any, Any]) -> S:

@@ -15,6 +15,10 @@ value at rank ceil(p% of n)), computed with window functions both backends have.
   signal name, the waits, how they ended (woke, signalled, timed out), p50/p95/mean/max time
   waited in ms (from `flowstore_waits`, over the waits that ended), those still open and
   since when the oldest of them waits.
+- `flowstore_llm_usage` (migration 0011): per workflow, node and model, the calls to model
+  endpoints (`llm` nodes, `NodeContext.record_model_call`), how they ended (ok, cached,
+  failed), the prompt, completion and total tokens, the cost, and the mean latency and time
+  to the first token (from `flowstore_llm_calls`).
 
 Time spent waiting is in `flowstore_wait_stats` only: a node's duration is that of its last
 execution, which starts when its run is taken up again; a run's duration in
@@ -44,6 +48,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from flowstore.store.schema import (
     PREFIX,
     error_reports,
+    llm_calls,
     metrics,
     node_executions,
     runs,
@@ -52,9 +57,11 @@ from flowstore.store.schema import (
 )
 
 __all__ = [
+    "RUN_VIEWS",
     "TELEMETRY_VIEWS",
     "VIEWS",
     "error_stats",
+    "llm_usage",
     "node_stats",
     "run_stats",
     "trace",
@@ -295,14 +302,42 @@ def _wait_stats() -> Select[Any]:
     ).group_by(m.workflow, m.node, m.kind, m.name)
 
 
+def _llm_usage() -> Select[Any]:
+    c = llm_calls.c
+
+    def outcome(name: str) -> ColumnElement[Any]:
+        return func.sum(case((c.outcome == name, 1), else_=0))
+
+    return select(
+        c.workflow,
+        c.node,
+        c.model,
+        func.count().label("calls"),
+        outcome("ok").label("ok"),
+        outcome("cached").label("cached"),
+        outcome("failed").label("failed"),
+        func.coalesce(func.sum(c.prompt_tokens), 0).label("prompt_tokens"),
+        func.coalesce(func.sum(c.completion_tokens), 0).label("completion_tokens"),
+        func.coalesce(func.sum(c.total_tokens), 0).label("total_tokens"),
+        func.sum(c.cost).label("cost"),
+        func.avg(case((c.outcome != "cached", c.latency_ms))).label("mean_latency_ms"),
+        func.avg(c.first_token_ms).label("mean_first_token_ms"),
+        func.max(c.created_at).label("last_call_at"),
+    ).group_by(c.workflow, c.node, c.model)
+
+
 node_stats = CreateView(_node_stats(), f"{PREFIX}node_stats")
 run_stats = CreateView(_run_stats(), f"{PREFIX}run_stats")
 error_stats = CreateView(_error_stats(), f"{PREFIX}error_stats")
 trace = CreateView(_trace(), f"{PREFIX}trace")
 wait_stats = CreateView(_wait_stats(), f"{PREFIX}wait_stats")
+llm_usage = CreateView(_llm_usage(), f"{PREFIX}llm_usage")
 
 TELEMETRY_VIEWS = (node_stats, run_stats, error_stats, trace)
 """The views of migration 0003 (made again by 0005, which rebuilds the tables under them)."""
 
-VIEWS = (*TELEMETRY_VIEWS, wait_stats)
+RUN_VIEWS = (*TELEMETRY_VIEWS, wait_stats)
+"""The views over runs' tables as of migrations 0006 to 0010 (0008 makes them again)."""
+
+VIEWS = (*RUN_VIEWS, llm_usage)
 """Every view, in the order to create them."""

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.schema import DropView
 
-from flowstore.store.views import VIEWS
+from flowstore.store.views import RUN_VIEWS as VIEWS
 
 # Spelled out here, as in 0001, so this revision stays as it was written.
 TIMESTAMP = sa.DateTime(timezone=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,6 +10,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from examples.agent import think
+from flowstore.llm.testing import FakeChatServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -236,13 +240,18 @@ def test_the_command_line_gives_nodes_their_shared_resources(tmp_path: Path) -> 
     assert "a Workflow, not a mapping of resource names" in wrong.stderr
 
 
-def test_the_agent_conversation_and_its_stream_from_the_command_line(tmp_path: Path) -> None:
-    env = {
-        "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-        "FLOWSTORE_AGENT_TOKEN_SECONDS": "0",
-    }
-    asked = json.dumps({"conversation": "ana", "question": "What time is it in Lima?"})
-    done = flowstore("run", "examples.agent:flow", "--input", asked, env=env)
+async def test_the_agent_conversation_and_its_stream_from_the_command_line(
+    tmp_path: Path,
+) -> None:
+    async with FakeChatServer(think) as server:
+        env = {
+            "FLOWSTORE_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+            "FLOWSTORE_AGENT_LLM_URL": server.base_url,
+        }
+        asked = json.dumps({"conversation": "ana", "question": "What time is it in Lima?"})
+        done = await asyncio.to_thread(
+            flowstore, "run", "examples.agent:flow", "--input", asked, env=env
+        )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == "It is 08:05 in Lima at the moment."
     run_id = done.stderr.splitlines()[0].split()[1]
@@ -251,7 +260,8 @@ def test_the_agent_conversation_and_its_stream_from_the_command_line(tmp_path: P
     assert tail.returncode == 0, tail.stderr
     lines = tail.stdout.splitlines()
     assert lines[0] == "[1] run running"
-    assert "CALL time(Lima)" in lines and "It is 08:05 in Lima at the moment." in lines
+    assert lines[3].startswith('[4] event model tool_call: {"id": "call_1", "name": "local_time"')
+    assert "It is 08:05 in Lima at the moment." in lines
     assert lines[-1].endswith('run succeeded: "It is 08:05 in Lima at the moment."')
     as_json = flowstore("runs", "tail", run_id, "--json", "--after", "5", env=env)
     seqs = [json.loads(line)["seq"] for line in as_json.stdout.splitlines()]
@@ -265,14 +275,17 @@ def test_the_agent_conversation_and_its_stream_from_the_command_line(tmp_path: P
         "tool",
         "assistant",
     ]
-    assert "    time(Lima) = 08:05" in shown.stdout
+    assert '    calls local_time({"city": "Lima"})' in shown.stdout
+    assert "    08:05" in shown.stdout
     threads = flowstore("memory", "threads", env=env)
     assert threads.stdout.splitlines()[1].split()[:2] == ["ana", "4"]
-    entities = flowstore("memory", "entities", "--where", "last_city=Lima", env=env)
+    entities = flowstore(
+        "memory", "entities", "--where", "last_question=What time is it in Lima?", env=env
+    )
     assert entities.returncode == 0, entities.stderr
     [ana] = entities.stdout.splitlines()[1:]
-    assert ana.split()[:3] == ["users", "ana", "2"]
-    assert ana.endswith('{"last_city": "Lima", "last_question": "What time is it in Lima?"}')
+    assert ana.split()[:3] == ["users", "ana", "1"]
+    assert ana.endswith('"last_question": "What time is it in Lima?"}')
     none = flowstore("memory", "entities", "--namespace", "none", env=env)
     assert none.returncode == 0 and len(none.stdout.splitlines()) == 1
     bad = flowstore("memory", "entities", "--where", "nokey", env=env)

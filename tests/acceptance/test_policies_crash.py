@@ -56,7 +56,7 @@ async def test_a_retry_counter_survives_sigkill_during_the_backoff(
     assert statuses == [
         ("running", 1),
         ("running", 2),
-        ("recovered", None),
+        ("recovered", 2),  # the attempt that died
         ("running", 3),
         ("succeeded", None),
     ]

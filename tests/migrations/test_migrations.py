@@ -220,7 +220,7 @@ async def test_the_waiting_revision_keeps_every_row_both_ways(migrated_url: str)
         if t.name
         not in {
             f"{PREFIX}{name}"
-            for name in ("waits", "signals", "queues", "schedules", "schedule_ticks")
+            for name in ("waits", "signals", "queues", "schedules", "schedule_ticks", "llm_calls")
         }
     ]
     sql_engine = create_engine(StoreSettings(url=migrated_url))

@@ -42,6 +42,18 @@ def retry_delay(policy: Retry, attempt: int, *, rng: random.Random | None = None
     return delay
 
 
+_LONGEST_ASKED_DELAY = 3600.0
+
+
+def _asked_delay(error: BaseException) -> float:
+    """The delay the failed dependency asked for (an error's `retry_after` seconds, as an
+    HTTP 429 or 503 gives it in `Retry-After`), at most an hour; 0 when it asked none."""
+    asked = getattr(error, "retry_after", None)
+    if not isinstance(asked, int | float) or asked != asked or asked <= 0:
+        return 0.0
+    return min(float(asked), _LONGEST_ASKED_DELAY)
+
+
 async def with_retry(
     policy: Retry | None,
     first_attempt: int,
@@ -52,6 +64,8 @@ async def with_retry(
 
     Attempts are numbered across recoveries: a node recovered after a crash during attempt 2
     starts at attempt 3, and it runs at least once even when that is past `policy.attempts`.
+    An error with a `retry_after` (seconds, as an HTTP `Retry-After` gives it) is retried no
+    sooner than that.
     """
     attempt = first_attempt
     while True:
@@ -60,7 +74,7 @@ async def with_retry(
         except Exception as error:
             if policy is None or attempt >= policy.attempts or not retryable(policy, error):
                 raise
-            delay = retry_delay(policy, attempt)
+            delay = max(retry_delay(policy, attempt), _asked_delay(error))
             await journal.retrying(error, attempt, delay)
             await asyncio.sleep(delay)
             attempt += 1

@@ -15,6 +15,8 @@ from flowstore.store.records import (
     EntityVersion,
     ErrorReport,
     ErrorStats,
+    LlmCall,
+    LlmUsage,
     Message,
     MetricPoint,
     NewMessage,
@@ -155,6 +157,17 @@ class TelemetryStore(Connector, Protocol):
 
     async def error_stats(self, *, workflow: str | None = None) -> list[ErrorStats]:
         """The `flowstore_error_stats` view (errors by type), optionally of one workflow."""
+        ...
+
+    async def llm_usage(self, *, workflow: str | None = None) -> list[LlmUsage]:
+        """The `flowstore_llm_usage` view (model calls, tokens, cost), optionally of one
+        workflow."""
+        ...
+
+    async def list_llm_calls(
+        self, *, run_id: RunId | None = None, workflow: str | None = None, limit: int = 1000
+    ) -> list[LlmCall]:
+        """Model calls (`flowstore_llm_calls`) in the order made, of a run or a workflow."""
         ...
 
     async def record_spans(self, spans: Sequence[Span]) -> None:

@@ -16,6 +16,7 @@ from flowstore.store.records import (
     EntityChange,
     ErrorChange,
     EventChange,
+    LlmCallChange,
     MemoryChange,
     MemoryClearChange,
     MessageChange,
@@ -72,6 +73,7 @@ class Rows:
     errors: list[dict[str, Any]] = field(default_factory=list)
     memory: list[MemoryChange] = field(default_factory=list)
     waits: list[WaitChange] = field(default_factory=list)
+    llm_calls: list[dict[str, Any]] = field(default_factory=list)
 
 
 def build_rows(
@@ -149,6 +151,23 @@ def build_rows(
                 [run_id, seq, _EVENT, "wait", change.node, change.key, None, None, summary, now]
             )
             rows.waits.append(change)
+        elif isinstance(change, LlmCallChange):
+            summary = encode(change.summary(), what="a model call")
+            log_rows.append(
+                [
+                    run_id,
+                    seq,
+                    _EVENT,
+                    "llm_call",
+                    change.node,
+                    change.key,
+                    None,
+                    change.attempt,
+                    summary,
+                    now,
+                ]
+            )
+            rows.llm_calls.append(_llm_call_row(run_id, seq, change, now))
         elif isinstance(change, MessageChange | EntityChange | MemoryClearChange):
             summary = encode(change.summary(), what="a memory change")
             name = MEMORY_EVENTS[type(change)]
@@ -163,6 +182,30 @@ def build_rows(
                 {"run_id": run_id, "seq": seq, "state": state, "created_at": now}
             )
     return rows
+
+
+def _llm_call_row(run_id: RunId, seq: int, change: LlmCallChange, now: datetime) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "seq": seq,
+        "workflow": change.workflow,
+        "node": change.node,
+        "exec_key": change.key,
+        "attempt": change.attempt,
+        "endpoint": change.endpoint,
+        "model": change.model,
+        "outcome": change.outcome,
+        "status_code": change.status_code,
+        "finish_reason": change.finish_reason,
+        "prompt_tokens": change.prompt_tokens,
+        "completion_tokens": change.completion_tokens,
+        "total_tokens": change.total_tokens,
+        "cost": change.cost,
+        "latency_ms": change.latency_ms,
+        "first_token_ms": change.first_token_ms,
+        "error": change.error,
+        "created_at": now,
+    }
 
 
 def _error_row(

@@ -16,7 +16,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.engine import Connection
 
 from flowstore.store.records import RunStatus
-from flowstore.store.schema import metrics, runs
+from flowstore.store.schema import llm_calls, metrics, runs
 
 __all__ = ["count_ended_runs", "delete_ended_runs", "ended_runs_query"]
 
@@ -39,13 +39,15 @@ def delete_ended_runs(
     """Delete up to `limit` runs with one of `statuses` that ended before `ended_before`
     (the index on status and finished_at finds them); how many were deleted.
 
-    With `keep_stats`, their metrics stay, tied to no run, so `flowstore_run_stats` and the
-    cache and retry figures of `flowstore_node_stats` still count them."""
+    With `keep_stats`, their metrics and model calls stay, tied to no run, so
+    `flowstore_run_stats`, the cache and retry figures of `flowstore_node_stats` and
+    `flowstore_llm_usage` still count them."""
     ids = [row.id for row in conn.execute(ended_runs_query(ended_before, statuses, limit))]
     if not ids:
         return 0
     if keep_stats:
         conn.execute(update(metrics).where(metrics.c.run_id.in_(ids)).values(run_id=None))
+        conn.execute(update(llm_calls).where(llm_calls.c.run_id.in_(ids)).values(run_id=None))
     conn.execute(delete(runs).where(runs.c.id.in_(ids)))
     return len(ids)
 

@@ -13,6 +13,8 @@ from flowstore.store import prepared, views
 from flowstore.store.records import (
     ErrorReport,
     ErrorStats,
+    LlmCall,
+    LlmUsage,
     MetricPoint,
     NodeStats,
     RunId,
@@ -21,12 +23,14 @@ from flowstore.store.records import (
     WaitStats,
 )
 from flowstore.store.repositories._common import Encoder, upsert_for
-from flowstore.store.schema import error_reports, metrics, spans
+from flowstore.store.schema import error_reports, llm_calls, metrics, spans
 
 __all__ = [
     "list_errors",
+    "list_llm_calls",
     "list_metrics",
     "list_spans",
+    "llm_usage",
     "node_stats",
     "read_trace",
     "record_errors",
@@ -179,6 +183,27 @@ def error_stats(conn: Connection, *, workflow: str | None) -> list[ErrorStats]:
     if workflow is not None:
         stmt = stmt.where(view.c.workflow == workflow)
     return [ErrorStats.from_row(row) for row in conn.execute(stmt).mappings()]
+
+
+def llm_usage(conn: Connection, *, workflow: str | None) -> list[LlmUsage]:
+    """Rows of the `flowstore_llm_usage` view, by workflow, node and model."""
+    view = views.llm_usage.table
+    stmt = select(view).order_by(view.c.workflow, view.c.node, view.c.model)
+    if workflow is not None:
+        stmt = stmt.where(view.c.workflow == workflow)
+    return [LlmUsage.from_row(row) for row in conn.execute(stmt).mappings()]
+
+
+def list_llm_calls(
+    conn: Connection, *, run_id: RunId | None, workflow: str | None, limit: int
+) -> list[LlmCall]:
+    """Model calls in the order made, of one run and/or one workflow."""
+    stmt = select(llm_calls).order_by(llm_calls.c.id).limit(limit)
+    if run_id is not None:
+        stmt = stmt.where(llm_calls.c.run_id == run_id)
+    if workflow is not None:
+        stmt = stmt.where(llm_calls.c.workflow == workflow)
+    return [LlmCall.from_row(row) for row in conn.execute(stmt).mappings()]
 
 
 def list_metrics(

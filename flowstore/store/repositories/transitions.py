@@ -48,7 +48,14 @@ from flowstore.store.repositories import memory, waits
 from flowstore.store.repositories._common import Encoder, driver_rows, upsert_for
 from flowstore.store.repositories.log_rows import NodeRow, Rows, build_rows, node_values
 from flowstore.store.repositories.ownership import lease_lost
-from flowstore.store.schema import checkpoints, error_reports, node_executions, runs, transitions
+from flowstore.store.schema import (
+    checkpoints,
+    error_reports,
+    llm_calls,
+    node_executions,
+    runs,
+    transitions,
+)
 
 __all__ = ["record_transitions"]
 
@@ -127,6 +134,8 @@ def record_transitions(
     prepared.execute_many(conn, _APPEND_CHECKPOINT, rows.checkpoints)
     if rows.errors:
         conn.execute(error_reports.insert(), rows.errors)
+    if rows.llm_calls:
+        conn.execute(llm_calls.insert(), rows.llm_calls)
     for memory_change in rows.memory:
         memory.apply_change(conn, run_id, memory_change, now=now, encode=encode)
     for wait_change in rows.waits:

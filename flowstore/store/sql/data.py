@@ -15,6 +15,8 @@ from flowstore.store.records import (
     EntityVersion,
     ErrorReport,
     ErrorStats,
+    LlmCall,
+    LlmUsage,
     Message,
     MetricPoint,
     NewMessage,
@@ -211,6 +213,20 @@ class SQLTelemetry(SQLTransactions, TelemetryStore):
     async def error_stats(self, *, workflow: str | None = None) -> list[ErrorStats]:
         return await self._read(
             "reading error statistics", telemetry.error_stats, workflow=workflow
+        )
+
+    async def llm_usage(self, *, workflow: str | None = None) -> list[LlmUsage]:
+        return await self._read("reading model usage", telemetry.llm_usage, workflow=workflow)
+
+    async def list_llm_calls(
+        self, *, run_id: RunId | None = None, workflow: str | None = None, limit: int = 1000
+    ) -> list[LlmCall]:
+        return await self._read(
+            "listing model calls",
+            telemetry.list_llm_calls,
+            run_id=run_id,
+            workflow=workflow,
+            limit=limit,
         )
 
     async def record_spans(self, spans: Sequence[Span]) -> None:
