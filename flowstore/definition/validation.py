@@ -74,6 +74,11 @@ def validate_inputs(graph: Graph, values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: getattr(validated, name) for name in type(validated).model_fields}
 
 
+def inputs_schema(graph: Graph) -> dict[str, Any]:
+    """The JSON schema of a workflow's inputs (what a model calling it as a tool is told)."""
+    return _inputs_model(graph).model_json_schema()
+
+
 def validate_inputs_by_spec(spec: WorkflowSpec, values: Mapping[str, Any]) -> dict[str, Any]:
     """Check a run's inputs as far as a process without the workflow's code can (a `Client`):
     each declared input given and no other, of its type when that is a JSON type (`str`,

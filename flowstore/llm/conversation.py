@@ -48,7 +48,7 @@ class Conversation:
         self.ctx = ctx
         self.values = values
         self.messages: list[dict[str, Any]] = []
-        self.tools = Tools(config.tools)
+        self.tools = Tools(config.tools, config.workflow_tools, ctx)
         self.output: type[BaseModel] | None = (
             None if config.output is None else import_path(config.output, "output model")
         )
@@ -101,7 +101,7 @@ class Conversation:
                         f"node {self.ctx.node!r}: the model still called tools after "
                         f"{config.max_tool_rounds} rounds (max_tool_rounds)"
                     )
-                await self._tool_round(reply, calls, thread)
+                await self._tool_round(reply, calls, thread, rounds)
                 continue
             if self.output is None:
                 if thread is not None:
@@ -157,14 +157,16 @@ class Conversation:
             }
         )
 
-    async def _tool_round(self, reply: Reply, calls: list[ToolCall], thread: Any) -> None:
+    async def _tool_round(
+        self, reply: Reply, calls: list[ToolCall], thread: Any, round_number: int
+    ) -> None:
         said = _assistant_calls(reply)
         self.messages.append(said)
         if thread is not None:
             metadata = {"tool_calls": said["tool_calls"]}
             await thread.append("assistant", reply.content, metadata=metadata)
-        for call in calls:
-            result, record = await self.tools.run(call)
+        for index, call in enumerate(calls):
+            result, record = await self.tools.run(call, f"{round_number}/{index}")
             await emit_engine_event(self.ctx, "tool_call", record)
             self.messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
             if thread is not None:

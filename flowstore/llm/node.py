@@ -32,7 +32,7 @@ import json
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -149,6 +149,9 @@ class LlmConfig(BaseModel):
             with the validation errors, before the node fails with `LlmOutputInvalid`.
         tools: Import paths of the functions the model may call (sync or async, typed
             parameters); each call is recorded as a `tool_call` event.
+        workflow_tools: Names of workflows the model may call as tools, by their inputs: each
+            call is a child run of this run, durable on its own, and the node running again
+            takes up the child run of the same call instead of starting another.
         max_tool_rounds: The most rounds of tool calls in one execution.
         cache_ttl: Serve an identical request (same endpoint, model, messages, tools and
             options) from the cache for this many seconds; None does not cache.
@@ -176,6 +179,7 @@ class LlmConfig(BaseModel):
     output_mode: Literal["json_schema", "tool"] = "json_schema"
     repair_attempts: int = Field(default=2, ge=0, le=10)
     tools: tuple[str, ...] = ()
+    workflow_tools: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][\w.-]*$")], ...] = ()
     max_tool_rounds: int = Field(default=8, ge=1, le=100)
     cache_ttl: float | None = Field(default=None, gt=0)
     request_timeout: float = Field(default=60.0, gt=0, le=3600)

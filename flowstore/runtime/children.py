@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from flowstore.definition.graph import CompiledNode
-from flowstore.definition.validation import validate_inputs
+from flowstore.definition.graph import CompiledNode, Graph
+from flowstore.definition.validation import inputs_schema, validate_inputs
 from flowstore.errors import ExecutionError, RunNotFound
 from flowstore.runtime.context import NodeContext
 from flowstore.store.records import RunId, RunStatus
@@ -14,7 +14,7 @@ from flowstore.store.records import RunId, RunStatus
 if TYPE_CHECKING:
     from flowstore.runtime.engine import Engine
 
-__all__ = ["child_run_id", "run_child"]
+__all__ = ["EngineChildren", "child_run_id", "run_child"]
 
 _CHILDREN = uuid.UUID("6f1d3c52-9a0e-4c57-8f7e-2b1c0d9e4a11")
 """The namespace of child run ids under a parent whose id is not a UUID."""
@@ -42,6 +42,13 @@ async def run_child(
     assert node.spec.workflow is not None
     graph = engine._definitions.named(node.spec.workflow)
     child_id = child_run_id(ctx.run_id, ctx.idempotency_key)
+    return await _child_to_its_end(engine, graph, arguments, ctx, child_id)
+
+
+async def _child_to_its_end(
+    engine: Engine, graph: Graph, arguments: dict[str, Any], ctx: NodeContext, child_id: RunId
+) -> Any:
+    """Start the child run `child_id`, or take it up where it stands; its output."""
     try:
         record = await engine.store.get_run(child_id)
     except RunNotFound:
@@ -69,3 +76,21 @@ async def run_child(
             + (f": {error.get('type')}: {error.get('message')}" if error else "")
         )
     return child.output
+
+
+class EngineChildren:
+    """`ChildWorkflows` of an engine: the workflows registered with it, run here."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def inputs_schema(self, name: str) -> dict[str, Any]:
+        return inputs_schema(self._engine._definitions.named(name))
+
+    def description(self, name: str) -> str:
+        return self._engine._definitions.named(name).spec.description or name
+
+    async def run(self, name: str, inputs: dict[str, Any], ctx: NodeContext, key: str) -> Any:
+        graph = self._engine._definitions.named(name)
+        child_id = child_run_id(ctx.run_id, f"{ctx.idempotency_key}/{key}")
+        return await _child_to_its_end(self._engine, graph, inputs, ctx, child_id)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from flowstore.definition.spec import MemoryConfig
 from flowstore.errors import ConfigurationError, ExecutionError
@@ -16,7 +16,7 @@ from flowstore.runtime.waits import NO_DEFAULT, RunWaits
 from flowstore.store.protocol import Store
 from flowstore.store.records import MEMORY_EVENTS, EventChange, LlmCallChange, RunId
 
-__all__ = ["Emit", "NodeContext", "RunContext", "emit_engine_event"]
+__all__ = ["ChildWorkflows", "Emit", "NodeContext", "RunContext", "emit_engine_event"]
 
 Emit = Callable[[EventChange | LlmCallChange], Awaitable[None]]
 """Puts an event on its way to the run's log, in order (the executor's)."""
@@ -26,6 +26,28 @@ _NO_LIMITS: Final = MemoryConfig()
 _ENGINE_EVENTS = frozenset(
     {"token", "error", "cache_hit", "fallback", "breaker", "map_item", "llm_call", "tool_call"}
 ) | frozenset(MEMORY_EVENTS.values())
+
+
+class ChildWorkflows(Protocol):
+    """The workflows a node may start as child runs of its run, by name (the engine's)."""
+
+    def inputs_schema(self, name: str) -> dict[str, Any]:
+        """The JSON schema of workflow `name`'s inputs.
+
+        Raises:
+            ExecutionError: No workflow of that name is registered with the engine.
+        """
+        ...
+
+    def description(self, name: str) -> str:
+        """What workflow `name` does (its description, else its name)."""
+        ...
+
+    async def run(self, name: str, inputs: dict[str, Any], ctx: NodeContext, key: str) -> Any:
+        """Run workflow `name` as a child of `ctx`'s run, to its end; return its output. The
+        child's id comes from the node execution's idempotency key and `key`, so the node
+        running again with the same `key` takes up the same child instead of a new one."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +63,7 @@ class RunContext:
         memory_config: The workflow's memory limits.
         sealer: Encrypts the run's secret fields where they are stored; None without a key.
         waits: The run's durable waits (`runtime/waits.py`); None outside an executing run.
+        children: The workflows nodes may start as child runs; None outside an engine.
     """
 
     run_id: RunId
@@ -51,6 +74,7 @@ class RunContext:
     memory_config: MemoryConfig = _NO_LIMITS
     sealer: Sealer | None = None
     waits: RunWaits | None = None
+    children: ChildWorkflows | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from flowstore.errors import (
 )
 from flowstore.hooks import H, HookKind, Hooks
 from flowstore.logs import engine_logger, redacting
-from flowstore.runtime.children import run_child
+from flowstore.runtime.children import EngineChildren, run_child
 from flowstore.runtime.definitions import Definitions
 from flowstore.runtime.engine_schedules import EngineSchedules
 from flowstore.runtime.executor import Observer, execute_run
@@ -458,6 +458,7 @@ class Engine(RunTakeover, RunRequests, RunForking, RunReading, EngineSchedules):
                     cancelled=held.cancelled,
                     lost=held.lost,
                     run_child=functools.partial(run_child, self),
+                    children=EngineChildren(self),
                     telemetry=self._telemetry,
                     hooks=self._hooks_for(graph.name),
                     debug=self._debug,

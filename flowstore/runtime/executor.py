@@ -33,7 +33,7 @@ from flowstore.runtime.calls import (
     execute_node,
 )
 from flowstore.runtime.committer import Committer, Observer
-from flowstore.runtime.context import LoopPlace, NodeContext, RunContext
+from flowstore.runtime.context import ChildWorkflows, LoopPlace, NodeContext, RunContext
 from flowstore.runtime.debugging import DebugLog
 from flowstore.runtime.hooks import RunHooks
 from flowstore.runtime.loops import Loops
@@ -75,6 +75,7 @@ async def execute_run(
     cancelled: asyncio.Event | None = None,
     lost: asyncio.Event | None = None,
     run_child: ChildRunner | None = None,
+    children: ChildWorkflows | None = None,
     telemetry: bool = True,
     hooks: Hooks | None = None,
     debug: bool = False,
@@ -96,7 +97,8 @@ async def execute_run(
     changes once they are committed, and have all finished when this returns. In debug mode
     (`debug`, or the workflow's `config.debug`), every node's inputs, output, attempts and
     timings are logged at DEBUG level and every attempt gets a span. `resources` are the
-    shared objects nodes receive by name (the engine's). With an OpenTelemetry `tracer`, the
+    shared objects nodes receive by name (the engine's), `children` the workflows nodes may
+    start as child runs (the engine's). With an OpenTelemetry `tracer`, the
     run's spans are exported when it ends (see `otel.py`). The values of `secret_fields` (with
     the workflow's `config.secret_fields`) are kept out of the errors it stores (`redaction.py`)
     and, with a `sealer`, stored encrypted everywhere else (`sealing.py`).
@@ -133,6 +135,7 @@ async def execute_run(
                 cancelled,
                 lost or asyncio.Event(),
                 run_child,
+                children,
                 telemetry,
                 debug or graph.spec.config.debug,
                 resources or {},
@@ -199,6 +202,7 @@ async def _execute(
     cancelled: asyncio.Event | None,
     lost: asyncio.Event,
     run_child: ChildRunner | None,
+    children: ChildWorkflows | None,
     telemetry: bool,
     debug: bool,
     resources: Mapping[str, Any],
@@ -229,6 +233,7 @@ async def _execute(
         graph.spec.config.memory,
         sealer,
         waits,
+        children,
     )
     log = logger or engine_logger(f"flowstore.run.{graph.name}")
     debug_log = DebugLog(log, redactor) if debug else None

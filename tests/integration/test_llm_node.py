@@ -5,6 +5,7 @@ usage in SQL. Each fault ends as the policy says, with nothing stored twice."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -14,12 +15,13 @@ import pytest
 from pydantic import BaseModel
 
 from flowstore import Retry, Workflow
-from flowstore.errors import DefinitionError
+from flowstore.errors import DefinitionError, StoreUnavailable
 from flowstore.events import CustomEvent, TokenEvent
 from flowstore.llm import LlmConfig, LlmEndpoint
 from flowstore.llm.testing import FakeChatServer, FakeReply, Fault
 from flowstore.runtime.engine import Engine
 from flowstore.store import RunStatus
+from tests.support.faults import Fault as FaultyStore
 
 FAST = Retry(attempts=3, backoff=0.01, jitter=False)
 
@@ -411,3 +413,139 @@ async def test_the_endpoint_can_be_a_resource(migrated_url: str) -> None:
     assert (run.status, run.output) == (RunStatus.SUCCEEDED, "You said: hi")
     assert server.api_keys == ["sk-resource"]
     assert "sk-resource" not in repr(endpoint)
+
+
+async def test_many_runs_at_once_through_faults_each_store_their_turn_and_calls_once(
+    migrated_url: str,
+) -> None:
+    """Forty runs on eight workers against one endpoint that fails one request in three (429,
+    500, a cut, a garbled chunk, in turn): every run succeeds, every request the endpoint saw
+    is one row, and every thread holds its turn once."""
+    faults = list(FAULTS.values())
+    async with FakeChatServer(token_delay=0.001) as server:
+        planned = [fault for index in range(40) for fault in (faults[index % 4], Fault(), Fault())]
+        server.faults.extend(planned)
+        # Faults go to whichever request comes next: a run may meet several in a row.
+        retry = Retry(attempts=10, backoff=0.01, jitter=False)
+        flow = ask_flow(server, retry, breaker_failures=0)
+        async with Engine(migrated_url, workflows=[flow], workers=8) as engine:
+            ids = [
+                await engine.submit(flow, {"question": f"q {n}", "user": f"u{n}"})
+                for n in range(40)
+            ]
+            async with asyncio.timeout(120):
+                runs = [await engine.wait(run_id) for run_id in ids]
+            calls = await engine.store.list_llm_calls(workflow="ask", limit=10_000)
+            threads = [await engine.memory.thread(f"chat-u{n}").messages() for n in range(40)]
+
+    assert [(run.status, run.error) for run in runs] == [(RunStatus.SUCCEEDED, None)] * 40
+    assert [run.output for run in runs] == [f"You said: q {n}" for n in range(40)]
+    assert len(calls) == len(server.requests)  # each call once, none lost
+    met = planned[: len(server.requests)]  # the faults the requests made met
+    assert sum(call.outcome == "failed" for call in calls) == sum(f != Fault() for f in met) > 10
+    by_run: dict[str | None, list[str]] = {}
+    for call in calls:
+        by_run.setdefault(call.run_id, []).append(call.outcome)
+    assert all(outcomes[-1] == "ok" and outcomes.count("ok") == 1 for outcomes in by_run.values())
+    assert [[(m.role, m.content) for m in thread] for thread in threads] == [
+        [("user", f"q {n}"), ("assistant", f"You said: q {n}")] for n in range(40)
+    ]
+
+
+async def test_every_commit_of_an_llm_run_failing_in_turn_keeps_the_turn_once(
+    migrated_url: str,
+) -> None:
+    """The database refuses one commit of the run (its lock held past the busy timeout), each
+    in turn: the run is taken up again and ends well, its thread holds its turn once, and its
+    calls are rows at most once each: a call whose row was refused with its commit is not
+    stored, and a node whose success was refused calls again, a row of its own."""
+    async with FakeChatServer() as server:
+        flow = ask_flow(server)
+        async with Engine(migrated_url, workers=0) as engine:
+            counter = FaultyStore(engine.store, "record_transitions", lambda _: False)
+            await engine.run(flow, {"question": "clean", "user": "clean"})
+        commits = counter.count
+        assert commits >= 3
+        for at in range(1, commits + 1):
+            user = f"at{at}"
+            requests = len(server.requests)
+            async with Engine(migrated_url, workers=0) as engine:
+                refused = StoreUnavailable("recording transitions: database is locked")
+                FaultyStore(engine.store, "record_transitions", {at}, refused)
+                run = await engine.run(flow, {"question": f"q {at}", "user": user})
+            async with Engine(migrated_url, workers=0) as reader:
+                thread = await reader.memory.thread(f"chat-{user}").messages()
+                calls = await reader.store.list_llm_calls(run_id=run.id)
+                ended = await reader.get_run(run.id)
+            assert (ended.status, ended.output) == (RunStatus.SUCCEEDED, f"You said: q {at}")
+            assert [(m.role, m.content) for m in thread] == [
+                ("user", f"q {at}"),
+                ("assistant", f"You said: q {at}"),
+            ], at
+            made = len(server.requests) - requests
+            assert 1 <= len(calls) <= made, (at, calls, made)
+            assert calls[-1].outcome == "ok" and len({call.seq for call in calls}) == len(calls)
+
+
+LOOKUPS: list[str] = []
+
+
+def lookup_flow() -> Workflow:
+    flow = Workflow("lookup", description="The status of an order.", output="status")
+
+    @flow.node
+    async def status(order: str) -> dict[str, str]:
+        LOOKUPS.append(order)
+        return {"order": order, "status": "shipped"}
+
+    return flow
+
+
+def looks_up(request: dict[str, Any]) -> FakeReply:
+    results = [m["content"] for m in request["messages"] if m["role"] == "tool"]
+    if results:
+        return FakeReply(f"Order: {' | '.join(results)}")
+    return FakeReply(tool_calls=(("lookup", {"order": "A1"}), ("lookup", {"order": 7})))
+
+
+async def test_a_workflow_tool_is_a_child_run_taken_up_again_not_run_twice(
+    migrated_url: str,
+) -> None:
+    LOOKUPS.clear()
+    async with FakeChatServer(looks_up) as server:
+        lookup = lookup_flow()
+        flow = ask_flow(server, workflow_tools=["lookup"])
+        server.faults.extend([Fault(), Fault(status=500)])  # the answer fails once
+        async with Engine(migrated_url, workers=0, workflows=[flow, lookup]) as engine:
+            run = await engine.run(flow, {"question": "where is A1?", "user": "ny"})
+            log = await _events(engine, run.id)
+            children = await engine.list_runs(workflow="lookup")
+
+    assert run.status == RunStatus.SUCCEEDED
+    assert run.output.startswith('Order: {"order": "A1", "status": "shipped"}')
+    tool = server.requests[0]["tools"][0]["function"]
+    assert (tool["name"], tool["description"]) == ("lookup", "The status of an order.")
+    assert tool["parameters"]["properties"]["order"]["type"] == "string"
+    # Attempt 1 ran the tool; attempt 2 (after the 500) took up the same child run.
+    assert LOOKUPS == ["A1"]
+    assert [(c.parent_run_id, c.status) for c in children] == [(run.id, RunStatus.SUCCEEDED)]
+    recorded = [e for e in log if isinstance(e, CustomEvent) and e.name == "tool_call"]
+    assert [(e.attempt, e.payload["arguments"]) for e in recorded] == [
+        (1, {"order": "A1"}),
+        (1, {"order": 7}),
+        (2, {"order": "A1"}),
+        (2, {"order": 7}),
+    ]
+    assert recorded[0].payload["result"] == recorded[2].payload["result"]
+    assert "invalid inputs" in recorded[1].payload["error"]  # told to the model, not raised
+
+
+async def test_a_workflow_tool_the_engine_does_not_know_is_a_mistake(migrated_url: str) -> None:
+    async with FakeChatServer(looks_up) as server, Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(
+            ask_flow(server, workflow_tools=["lookup"]), {"question": "?", "user": "ol"}
+        )
+    assert run.status == RunStatus.FAILED and run.error is not None
+    assert run.error["type"] == "flowstore.errors.ConfigurationError"
+    assert "workflow 'lookup' is not registered with this engine" in run.error["message"]
+    assert server.requests == []  # not retried, nothing called
