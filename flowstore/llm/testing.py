@@ -12,8 +12,8 @@ async with FakeChatServer() as server:             # replies "You said: <the las
 It serves `POST /v1/chat/completions` as a real endpoint streams it: server-sent events over
 chunked HTTP/1.1 with keep-alive, a delta per word, a last chunk with the usage, `[DONE]`.
 `respond` decides the reply from the request (a text, or tool calls); `faults` are taken one
-per request, first in first out: an HTTP status (with `Retry-After`), a stream cut after some
-words, a garbled chunk after some words. Run one from a shell with
+per request, first in first out: an HTTP status (with `Retry-After`), a stream cut, garbled or
+stalled after some words. Run one from a shell with
 `python -m flowstore.llm.testing --port 8700 [--respond module:function]`.
 """
 
@@ -52,12 +52,16 @@ class Fault:
         retry_after: The `Retry-After` seconds sent with `status`.
         cut_after: Close the connection after this many words of the reply.
         garble_after: Send a chunk that is not JSON after this many words.
+        stall_after: Send nothing for `stall_seconds` after this many words.
+        stall_seconds: How long a stall lasts.
     """
 
     status: int | None = None
     retry_after: float | None = None
     cut_after: int | None = None
     garble_after: int | None = None
+    stall_after: int | None = None
+    stall_seconds: float = 3600.0
 
 
 Respond = Callable[[dict[str, Any]], FakeReply | str]
@@ -189,6 +193,9 @@ class FakeChatServer:
             if fault.cut_after is not None and number == fault.cut_after:
                 await writer.drain()
                 return False  # the connection closes with the body unfinished
+            if fault.stall_after is not None and number == fault.stall_after:
+                await writer.drain()
+                await asyncio.sleep(fault.stall_seconds)
             if fault.garble_after is not None and number == fault.garble_after:
                 writer.write(_chunked(b'data: {"choices": [{"delta": {"content": "\n\n'))
             if self.token_delay:

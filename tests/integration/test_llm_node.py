@@ -168,6 +168,22 @@ async def test_a_fault_past_the_retries_fails_the_run_and_keeps_no_turn(
     assert thread == []
 
 
+async def test_a_stalled_stream_times_out_and_is_retried(migrated_url: str) -> None:
+    async with FakeChatServer() as server, Engine(migrated_url, workers=0) as engine:
+        server.faults.append(Fault(stall_after=1, stall_seconds=30))
+        started = time.monotonic()
+        run = await engine.run(
+            ask_flow(server, request_timeout=0.3), {"question": "a b c", "user": "pa"}
+        )
+        elapsed = time.monotonic() - started
+        [failed, ok] = await engine.store.list_llm_calls(run_id=run.id)
+
+    assert (run.status, run.output) == (RunStatus.SUCCEEDED, "You said: a b c")
+    assert failed.outcome == "failed" and failed.error is not None
+    assert "timed out" in failed.error and ok.outcome == "ok"
+    assert elapsed < 10  # the stall was cut short by the read timeout, not waited out
+
+
 async def test_retry_after_is_honoured(migrated_url: str) -> None:
     async with FakeChatServer() as server, Engine(migrated_url, workers=0) as engine:
         server.faults.append(Fault(status=429, retry_after=1))
