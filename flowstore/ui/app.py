@@ -152,7 +152,7 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
 
     async def stats_page(request: Request) -> Response:
         """Per workflow and node: durations, success and cache-hit rates, errors by type,
-        from the statistics views."""
+        model calls with their tokens and cost, from the statistics views."""
         store = state["client"].store
         workflow = request.query_params.get("workflow", "").strip() or None
         nodes = await store.node_stats(workflow=workflow)
@@ -165,6 +165,7 @@ def create_app(settings: StoreSettings, *, token: str | None = None) -> Starlett
             nodes=nodes,
             scale=slowest or 1.0,
             errors=await store.error_stats(workflow=workflow),
+            models=await store.llm_usage(workflow=workflow),
         )
 
     async def workers_page(request: Request) -> Response:
@@ -282,6 +283,7 @@ async def _run_values(client: Any, run_id: str) -> dict[str, Any]:
         "executions": executions,
         "bars": timeline(run.started_at, run.finished_at, executions, errors, lookups, waits),
         "errors": errors,
+        "model_calls": await store.list_llm_calls(run_id=RunId(run_id)),
         "waits": [wait for wait in waits if wait.outcome is None],
     }
 

@@ -394,3 +394,37 @@ async def test_a_signed_in_person_forks_a_run_from_a_node_onto_the_workers(
     unknown = await with_token.post(f"/runs/{ids['shown']}/fork", data={**form, "node": "x"})
     assert unknown.status_code == 409 and "has no node" in unknown.text
     assert (await with_token.post(f"/runs/{ids['shown']}/fork", data={})).status_code == 403
+
+
+async def test_a_run_page_and_the_statistics_show_the_model_calls(
+    url: str, read_only: httpx.AsyncClient
+) -> None:
+    from flowstore import LlmConfig, ModelPrice
+    from flowstore.llm.testing import FakeChatServer, Fault
+
+    async with FakeChatServer() as server:
+        flow = Workflow("asks", inputs={"question": "str"}, output="answer")
+        config = LlmConfig(
+            model="fake-1",
+            base_url=server.base_url,
+            api_key_env=None,
+            prompt="{question}",
+            prices={"fake-1": ModelPrice(prompt=1.0, completion=2.0)},
+        )
+        flow.llm("answer", config, inputs=["question"], retry=Retry(attempts=2, backoff=0))
+        server.faults.append(Fault(status=503))
+        async with Engine(url, workflows=[flow]) as engine:
+            run = await engine.run(flow, {"question": "hi <b>"})
+    assert run.status == RunStatus.SUCCEEDED
+
+    page = (await read_only.get(f"/runs/{run.id}")).text
+    calls = page.split("<h2>Model calls</h2>", 1)[1].split("<tbody>", 1)[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", calls.split("</tbody>", 1)[0], flags=re.S)
+    assert len(rows) == 2
+    assert ">failed<" in rows[0] and "HTTP 503" in rows[0]
+    # 1 prompt token ("hi <b>") at 1.0 and 4 completion tokens at 2.0 per million
+    assert ">ok<" in rows[1] and "5 (1 + 4)" in rows[1] and "0.000009" in rows[1]
+    stats = (await read_only.get("/stats")).text
+    usage = stats.split("<h2>Model calls</h2>", 1)[1]
+    assert "<td>asks</td><td>answer</td><td>fake-1</td>" in usage
+    assert "<td>2</td><td>1</td><td>0</td>" in usage
