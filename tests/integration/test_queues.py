@@ -23,6 +23,7 @@ from flowstore import (
     RunStatus,
     Workflow,
 )
+from tests.support.statuses import until_status
 from tests.support.timeline import most_at_once, most_started_within, running_spans
 
 
@@ -130,13 +131,20 @@ async def test_priorities_order_a_queue_and_a_full_queue_holds_back_no_one_else(
 async def test_a_waiting_run_gives_its_place_back_and_needs_one_to_go_on(
     migrated_url: str,
 ) -> None:
+    """`a` waits for a signal: its place in a queue of one goes to `b`. Signalled while `b`
+    holds the place, `a` goes on only once `b` has ended. No step depends on timing."""
     flow = Workflow("napper", config=ExecutionConfig(queue="one"))
     order: list[str] = []
+    b_started, release_b = asyncio.Event(), asyncio.Event()
 
     @flow.node
-    async def nap(name: str, seconds: float, ctx: NodeContext) -> str:
+    async def nap(name: str, ctx: NodeContext) -> str:
         order.append(f"{name} starts")
-        await ctx.sleep(seconds)
+        if name == "a":
+            await ctx.wait_for_signal("go")
+        else:
+            b_started.set()
+            await release_b.wait()
         order.append(f"{name} wakes")
         return name
 
@@ -147,14 +155,18 @@ async def test_a_waiting_run_gives_its_place_back_and_needs_one_to_go_on(
         poll_seconds=0.05,
         queues=[Queue("one", concurrency=1)],
     ) as engine:
-        sleeper = await engine.submit(flow, {"name": "a", "seconds": 0.5})
-        await asyncio.sleep(0.2)
-        other = await engine.submit(flow, {"name": "b", "seconds": 0.0})
+        sleeper = await engine.submit(flow, {"name": "a"})
+        await until_status(engine, sleeper, RunStatus.WAITING)
+        other = await engine.submit(flow, {"name": "b"})
+        await asyncio.wait_for(b_started.wait(), 20)  # a gave its place back
+        await engine.signal(sleeper, "go")
+        await asyncio.sleep(0.3)  # a is due, but b holds the queue's one place
+        assert order == ["a starts", "b starts"]
+        release_b.set()
         await asyncio.wait_for(asyncio.gather(engine.wait(sleeper), engine.wait(other)), 20)
         records = [await engine.store.get_run(i) for i in (sleeper, other)]
         spans = await running_spans(engine.store, records)
-    # b ran while a slept, and a went on once b had ended.
-    assert order[:3] == ["a starts", "b starts", "b wakes"] and order[-1] == "a wakes"
+    assert order == ["a starts", "b starts", "b wakes", "a starts", "a wakes"]
     assert most_at_once(spans) == 1
 
 
