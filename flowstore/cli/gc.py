@@ -45,7 +45,8 @@ def add_commands(commands: Any) -> None:
     gc.add_argument(
         "--keep-stats",
         action="store_true",
-        help="keep their metrics, tied to no run, so `flowstore stats` still counts them",
+        help="keep their metrics and model calls, tied to no run, so `flowstore stats` "
+        "still counts them",
     )
     gc.add_argument("--limit", type=int, help="delete at most this many runs")
     gc.add_argument(

@@ -46,8 +46,8 @@ class Retention:
         older_than: Runs that ended longer ago than this are deleted.
         statuses: Which ended runs (all by default: succeeded, failed, cancelled).
         every: How often the engine looks for runs to delete.
-        keep_stats: Keep their metrics (tied to no run), so the statistics views still count
-            them.
+        keep_stats: Keep their metrics and model calls (tied to no run), so the statistics
+            views (`flowstore_llm_usage` too) still count them.
         batch_seconds: About how long one batch may hold the database's write lock.
     """
 

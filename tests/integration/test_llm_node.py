@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -565,3 +566,24 @@ async def test_a_workflow_tool_the_engine_does_not_know_is_a_mistake(migrated_ur
     assert run.error["type"] == "flowstore.errors.ConfigurationError"
     assert "workflow 'lookup' is not registered with this engine" in run.error["message"]
     assert server.requests == []  # not retried, nothing called
+
+
+@pytest.mark.parametrize("keep_stats", [True, False])
+async def test_retention_keeps_model_usage_when_asked(migrated_url: str, keep_stats: bool) -> None:
+    async with FakeChatServer() as server, Engine(migrated_url, workers=0) as engine:
+        run = await engine.run(ask_flow(server), {"question": "hi", "user": "qu"})
+        deleted = await engine.store.delete_ended_runs(
+            ended_before=datetime.now(UTC) + timedelta(seconds=1),
+            statuses=[RunStatus.SUCCEEDED],
+            limit=10,
+            keep_stats=keep_stats,
+        )
+        calls = await engine.store.list_llm_calls(workflow="ask")
+        usage = await engine.store.llm_usage(workflow="ask")
+
+    assert deleted == 1 and run.status == RunStatus.SUCCEEDED
+    if keep_stats:
+        assert [(call.run_id, call.outcome) for call in calls] == [(None, "ok")]
+        assert [row.calls for row in usage] == [1]
+    else:
+        assert calls == [] and usage == []
