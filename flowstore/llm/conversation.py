@@ -62,7 +62,7 @@ class Conversation:
             if not isinstance(base_url, str):
                 raise ConfigurationError(
                     f"node {self.ctx.node!r}: the resource {config.endpoint!r} has no base_url; "
-                    "give an object with base_url and api_key (flowstore.llm.LlmEndpoint)"
+                    "give an object with base_url and api_key (flowstore.LlmEndpoint)"
                 )
             return base_url, getattr(given, "api_key", None)
         api_key = None
