@@ -219,8 +219,13 @@ class Conversation:
             )
             store = self.ctx.run.store
             assert store is not None
+            # A refused request (a 4xx) is the endpoint answering: it does not count against it.
             reply = await with_breaker(
-                breaker, store, lambda: self._stream(streamed), moved=self._breaker_moved
+                breaker,
+                store,
+                lambda: self._stream(streamed),
+                moved=self._breaker_moved,
+                ignore=(LlmRequestRejected,),
             )
         if key is not None:
             await self._keep(key, reply)

@@ -157,7 +157,8 @@ class LlmConfig(BaseModel):
             options) from the cache for this many seconds; None does not cache.
         request_timeout: Seconds to wait for the endpoint to connect or send the next bytes.
         breaker_failures: Consecutive failed calls to the endpoint that open its circuit
-            breaker, shared by every node and worker that calls it (0: no breaker).
+            breaker, shared by every node and worker that calls it (0: no breaker); a
+            refused request (HTTP 4xx) does not count.
         breaker_reset_after: Seconds the breaker stays open before a trial call.
         prices: ModelPrice per model, for the cost of each call.
         extra: More fields for the request body (`top_p`, `seed`, ...).

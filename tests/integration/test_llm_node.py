@@ -364,6 +364,25 @@ async def test_the_breaker_of_an_endpoint_opens_for_every_node(migrated_url: str
     assert moves == [{"breaker": f"llm {server.base_url}", "from": "closed", "to": "open"}]
 
 
+async def test_a_refused_request_does_not_count_against_the_breaker(migrated_url: str) -> None:
+    async with FakeChatServer() as server, Engine(migrated_url, workers=0) as engine:
+        flow = ask_flow(server, breaker_failures=1, breaker_reset_after=3600)
+        server.faults.extend([Fault(status=401)] * 3)
+        refused = [
+            await engine.run(flow, {"question": "hi", "user": user}) for user in ("jo", "ka", "lu")
+        ]
+        breaker = await engine.store.get_breaker(f"llm {server.base_url}")
+        answered = await engine.run(flow, {"question": "hi", "user": "mo"})
+
+    # A breaker of one failure: a single counted 401 would have opened it for the next runs.
+    assert [run.error["type"] for run in refused if run.error] == [
+        "flowstore.errors.LlmRequestRejected"
+    ] * 3
+    assert breaker is None or (breaker.state, breaker.failure_count) == ("closed", 0)
+    assert answered.status == RunStatus.SUCCEEDED
+    assert len(server.requests) == 4
+
+
 async def test_the_api_key_is_read_from_the_environment_and_never_stored(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,6 +11,9 @@ overwrite each other: the loser reads again and decides anew.
   opened; then it turns half-open.
 - half-open: calls go through as trials; a success closes the breaker, a failure opens it
   again.
+
+An error the caller names in `ignore` (the dependency answered, and refused the request)
+counts neither way: it is raised as it is, and the state is left as it was.
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ async def with_breaker(
     call: Callable[[], Awaitable[T]],
     *,
     moved: BreakerMoved,
+    ignore: tuple[type[Exception], ...] = (),
     now: Callable[[], datetime] = _utcnow,
 ) -> T:
-    """Await `call()` if the breaker lets it through, and record how it went.
+    """Await `call()` if the breaker lets it through, and record how it went (an error of a
+    type in `ignore` is not recorded).
 
     Raises:
         CircuitOpen: The breaker is open; `call` was not made.
@@ -56,6 +61,8 @@ async def with_breaker(
     await _admit(policy, store, moved, now)
     try:
         result = await call()
+    except ignore:
+        raise
     except Exception:
         await _record(policy, store, moved, now, failed=True)
         raise
